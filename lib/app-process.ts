@@ -1,0 +1,152 @@
+import { readFile, rm } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import { execa, type ResultPromise } from 'execa';
+import { belongsTo, groupMembers, isAlive, killAll, signalGroup, signalProcess, waitFor } from './process-group.js';
+import { launchCommand, type LaunchValues } from './template.js';
+
+// One launched app: the `sh -c RUN` wrapper in its own process group, its output, its
+// pidfile, and how to stop all of it.
+
+export interface ExitInfo {
+  code: number | null;
+  signal: string | null;
+}
+
+export interface SpawnOptions extends LaunchValues {
+  run: string;
+  service: string;
+  cwd: string;
+  env: Record<string, string>;
+  onOutput: (line: string) => void;
+}
+
+export type StopOutcome =
+  | { how: 'already-exited' }
+  | { how: 'SIGTERM'; signalled: string; leftoversKilled: number }
+  | { how: 'SIGKILL'; signalled: string; afterMs: number };
+
+const OUTPUT_TAIL_LINES = 10;
+
+export class AppProcess {
+  private readonly subprocess: ResultPromise<{ detached: true; buffer: false; all: true; reject: false; stdin: 'ignore' }>;
+  private readonly tail: string[] = [];
+  exitInfo: ExitInfo | null = null;
+  readonly exited: Promise<ExitInfo>;
+  /** The wrapper shell's pid, which is also the process group id. */
+  readonly groupId: number;
+
+  constructor(private readonly options: SpawnOptions) {
+    const { file, args } = launchCommand(options.run, options);
+    this.subprocess = execa(file, args, {
+      cwd: options.cwd,
+      env: {
+        ...options.env,
+        PORT: String(options.port),
+        RAINBOWD_SERVICE: options.service,
+        RAINBOWD_GENERATION: String(options.generation),
+      },
+      detached: true,
+      // execa's default buffering would kill a chatty long-running app at maxBuffer.
+      buffer: false,
+      all: true,
+      reject: false,
+      stdin: 'ignore',
+    });
+    this.groupId = this.subprocess.pid ?? -1;
+    if (this.subprocess.all) {
+      createInterface({ input: this.subprocess.all, crlfDelay: Infinity }).on('line', (line) => {
+        this.tail.push(line);
+        if (this.tail.length > OUTPUT_TAIL_LINES) this.tail.shift();
+        options.onOutput(line);
+      });
+    }
+    this.exited = this.subprocess.then((result) => {
+      this.exitInfo = { code: result.exitCode ?? null, signal: result.signal ?? null };
+      return this.exitInfo;
+    });
+  }
+
+  get pidfile(): string {
+    return this.options.pidfile;
+  }
+
+  /** The last lines the app printed, for error messages. */
+  outputTail(): string[] {
+    return [...this.tail];
+  }
+
+  describeExit(): string {
+    const info = this.exitInfo;
+    if (!info) return 'is running';
+    return info.signal ? `was killed by ${info.signal}` : `exited with code ${info.code}`;
+  }
+
+  /** The pid the app wrote to its pidfile, if it is a live process of this app. */
+  async mainPid(): Promise<{ pid: number } | { pid: null; why: string }> {
+    let text: string;
+    try {
+      text = (await readFile(this.options.pidfile, 'utf8')).trim();
+    } catch {
+      return { pid: null, why: 'no pidfile was written' };
+    }
+    const pid = Number(text);
+    // Never signal 0 (our own group), 1 (init), negatives (groups) or garbage.
+    if (!/^\d+$/.test(text) || !Number.isSafeInteger(pid) || pid <= 1 || pid === process.pid) {
+      return { pid: null, why: `the pidfile holds ${JSON.stringify(text.slice(0, 20))}, not a pid` };
+    }
+    if (!isAlive(pid)) return { pid: null, why: `pid ${pid} from the pidfile is not running` };
+    if (!belongsTo(pid, this.groupId)) return { pid: null, why: `pid ${pid} from the pidfile is not a process of this app` };
+    return { pid };
+  }
+
+  /** The pid to show in status: the app's own if it wrote a pidfile, else the wrapper's. */
+  async displayPid(): Promise<number> {
+    const main = await this.mainPid();
+    return main.pid ?? this.groupId;
+  }
+
+  isRunning(): boolean {
+    return groupMembers(this.groupId).length > 0;
+  }
+
+  /**
+   * SIGTERM to the app's main process (the pidfile's pid, else the whole group: dash does not
+   * exec, so the wrapper's pid is not the app), then SIGKILL to everything after `timeoutMs`.
+   * Workers left behind by a master that exited first are killed too.
+   */
+  async stop(timeoutMs: number): Promise<StopOutcome> {
+    try {
+      if (!this.isRunning()) return { how: 'already-exited' };
+      const main = await this.mainPid();
+      const started = Date.now();
+      let signalled: string;
+      let stopped: () => boolean;
+      if (main.pid !== null) {
+        const pid = main.pid;
+        signalProcess(pid, 'SIGTERM');
+        signalled = `pid ${pid} (from pidfile)`;
+        stopped = () => !isAlive(pid);
+      } else {
+        signalGroup(this.groupId, 'SIGTERM');
+        signalled = `process group ${this.groupId} (${main.why})`;
+        stopped = () => !this.isRunning();
+      }
+      if (!(await waitFor(stopped, timeoutMs))) {
+        await killAll(this.groupId, this.groupId);
+        await waitFor(() => !this.isRunning(), 2000);
+        return { how: 'SIGKILL', signalled, afterMs: Date.now() - started };
+      }
+      // The wrapper shell exits right after the app; anything still there after that is a
+      // worker its master left behind.
+      await waitFor(() => !this.isRunning(), 250);
+      const leftovers = groupMembers(this.groupId);
+      if (leftovers.length > 0) {
+        await killAll(this.groupId, null);
+        await waitFor(() => !this.isRunning(), 2000);
+      }
+      return { how: 'SIGTERM', signalled, leftoversKilled: leftovers.length };
+    } finally {
+      await rm(this.options.pidfile, { force: true });
+    }
+  }
+}

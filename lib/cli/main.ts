@@ -1,0 +1,40 @@
+import { RainbowError, isRainbowError } from '../errors.js';
+import { help, helpText } from './help.js';
+import { redeploy } from './redeploy.js';
+import { run } from './run.js';
+import { status } from './status.js';
+import { version } from './version.js';
+
+const commands: Record<string, (args: string[]) => Promise<void>> = { run, redeploy, status, help };
+
+export async function main(argv: string[]): Promise<void> {
+  const [first, ...rest] = argv;
+  if (first === '--help' || first === '-h') return void process.stdout.write(helpText());
+  if (first === '--version' || first === '-v') return void process.stdout.write(`${version}\n`);
+  if (first === undefined || first.startsWith('-')) return run(argv);
+  const command = commands[first];
+  if (!command) throw new RainbowError('USAGE', `unknown command "${first}" (commands: ${Object.keys(commands).join(', ')}; see rainbowd help)`);
+  if (rest.includes('--help') || rest.includes('-h')) return void process.stdout.write(helpText(first));
+  return command(rest);
+}
+
+main(process.argv.slice(2)).catch((error: unknown) => {
+  const known = asUserError(error);
+  if (known) {
+    process.stderr.write(`rainbowd: ${known.message}\n`);
+    process.exitCode = known.exitCode;
+    return;
+  }
+  process.stderr.write(`rainbowd: internal error (please report it): ${error instanceof Error ? error.stack : String(error)}\n`);
+  process.exitCode = 1;
+});
+
+/** Errors the user caused: ours, and node:util parseArgs' complaints about flags. */
+function asUserError(error: unknown): RainbowError | null {
+  if (isRainbowError(error)) return error;
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS')) {
+    return new RainbowError('USAGE', `${(error as Error).message.split('\n')[0]} (see rainbowd help)`);
+  }
+  return null;
+}

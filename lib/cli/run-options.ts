@@ -1,0 +1,69 @@
+import { parseArgs } from 'node:util';
+import { usageError } from '../errors.js';
+import type { LogFormat } from '../log.js';
+import type { RunOverrides } from '../config.js';
+
+// The options of `rainbowd run`. Each can also come from the environment: flag > env >
+// config file > default. `RAINBOWD_X` wins over the plain `X` (parachute/kamal-proxy style).
+// --host has no plain variable: many shells and images set HOST to the machine's name.
+
+export interface RunOption {
+  flag: string;
+  env: string[];
+  value: string;
+  help: string;
+}
+
+export const runOptions: RunOption[] = [
+  { flag: 'config', env: ['RAINBOWD_CONFIG'], value: 'FILE', help: 'config file (default: searched in the working directory)' },
+  { flag: 'http-port', env: ['RAINBOWD_HTTP_PORT', 'HTTP_PORT'], value: 'N', help: 'proxy listen port (default 7000)' },
+  { flag: 'control-port', env: ['RAINBOWD_CONTROL_PORT', 'CONTROL_PORT'], value: 'N', help: 'control API port (default: proxy port + 1)' },
+  { flag: 'host', env: ['RAINBOWD_HOST'], value: 'ADDR', help: 'proxy listen address (default 127.0.0.1)' },
+  { flag: 'control-host', env: ['RAINBOWD_CONTROL_HOST'], value: 'ADDR', help: 'control API listen address (default 127.0.0.1)' },
+  { flag: 'log-format', env: ['RAINBOWD_LOG_FORMAT', 'LOG_FORMAT'], value: 'text|json', help: 'log lines as text or JSON (default text)' },
+];
+
+export interface RunArguments {
+  configFile: string | undefined;
+  overrides: RunOverrides;
+}
+
+export function parseRunArguments(args: string[], env: NodeJS.ProcessEnv): RunArguments {
+  const { values } = parseArgs({
+    args,
+    options: Object.fromEntries(runOptions.map((option) => [option.flag, { type: 'string' as const, ...(option.flag === 'config' ? { short: 'c' } : {}) }])),
+    strict: true,
+    allowPositionals: false,
+  });
+  const pick = (flag: string): { value: string; from: string } | undefined => {
+    const option = runOptions.find((candidate) => candidate.flag === flag)!;
+    const fromFlag = values[flag];
+    if (typeof fromFlag === 'string') return { value: fromFlag, from: `--${flag}` };
+    for (const name of option.env) {
+      const fromEnv = env[name];
+      if (fromEnv !== undefined && fromEnv !== '') return { value: fromEnv, from: name };
+    }
+    return undefined;
+  };
+  const overrides: RunOverrides = {};
+  const httpPort = pick('http-port');
+  if (httpPort) overrides.port = parsePort(httpPort.value, httpPort.from);
+  const controlPort = pick('control-port');
+  if (controlPort) overrides.controlPort = parsePort(controlPort.value, controlPort.from);
+  const host = pick('host');
+  if (host) overrides.host = host.value;
+  const controlHost = pick('control-host');
+  if (controlHost) overrides.controlHost = controlHost.value;
+  const logFormat = pick('log-format');
+  if (logFormat) {
+    if (logFormat.value !== 'text' && logFormat.value !== 'json') throw usageError(`${logFormat.from} must be "text" or "json", got ${JSON.stringify(logFormat.value)}`);
+    overrides.logFormat = logFormat.value as LogFormat;
+  }
+  return { configFile: pick('config')?.value, overrides };
+}
+
+export function parsePort(text: string, from: string): number {
+  const port = Number(text);
+  if (!/^\d+$/.test(text) || port < 1 || port > 65535) throw usageError(`${from} must be a port number from 1 to 65535, got ${JSON.stringify(text)}`);
+  return port;
+}

@@ -1,0 +1,21 @@
+import path from 'node:path';
+import { findConfigFile, loadConfig } from '../config.js';
+import { Daemon } from '../daemon.js';
+import { RainbowError } from '../errors.js';
+import { Logger } from '../log.js';
+import { parseRunArguments } from './run-options.js';
+import { version } from './version.js';
+
+export async function run(args: string[]): Promise<void> {
+  const { configFile, overrides } = parseRunArguments(args, process.env);
+  const file = configFile ? path.resolve(configFile) : await findConfigFile(process.cwd());
+  if (!file) {
+    throw new RainbowError(
+      'CONFIG_NOT_FOUND',
+      `no config found in ${process.cwd()} (looked for rainbow.conf.json, .rainbowrc, .rainbowrc.json, rainbow.config.js, package.json "rainbow"); create rainbow.conf.json with {"run": "..."} or pass --config FILE`,
+    );
+  }
+  const config = await loadConfig(file, overrides);
+  const daemon = new Daemon(config, overrides, new Logger(config.logFormat), version);
+  await daemon.start();
+}

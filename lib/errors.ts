@@ -1,0 +1,89 @@
+// Every error a user can meet, in one place: a stable code, the HTTP status the control
+// API answers with, and a message written for the person reading it. Anything else that
+// escapes is a bug and is reported as such.
+
+export type ErrorCode =
+  | 'CONFIG_NOT_FOUND'
+  | 'CONFIG_INVALID'
+  | 'USAGE'
+  | 'DEPLOY_FAILED'
+  | 'DEPLOY_SUPERSEDED'
+  | 'SERVICE_NOT_FOUND'
+  | 'SHUTTING_DOWN'
+  | 'DAEMON_UNREACHABLE'
+  | 'PORT_IN_USE'
+  | 'BAD_REQUEST';
+
+const httpStatusByCode: Record<ErrorCode, number> = {
+  CONFIG_NOT_FOUND: 400,
+  CONFIG_INVALID: 400,
+  USAGE: 400,
+  DEPLOY_FAILED: 500,
+  DEPLOY_SUPERSEDED: 409,
+  SERVICE_NOT_FOUND: 404,
+  SHUTTING_DOWN: 503,
+  DAEMON_UNREACHABLE: 503,
+  PORT_IN_USE: 500,
+  BAD_REQUEST: 400,
+};
+
+// Exit codes of the CLI: 1 = the operation failed (a deploy was refused, the daemon is not
+// there), 2 = the input was wrong (usage, config).
+const exitCodeByCode: Partial<Record<ErrorCode, number>> = {
+  CONFIG_NOT_FOUND: 2,
+  CONFIG_INVALID: 2,
+  USAGE: 2,
+  BAD_REQUEST: 2,
+};
+
+export class RainbowError extends Error {
+  override readonly name = 'RainbowError';
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+
+  get httpStatus(): number {
+    return httpStatusByCode[this.code];
+  }
+
+  get exitCode(): number {
+    return exitCodeByCode[this.code] ?? 1;
+  }
+
+  toJSON(): { code: ErrorCode; message: string } {
+    return { code: this.code, message: this.message };
+  }
+}
+
+export function isRainbowError(error: unknown): error is RainbowError {
+  return error instanceof RainbowError;
+}
+
+export function configError(file: string, key: string, expected: string, got?: unknown): RainbowError {
+  const found = got === undefined ? '' : `, got ${describeValue(got)}`;
+  return new RainbowError('CONFIG_INVALID', `${file}: "${key}" must be ${expected}${found}`);
+}
+
+export function usageError(message: string): RainbowError {
+  return new RainbowError('USAGE', `${message} (see rainbowd help)`);
+}
+
+export function deployFailed(message: string): RainbowError {
+  return new RainbowError('DEPLOY_FAILED', message);
+}
+
+export function describeValue(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'string') return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value);
+  if (typeof value === 'object') return 'an object';
+  return `${typeof value} ${String(value)}`;
+}
+
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

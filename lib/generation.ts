@@ -1,0 +1,237 @@
+import http from 'node:http';
+import path from 'node:path';
+import type { Duplex } from 'node:stream';
+import getPort from 'get-port';
+import { AppProcess, type StopOutcome } from './app-process.js';
+import type { ServiceConfig } from './config.js';
+import { formatDuration } from './duration.js';
+import { deployFailed, messageOf } from './errors.js';
+import { HealthCheckFailed, sleep, waitUntilHealthy } from './health.js';
+import type { EventFields, Logger } from './log.js';
+
+// One deployed instance of a service: a process rainbowd launched, or an external address.
+// Its lifecycle is the list of states below; `transition` is the only place state changes.
+
+export type GenerationState = 'starting' | 'healthy' | 'active' | 'draining' | 'stopping' | 'stopped' | 'failed';
+
+const allowedTransitions: Record<GenerationState, readonly GenerationState[]> = {
+  starting: ['healthy', 'failed'],
+  healthy: ['active', 'stopping', 'failed'],
+  active: ['draining', 'stopping'],
+  draining: ['stopping'],
+  stopping: ['stopped'],
+  stopped: [],
+  failed: [],
+};
+
+const LIVE_STATES: readonly GenerationState[] = ['starting', 'healthy', 'active', 'draining', 'stopping'];
+const PORT_ATTEMPTS = 3;
+const PORT_TAKEN = /EADDRINUSE|address already in use|address in use/i;
+
+export interface GenerationContext {
+  config: ServiceConfig;
+  log: Logger;
+  runtimeDir: string;
+  /** Aborts a start that is under way (rainbowd is shutting down). */
+  signal: AbortSignal;
+}
+
+export interface GenerationStatus {
+  id: number;
+  state: GenerationState;
+  host: string;
+  port: number;
+  pid: number | null;
+  inFlight: number;
+  ageMs: number;
+}
+
+export class Generation {
+  state: GenerationState = 'starting';
+  host: string;
+  port = 0;
+  pid: number | null = null;
+  app: AppProcess | null = null;
+  inFlight = 0;
+  readonly createdAt = Date.now();
+  /** Upstream connections are reused per generation and closed when it has drained. */
+  readonly agent = new http.Agent({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 1024, timeout: 4000 });
+  /** http-proxy's target, built once so the request path does no parsing. */
+  proxyTarget: { protocol: 'http:'; host: string; port: number };
+  private readonly upgraded = new Set<Duplex>();
+  /** Set once the generation is being drained and stopped; see Service.retire. */
+  retirement: Promise<void> | null = null;
+  private onIdle: (() => void) | null = null;
+
+  constructor(
+    readonly service: string,
+    readonly id: number,
+    private readonly context: GenerationContext,
+  ) {
+    const target = context.config.target;
+    this.host = target ? target.slice(0, target.lastIndexOf(':')).replace(/^\[|\]$/g, '') : '127.0.0.1';
+    if (target) this.port = Number(target.slice(target.lastIndexOf(':') + 1));
+    this.proxyTarget = { protocol: 'http:', host: this.host, port: this.port };
+  }
+
+  get isLive(): boolean {
+    return LIVE_STATES.includes(this.state);
+  }
+
+  get label(): string {
+    return `${this.service}#${this.id}`;
+  }
+
+  transition(to: GenerationState, reason?: string, extra: EventFields = {}): void {
+    if (!allowedTransitions[this.state].includes(to)) {
+      throw new Error(`${this.label}: illegal transition ${this.state} -> ${to}`);
+    }
+    this.state = to;
+    this.context.log.event(to, { service: this.service, generation: this.id, port: this.port, pid: this.pid, ...extra, ...(reason ? { reason } : {}) });
+  }
+
+  /** Launch (supervised) and health-check. Throws a DEPLOY_FAILED error; the generation is then `failed`. */
+  async start(): Promise<void> {
+    const { config } = this.context;
+    try {
+      if (config.run === undefined) {
+        this.context.log.event('starting', { service: this.service, generation: this.id, target: config.target });
+        await this.waitUntilReady(this.context.signal);
+      } else {
+        await this.launchWithPortRetry(config.run);
+      }
+      this.transition('healthy');
+    } catch (error) {
+      await this.fail(messageOf(error));
+      throw deployFailed(`${this.label} ${messageOf(error)}`);
+    }
+  }
+
+  private async launchWithPortRetry(run: string): Promise<void> {
+    const { config, log } = this.context;
+    for (let attempt = 1; ; attempt++) {
+      this.port = await getPort({ host: '127.0.0.1' });
+      this.proxyTarget = { protocol: 'http:', host: this.host, port: this.port };
+      const app = new AppProcess({
+        run,
+        service: this.service,
+        generation: this.id,
+        port: this.port,
+        pidfile: path.join(this.context.runtimeDir, `${this.service}-${this.id}.pid`),
+        cwd: config.cwd,
+        env: config.env,
+        onOutput: (line) => log.appOutput(this.service, this.id, line),
+      });
+      this.app = app;
+      this.pid = app.groupId;
+      log.event('starting', { service: this.service, generation: this.id, port: this.port, pid: this.pid, attempt: attempt > 1 ? attempt : undefined });
+      // A process that exits before it is healthy fails the deploy at once, not at the timeout.
+      const exitedEarly = new AbortController();
+      void app.exited.then(() => exitedEarly.abort(new Error('exited')));
+      try {
+        await this.waitUntilReady(AbortSignal.any([exitedEarly.signal, this.context.signal]));
+        this.pid = await app.displayPid();
+        return;
+      } catch (error) {
+        if (this.context.signal.aborted) throw new Error('start cancelled: rainbowd is shutting down');
+        if (!exitedEarly.signal.aborted) throw error;
+        const tail = app.outputTail();
+        const portTaken = tail.some((line) => PORT_TAKEN.test(line));
+        if (portTaken && attempt < PORT_ATTEMPTS) {
+          log.event('retrying', { service: this.service, generation: this.id, port: this.port, reason: `port ${this.port} was taken before the app could bind it; trying another port` });
+          await app.stop(config.stopTimeoutMs);
+          continue;
+        }
+        const lastLines = tail.length ? `; last output: ${tail.slice(-5).join(' | ')}` : '; it printed nothing';
+        throw new Error(`${app.describeExit()} before it was healthy${lastLines}`);
+      }
+    }
+  }
+
+  private async waitUntilReady(signal: AbortSignal): Promise<void> {
+    const { config } = this.context;
+    if (config.warmupMs !== undefined) return sleep(config.warmupMs, signal);
+    try {
+      await waitUntilHealthy(this, config.healthCheck, config.deployTimeoutMs, signal);
+    } catch (error) {
+      if (error instanceof HealthCheckFailed) throw new Error(error.message);
+      throw error;
+    }
+  }
+
+  private async fail(reason: string): Promise<void> {
+    if (this.app) await this.app.stop(this.context.config.stopTimeoutMs);
+    this.transition('failed', reason);
+    this.agent.destroy();
+  }
+
+  requestStarted(): void {
+    this.inFlight++;
+  }
+
+  requestFinished(): void {
+    this.inFlight--;
+    if (this.inFlight === 0 && this.onIdle) this.onIdle();
+  }
+
+  /** WebSockets and other upgraded connections count as in flight until they close. */
+  trackUpgrade(socket: Duplex): void {
+    this.requestStarted();
+    this.upgraded.add(socket);
+    socket.once('close', () => {
+      this.upgraded.delete(socket);
+      this.requestFinished();
+    });
+  }
+
+  /**
+   * Waits until nothing is in flight (bounded by `drainTimeout`), then closes every upstream
+   * socket so nothing new can race onto this generation.
+   */
+  async drain(reason: string): Promise<void> {
+    const { drainTimeoutMs } = this.context.config;
+    this.transition('draining', reason, { inFlight: this.inFlight });
+    const started = Date.now();
+    let timer: NodeJS.Timeout | undefined;
+    const drained = await new Promise<boolean>((resolve) => {
+      if (this.inFlight === 0) return resolve(true);
+      this.onIdle = () => resolve(true);
+      this.cutDrainShort = () => resolve(false);
+      timer = setTimeout(() => resolve(false), drainTimeoutMs);
+    });
+    clearTimeout(timer);
+    this.onIdle = null;
+    const cut = this.inFlight;
+    for (const socket of this.upgraded) socket.destroy();
+    this.agent.destroy();
+    this.context.log.event('drained', {
+      service: this.service,
+      generation: this.id,
+      port: this.port,
+      pid: this.pid,
+      tookMs: Date.now() - started,
+      ...(drained ? {} : { cut, reason: `${cut} request(s) still in flight; closing them` }),
+    });
+  }
+
+  /** Ends a drain under way at once (too many generations alive, or shutting down hard). */
+  cutDrainShort: () => void = () => {};
+
+  /** Stops the process (supervised) after the drain; external targets are just forgotten. */
+  async stop(reason: string): Promise<StopOutcome | null> {
+    this.transition('stopping', reason);
+    this.agent.destroy();
+    const outcome = this.app ? await this.app.stop(this.context.config.stopTimeoutMs) : null;
+    const how =
+      outcome === null ? 'forgotten'
+      : outcome.how === 'already-exited' ? 'had already exited'
+      : outcome.how === 'SIGKILL' ? `did not stop within ${formatDuration(this.context.config.stopTimeoutMs)} of SIGTERM to ${outcome.signalled}: SIGKILLed`
+      : `SIGTERM to ${outcome.signalled}${outcome.leftoversKilled ? `; ${outcome.leftoversKilled} leftover process(es) SIGKILLed` : ''}`;
+    this.transition('stopped', how);
+    return outcome;
+  }
+
+  status(): GenerationStatus {
+    return { id: this.id, state: this.state, host: this.host, port: this.port, pid: this.pid, inFlight: this.inFlight, ageMs: Date.now() - this.createdAt };
+  }
+}

@@ -1,0 +1,76 @@
+import http from 'node:http';
+import { formatDuration } from './duration.js';
+import type { HealthCheckConfig } from './config.js';
+
+// Is the new generation ready? GET the health path until it answers 2xx/3xx.
+
+export interface HealthTarget {
+  host: string;
+  port: number;
+}
+
+export type ProbeResult = { healthy: true; status: number } | { healthy: false; problem: string };
+
+export function probe(target: HealthTarget, check: HealthCheckConfig, signal?: AbortSignal): Promise<ProbeResult> {
+  return new Promise((resolve) => {
+    const request = http.get(
+      { host: target.host, port: target.port, path: check.path, agent: false, timeout: check.timeoutMs, signal, headers: { 'user-agent': 'rainbowd-health-check' } },
+      (response) => {
+        response.resume();
+        const status = response.statusCode ?? 0;
+        resolve(
+          status >= 200 && status < 400
+            ? { healthy: true, status }
+            : { healthy: false, problem: `GET ${check.path} answered ${status}` },
+        );
+      },
+    );
+    request.on('timeout', () => request.destroy(new Error(`no answer within ${formatDuration(check.timeoutMs)}`)));
+    request.on('error', (error: NodeJS.ErrnoException) => {
+      const problem = error.code === 'ECONNREFUSED' ? 'connection refused' : error.message;
+      resolve({ healthy: false, problem: `GET ${check.path}: ${problem}` });
+    });
+  });
+}
+
+export class HealthCheckFailed extends Error {}
+
+/**
+ * Polls until healthy. Rejects with HealthCheckFailed when `deadlineMs` passes, and with the
+ * abort reason as soon as `signal` aborts (the process exited, or rainbowd is shutting down).
+ */
+export async function waitUntilHealthy(
+  target: HealthTarget,
+  check: HealthCheckConfig,
+  deadlineMs: number,
+  signal: AbortSignal,
+): Promise<void> {
+  const deadline = Date.now() + deadlineMs;
+  let last = 'no answer yet';
+  for (;;) {
+    signal.throwIfAborted();
+    const result = await probe(target, { ...check, timeoutMs: Math.max(1, Math.min(check.timeoutMs, deadline - Date.now())) }, signal);
+    signal.throwIfAborted();
+    if (result.healthy) return;
+    last = result.problem;
+    if (Date.now() + check.intervalMs >= deadline) {
+      throw new HealthCheckFailed(`not healthy after ${formatDuration(deadlineMs)} (last check: ${last})`);
+    }
+    await sleep(check.intervalMs, signal);
+  }
+}
+
+/** The legacy `warmupTime` mode: wait, then assume the app is ready. */
+export function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}

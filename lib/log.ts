@@ -1,0 +1,53 @@
+// One line per lifecycle event: time, service#generation, event, then port, pid and the
+// reason, so `grep default#7` tells the whole story of one generation.
+
+export type LogFormat = 'text' | 'json';
+
+export interface EventFields {
+  service?: string;
+  generation?: number;
+  port?: number;
+  pid?: number | null;
+  reason?: string;
+  [key: string]: unknown;
+}
+
+export class Logger {
+  constructor(
+    private format: LogFormat,
+    private readonly out: NodeJS.WritableStream = process.stdout,
+  ) {}
+
+  setFormat(format: LogFormat): void {
+    this.format = format;
+  }
+
+  event(event: string, fields: EventFields = {}): void {
+    const time = new Date().toISOString();
+    if (this.format === 'json') {
+      this.out.write(`${JSON.stringify({ time, event, ...fields })}\n`);
+      return;
+    }
+    const { service, generation, reason, ...rest } = fields;
+    const who = service === undefined ? 'rainbowd' : generation === undefined ? service : `${service}#${generation}`;
+    const details = Object.entries(rest)
+      .filter(([, value]) => value !== undefined && value !== null)
+      .map(([key, value]) => `${key}=${formatValue(value)}`);
+    if (reason !== undefined) details.push(`reason=${JSON.stringify(reason)}`);
+    this.out.write(`${time} ${who} ${event}${details.length ? ` ${details.join(' ')}` : ''}\n`);
+  }
+
+  /** A line the app printed, prefixed with whose it is. */
+  appOutput(service: string, generation: number, line: string): void {
+    if (this.format === 'json') {
+      this.out.write(`${JSON.stringify({ time: new Date().toISOString(), event: 'output', service, generation, line })}\n`);
+      return;
+    }
+    this.out.write(`[${service}#${generation}] ${line}\n`);
+  }
+}
+
+function formatValue(value: unknown): string {
+  if (typeof value === 'string') return /^[\w.:/@-]+$/.test(value) ? value : JSON.stringify(value);
+  return typeof value === 'object' ? JSON.stringify(value) : String(value);
+}

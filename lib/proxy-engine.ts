@@ -1,0 +1,86 @@
+import http from 'node:http';
+import type { Duplex } from 'node:stream';
+import httpProxy from 'http-proxy';
+
+// The one module that knows the proxy engine is http-proxy 1.18.1, so it can be swapped.
+// 1.18.1 is unmaintained and has traps; each is guarded here and pinned by a test:
+// - an `error` event without a listener crashes the process (dead upstream => dead daemon);
+// - it does not abort the upstream request when the client goes away after sending its
+//   request (it only listens for `aborted`, which a finished request no longer emits);
+// - on Node 22+ it triggers DEP0060 (util._extend) warnings in users' logs.
+
+export interface Upstream {
+  proxyTarget: { protocol: 'http:'; host: string; port: number };
+  agent: http.Agent;
+}
+
+export type ErrorResponder = (response: http.ServerResponse, error: NodeJS.ErrnoException) => void;
+
+const upstreamRequest = Symbol('upstreamRequest');
+const upstreamUsed = Symbol('upstreamUsed');
+const retried = Symbol('retried');
+
+interface TrackedRequest extends http.IncomingMessage {
+  [upstreamRequest]?: http.ClientRequest;
+  [upstreamUsed]?: Upstream;
+  [retried]?: boolean;
+}
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+silenceUtilExtendDeprecation();
+
+export class ProxyEngine {
+  private readonly proxy = httpProxy.createProxyServer({ xfwd: false, ws: true, changeOrigin: false });
+
+  constructor(private readonly respondWithError: ErrorResponder) {
+    this.proxy.on('proxyReq', (proxyRequest, request, response) => {
+      (request as TrackedRequest)[upstreamRequest] = proxyRequest;
+      response.once('close', () => {
+        if (!response.writableFinished) proxyRequest.destroy();
+      });
+    });
+    this.proxy.on('error', (error: NodeJS.ErrnoException, request, response) => {
+      if (!(response instanceof http.ServerResponse)) {
+        (response as Duplex).destroy();
+        return;
+      }
+      if (this.retryOnStaleSocket(error, request as TrackedRequest, response)) return;
+      if (response.headersSent) response.destroy();
+      else this.respondWithError(response, error);
+    });
+  }
+
+  web(request: http.IncomingMessage, response: http.ServerResponse, upstream: Upstream): void {
+    (request as TrackedRequest)[upstreamUsed] = upstream;
+    this.proxy.web(request, response, { target: upstream.proxyTarget, agent: upstream.agent });
+  }
+
+  /** The caller has put an `error` listener on `socket`: a client reset mid-upgrade would otherwise crash us. */
+  ws(request: http.IncomingMessage, socket: Duplex, head: Buffer, upstream: Upstream): void {
+    this.proxy.ws(request, socket, head, { target: upstream.proxyTarget });
+  }
+
+  /**
+   * A kept-alive upstream socket can be closed by the app just as a request is written to
+   * it. The request never reached the app, so an idempotent one is sent again, once.
+   */
+  private retryOnStaleSocket(error: NodeJS.ErrnoException, request: TrackedRequest, response: http.ServerResponse): boolean {
+    const upstream = request[upstreamUsed];
+    const stale = (error.code === 'ECONNRESET' || error.code === 'EPIPE') && request[upstreamRequest]?.reusedSocket === true;
+    if (!stale || !upstream || request[retried] || response.headersSent || !IDEMPOTENT.has(request.method ?? '')) return false;
+    request[retried] = true;
+    this.proxy.web(request, response, { target: upstream.proxyTarget, agent: upstream.agent });
+    return true;
+  }
+}
+
+function silenceUtilExtendDeprecation(): void {
+  const emitWarning = process.emitWarning.bind(process);
+  process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
+    const options = rest[0];
+    const code = typeof options === 'object' && options !== null ? (options as { code?: string }).code : rest[1];
+    if (code === 'DEP0060' || (warning instanceof Error && (warning as NodeJS.ErrnoException).code === 'DEP0060')) return;
+    (emitWarning as (...args: unknown[]) => void)(warning, ...rest);
+  }) as typeof process.emitWarning;
+}

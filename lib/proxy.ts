@@ -1,0 +1,101 @@
+import http from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { ProxyEngine } from './proxy-engine.js';
+import type { Logger } from './log.js';
+import type { Router } from './router.js';
+
+// What happens to a request: router -> service -> its active generation -> forwarded, and
+// counted as in flight on that generation until the response closes, so a deploy can
+// drain it exactly.
+
+export class Proxy {
+  readonly server: http.Server;
+  private readonly engine: ProxyEngine;
+  private closing = false;
+
+  constructor(
+    private readonly router: Router,
+    private readonly log: Logger,
+  ) {
+    this.engine = new ProxyEngine((response, error) => this.badGateway(response, error));
+    // Longer than nginx's upstream keepalive_timeout (60 s), so nginx closes idle
+    // connections first and never writes a request onto one we are closing.
+    this.server = http.createServer({ keepAliveTimeout: 65_000, headersTimeout: 66_000, requestTimeout: 0 });
+    this.server.on('request', (request, response) => this.handle(request, response));
+    this.server.on('upgrade', (request, socket, head) => this.handleUpgrade(request, socket, head));
+    this.server.on('clientError', (_error, socket: Duplex) => {
+      if ((socket as Socket).writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+      else socket.destroy();
+    });
+  }
+
+  listen(port: number, host: string): Promise<void> {
+    return listen(this.server, port, host);
+  }
+
+  /** Stops accepting connections; requests in flight go on, kept-alive clients are told to close. */
+  close(): void {
+    this.closing = true;
+    this.server.close();
+    this.server.closeIdleConnections();
+  }
+
+  private handle(request: http.IncomingMessage, response: http.ServerResponse): void {
+    const service = this.router.route(request);
+    if (!service) return errorPage(response, 404, 'Not Found', 'There is no site at this address.');
+    const generation = service.active;
+    if (!generation) {
+      return errorPage(response, 503, 'Service Unavailable', 'The app is starting or restarting. Try again in a moment.', { 'retry-after': '1' });
+    }
+    setForwardedHeaders(request);
+    generation.requestStarted();
+    response.once('close', () => generation.requestFinished());
+    if (this.closing) response.setHeader('connection', 'close');
+    this.engine.web(request, response, generation);
+  }
+
+  private handleUpgrade(request: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => socket.destroy());
+    const generation = this.router.route(request)?.active;
+    if (!generation) {
+      socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    setForwardedHeaders(request);
+    generation.trackUpgrade(socket);
+    this.engine.ws(request, socket, head, generation);
+  }
+
+  private badGateway(response: http.ServerResponse, error: NodeJS.ErrnoException): void {
+    this.log.event('upstream-error', { reason: `${error.code ?? error.message}; answered 502` });
+    errorPage(response, 502, 'Bad Gateway', 'The app did not answer.');
+  }
+}
+
+// Client-sent X-Forwarded-* are replaced, never trusted: anyone can send them.
+function setForwardedHeaders(request: http.IncomingMessage): void {
+  const headers = request.headers;
+  const address = request.socket.remoteAddress ?? '';
+  headers['x-forwarded-for'] = address.startsWith('::ffff:') ? address.slice(7) : address;
+  headers['x-forwarded-proto'] = 'encrypted' in request.socket ? 'https' : 'http';
+  if (headers.host === undefined) delete headers['x-forwarded-host'];
+  else headers['x-forwarded-host'] = headers.host;
+  delete headers['x-forwarded-port'];
+}
+
+function errorPage(response: http.ServerResponse, status: number, title: string, text: string, headers: http.OutgoingHttpHeaders = {}): void {
+  const body = `${status} ${title}\n${text}\n`;
+  response.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', ...headers });
+  response.end(body);
+}
+
+export function listen(server: http.Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}

@@ -1,0 +1,251 @@
+import type { ServiceConfig } from './config.js';
+import { formatDuration } from './duration.js';
+import { RainbowError, messageOf } from './errors.js';
+import { Generation, type GenerationStatus } from './generation.js';
+import type { Logger } from './log.js';
+
+// A service owns its generations and runs its deploys: start the new one, switch to it,
+// drain the previous one, stop it. "What happens on a deploy" is `runDeploy` below.
+
+export interface DeployResult {
+  ok: true;
+  service: string;
+  generation: number;
+  port: number;
+  pid: number | null;
+  reason: string;
+  previous: number | null;
+  timings: { healthyMs: number; switchedMs: number; drainedMs: number | null; stoppedMs: number | null };
+}
+
+export interface ServiceStatus {
+  name: string;
+  kind: 'supervised' | 'external';
+  hosts: string[];
+  activeGeneration: number | null;
+  deploying: boolean;
+  restarts: number;
+  nextRestartInMs: number | null;
+  lastDeploy: { at: string; ok: boolean; generation: number | null; message: string } | null;
+  generations: GenerationStatus[];
+}
+
+interface PendingDeploy {
+  promise: Promise<DeployResult>;
+  resolve: (result: DeployResult) => void;
+  reject: (error: unknown) => void;
+  reason: string;
+}
+
+// A crashed app is restarted after 0.5 s, 1 s, 2 s ... up to 30 s; an app that stayed up
+// this long before crashing starts the sequence over.
+const RESTART_BACKOFF_MS = { first: 500, max: 30_000, stableAfter: 30_000 };
+
+export class Service {
+  /** Live generations, oldest first. */
+  private generations: Generation[] = [];
+  /** The generation new requests go to: the data path reads this field, nothing else. */
+  active: Generation | null = null;
+  private nextId = 1;
+  private current: Promise<DeployResult> | null = null;
+  private followUp: PendingDeploy | null = null;
+  private restarts = 0;
+  private crashStreak = 0;
+  private restartTimer: NodeJS.Timeout | null = null;
+  private restartAt: number | null = null;
+  private lastDeploy: ServiceStatus['lastDeploy'] = null;
+  private readonly shutdown = new AbortController();
+
+  constructor(
+    public config: ServiceConfig,
+    private readonly log: Logger,
+    private readonly runtimeDir: string,
+  ) {}
+
+  get name(): string {
+    return this.config.name;
+  }
+
+  /**
+   * Deploys of a service run one at a time; a trigger that arrives during a deploy queues
+   * one follow-up deploy, and further triggers join that follow-up.
+   */
+  redeploy(reason: string): Promise<DeployResult> {
+    if (this.shutdown.signal.aborted) {
+      return Promise.reject(new RainbowError('SHUTTING_DOWN', 'rainbowd is shutting down; deploy refused'));
+    }
+    if (!this.current) return this.begin(reason);
+    if (!this.followUp) {
+      let resolve!: PendingDeploy['resolve'];
+      let reject!: PendingDeploy['reject'];
+      const promise = new Promise<DeployResult>((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      this.followUp = { promise, resolve, reject, reason };
+      this.log.event('queued', { service: this.name, reason: `${reason}; a deploy is under way, this one follows it` });
+    }
+    return this.followUp.promise;
+  }
+
+  private begin(reason: string): Promise<DeployResult> {
+    this.clearRestart();
+    let switched!: () => void;
+    const switchedOrFailed = new Promise<void>((resolve) => (switched = resolve));
+    const deploy = this.runDeploy(reason, switched);
+    this.current = deploy;
+    // The next deploy may start once this one has switched (or failed): drains overlap.
+    void switchedOrFailed.then(() => {
+      this.current = null;
+      const next = this.followUp;
+      this.followUp = null;
+      if (next) this.begin(next.reason).then(next.resolve, next.reject);
+    });
+    return deploy;
+  }
+
+  private async runDeploy(reason: string, switched: () => void): Promise<DeployResult> {
+    const began = Date.now();
+    const since = () => Date.now() - began;
+    const generation = new Generation(this.name, this.nextId++, {
+      config: this.config,
+      log: this.log,
+      runtimeDir: this.runtimeDir,
+      signal: this.shutdown.signal,
+    });
+    this.generations.push(generation);
+    this.log.event('deploy', { service: this.name, generation: generation.id, reason });
+    this.enforceMaxGenerations();
+    try {
+      await generation.start();
+    } catch (error) {
+      this.forget(generation);
+      this.lastDeploy = { at: new Date().toISOString(), ok: false, generation: generation.id, message: messageOf(error) };
+      switched();
+      if (!this.active) this.scheduleRestart(`deploy of ${generation.label} failed`);
+      throw error;
+    }
+    const healthyMs = since();
+    if (this.shutdown.signal.aborted) {
+      switched();
+      await this.retire(generation, 'rainbowd is shutting down');
+      throw new RainbowError('SHUTTING_DOWN', 'rainbowd is shutting down; deploy cancelled');
+    }
+    const previous = this.active;
+    this.active = generation;
+    generation.transition('active', reason, { previous: previous?.id });
+    const switchedMs = since();
+    this.watchForCrash(generation);
+    this.lastDeploy = { at: new Date().toISOString(), ok: true, generation: generation.id, message: reason };
+    switched();
+    const result: DeployResult = {
+      ok: true,
+      service: this.name,
+      generation: generation.id,
+      port: generation.port,
+      pid: generation.pid,
+      reason,
+      previous: previous?.id ?? null,
+      timings: { healthyMs, switchedMs, drainedMs: null, stoppedMs: null },
+    };
+    if (previous) {
+      await this.retire(previous, `replaced by ${generation.label}`, () => (result.timings.drainedMs = since()));
+      result.timings.stoppedMs = since();
+    }
+    return result;
+  }
+
+  /** Drain, then stop. Each generation is retired once; later callers wait for the same end. */
+  private retire(generation: Generation, reason: string, onDrained?: () => void): Promise<void> {
+    generation.retirement ??= (async () => {
+      if (this.active === generation) this.active = null;
+      if (generation.state === 'active') await generation.drain(reason);
+      onDrained?.();
+      if (generation.state === 'draining' || generation.state === 'healthy') await generation.stop(reason);
+      this.forget(generation);
+    })();
+    return generation.retirement;
+  }
+
+  private forget(generation: Generation): void {
+    this.generations = this.generations.filter((candidate) => candidate !== generation);
+    if (this.active === generation) this.active = null;
+  }
+
+  private enforceMaxGenerations(): void {
+    const { maxGenerations } = this.config;
+    const live = this.generations.filter((generation) => generation.isLive);
+    if (live.length <= maxGenerations) return;
+    const oldestDraining = live.find((generation) => generation.state === 'draining');
+    if (!oldestDraining) return;
+    this.log.event('limit', {
+      service: this.name,
+      generation: oldestDraining.id,
+      reason: `${live.length} generations alive, more than maxGenerations ${maxGenerations}: ${oldestDraining.label} is stopped without waiting for its drain`,
+    });
+    oldestDraining.cutDrainShort();
+  }
+
+  /** The active app dying on its own is a crash: restart it as a new generation. */
+  private watchForCrash(generation: Generation): void {
+    void generation.app?.exited.then(async () => {
+      if (generation.state !== 'active') return;
+      const app = generation.app!;
+      const tail = app.outputTail().slice(-3).join(' | ');
+      const upFor = Date.now() - generation.createdAt;
+      if (upFor >= RESTART_BACKOFF_MS.stableAfter) this.crashStreak = 0;
+      this.restarts++;
+      this.active = null;
+      const reason = `crashed: ${app.describeExit()} after ${formatDuration(upFor)}${tail ? `; last output: ${tail}` : ''}`;
+      // Nothing to drain: the process is gone. Stopping cleans up whatever it left behind.
+      generation.retirement = generation.stop(reason).then(() => this.forget(generation));
+      this.scheduleRestart(`${generation.label} crashed`);
+      await generation.retirement;
+    });
+  }
+
+  private scheduleRestart(why: string): void {
+    if (this.shutdown.signal.aborted || this.restartTimer) return;
+    this.crashStreak++;
+    const delay = Math.min(RESTART_BACKOFF_MS.first * 2 ** (this.crashStreak - 1), RESTART_BACKOFF_MS.max);
+    this.restartAt = Date.now() + delay;
+    this.log.event('restart-scheduled', { service: this.name, inMs: delay, reason: `${why}; no generation is serving` });
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = null;
+      this.restartAt = null;
+      this.redeploy(`restart (${why})`).catch(() => {
+        // The failure is logged by the deploy and schedules the next attempt itself.
+      });
+    }, delay);
+  }
+
+  private clearRestart(): void {
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.restartTimer = null;
+    this.restartAt = null;
+  }
+
+  /** Stop accepting deploys, cancel a start under way, drain and stop every generation. */
+  async stopAll(reason: string): Promise<void> {
+    this.shutdown.abort(new RainbowError('SHUTTING_DOWN', 'rainbowd is shutting down'));
+    this.clearRestart();
+    this.followUp?.reject(new RainbowError('SHUTTING_DOWN', 'rainbowd is shutting down; deploy cancelled'));
+    this.followUp = null;
+    await this.current?.catch(() => undefined);
+    await Promise.all(this.generations.map((generation) => this.retire(generation, reason)));
+  }
+
+  status(): ServiceStatus {
+    return {
+      name: this.name,
+      kind: this.config.run === undefined ? 'external' : 'supervised',
+      hosts: this.config.hosts,
+      activeGeneration: this.active?.id ?? null,
+      deploying: this.current !== null,
+      restarts: this.restarts,
+      nextRestartInMs: this.restartAt === null ? null : Math.max(0, this.restartAt - Date.now()),
+      lastDeploy: this.lastDeploy,
+      generations: this.generations.filter((generation) => generation.isLive).map((generation) => generation.status()),
+    };
+  }
+}
