@@ -1,0 +1,86 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { loadConfig } from '../../lib/config.js';
+
+const root = fileURLToPath(new URL('../../../', import.meta.url));
+const cli = path.join(root, 'bin/rainbowd.js');
+
+async function configFile(content: string, name = 'rainbow.conf.json'): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'rainbowd-config-'));
+  const file = path.join(dir, name);
+  await writeFile(file, content);
+  return file;
+}
+
+test('a rainbowd.js config works unchanged: proxy on 7000, control on 7001', async () => {
+  const file = await configFile('{"run": "gunicorn myapp:app --bind 127.0.0.1:$1 --pid $2 --", "healthCheckPath": "/"}');
+  const config = await loadConfig(file);
+  assert.equal(config.port, 7000);
+  assert.equal(config.controlPort, 7001);
+  assert.equal(config.host, '127.0.0.1');
+  const [service] = config.services;
+  assert.equal(service!.run, 'gunicorn myapp:app --bind 127.0.0.1:$1 --pid $2 --');
+  assert.equal(service!.healthCheck.path, '/');
+  assert.equal(service!.cwd, path.dirname(file));
+  assert.deepEqual([service!.deployTimeoutMs, service!.drainTimeoutMs, service!.stopTimeoutMs, service!.maxGenerations], [60_000, 30_000, 10_000, 10]);
+});
+
+test('durations accept "30s", "500ms", "2m" and numbers of milliseconds', async () => {
+  const file = await configFile('{"run": "x", "deployTimeout": "2m", "drainTimeout": "500ms", "stopTimeout": 1500, "healthCheck": {"interval": "1.5s"}}');
+  const [service] = (await loadConfig(file)).services;
+  assert.deepEqual([service!.deployTimeoutMs, service!.drainTimeoutMs, service!.stopTimeoutMs, service!.healthCheck.intervalMs], [120_000, 500, 1500, 1500]);
+});
+
+test('controlPort defaults to the proxy port + 1, and flags win over the file', async () => {
+  const file = await configFile('{"run": "x", "port": 8000}');
+  assert.equal((await loadConfig(file)).controlPort, 8001);
+  const overridden = await loadConfig(file, { port: 9000, controlPort: 9100 });
+  assert.deepEqual([overridden.port, overridden.controlPort], [9000, 9100]);
+});
+
+const badConfigs: Array<[string, string, RegExp]> = [
+  ['bad JSON', '{"run": "x",}', /not valid JSON at line 1, column 13/],
+  ['an unknown key', '{"run": "x", "helthCheckPath": "/"}', /unknown key "helthCheckPath"/],
+  ['a wrong type', '{"run": 42}', /"run" must be a non-empty string, got number 42/],
+  ['both run and target', '{"run": "x", "target": "127.0.0.1:3000"}', /exactly one of "run".*"target".*found both/],
+  ['neither run nor target', '{"port": 7000}', /exactly one of "run".*"target".*found neither/],
+  ['a bad duration', '{"run": "x", "drainTimeout": "soon"}', /"drainTimeout" must be a duration like "30s".*got "soon"/],
+  ['a port out of range', '{"run": "x", "port": 70000}', /"port" must be a port number from 1 to 65535, got number 70000/],
+  ['a bad target', '{"target": "localhost"}', /"target" must be a "host:port" address/],
+  ['a health path without a slash', '{"run": "x", "healthCheckPath": "health"}', /"healthCheckPath" must be a path starting with "\/"/],
+];
+
+for (const [what, content, expected] of badConfigs) {
+  test(`a config with ${what} is refused with one line naming the file and the key, exit 2`, async () => {
+    const file = await configFile(content);
+    const result = await promisify(execFile)(process.execPath, [cli, 'run', '--config', file]).then(
+      () => assert.fail('rainbowd started with a bad config'),
+      (error: { code: number; stderr: string; stdout: string }) => error,
+    );
+    assert.equal(result.code, 2);
+    const lines = result.stderr.trimEnd().split('\n');
+    assert.equal(lines.length, 1, `expected one line, got:\n${result.stderr}`);
+    assert.ok(lines[0]!.startsWith(`rainbowd: ${file}: `), lines[0]);
+    assert.match(lines[0]!, expected);
+    assert.doesNotMatch(result.stderr, /\n\s+at /, 'no stack trace');
+  });
+}
+
+test('an explicit --config that does not exist is one line and exit 2', async () => {
+  const missing = path.join(os.tmpdir(), 'rainbowd-no-such-dir', 'rainbow.conf.json');
+  const result = await promisify(execFile)(process.execPath, [cli, '--config', missing]).catch((error: { code: number; stderr: string }) => error);
+  assert.equal((result as { code: number }).code, 2);
+  assert.equal((result as { stderr: string }).stderr, `rainbowd: ${missing}: no such file\n`);
+});
+
+test('an unknown flag is a usage error, exit 2', async () => {
+  const result = await promisify(execFile)(process.execPath, [cli, 'run', '--htp-port', '1']).catch((error: { code: number; stderr: string }) => error);
+  assert.equal((result as { code: number }).code, 2);
+  assert.match((result as { stderr: string }).stderr, /^rainbowd: Unknown option '--htp-port'.*\(see rainbowd help\)\n$/);
+});

@@ -1,0 +1,26 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { formatDuration, parseDuration } from '../../lib/duration.js';
+
+test('durations parse from strings with units and from milliseconds', () => {
+  assert.equal(parseDuration('30s'), 30_000);
+  assert.equal(parseDuration('500ms'), 500);
+  assert.equal(parseDuration('2m'), 120_000);
+  assert.equal(parseDuration('1h'), 3_600_000);
+  assert.equal(parseDuration('1.5s'), 1500);
+  assert.equal(parseDuration('250'), 250);
+  assert.equal(parseDuration(1000), 1000);
+});
+
+test('nonsense is not a duration', () => {
+  for (const bad of ['soon', '-1s', '10 parsecs', '', -5, Number.NaN, null, {}]) {
+    assert.throws(() => parseDuration(bad), `${String(bad)} should be refused`);
+  }
+});
+
+test('durations format for people', () => {
+  assert.equal(formatDuration(420), '420ms');
+  assert.equal(formatDuration(1500), '1.5s');
+  assert.equal(formatDuration(42_000), '42s');
+  assert.equal(formatDuration(125_000), '2m5s');
+});

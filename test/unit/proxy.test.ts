@@ -1,0 +1,165 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import http from 'node:http';
+import net from 'node:net';
+import { after, before, test } from 'node:test';
+import { PassThrough } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { validateConfig } from '../../lib/config.js';
+import { Logger } from '../../lib/log.js';
+import { Proxy, listen } from '../../lib/proxy.js';
+import { Router } from '../../lib/router.js';
+import { Service } from '../../lib/service.js';
+
+// Regression tests for the traps of http-proxy 1.18.1, through the real data path:
+// a real proxy listener, a real upstream server, a real external-target service.
+
+const log = new Logger('text', new PassThrough().resume());
+
+async function serverOn(handler: http.RequestListener): Promise<{ server: http.Server; port: number }> {
+  const server = http.createServer(handler);
+  await listen(server, 0, '127.0.0.1');
+  return { server, port: (server.address() as net.AddressInfo).port };
+}
+
+async function proxyTo(upstreamPort: number): Promise<{ proxy: Proxy; port: number; service: Service }> {
+  const config = validateConfig({ target: `127.0.0.1:${upstreamPort}`, drainTimeout: '1s' }, 'test.json');
+  const service = new Service(config.services[0]!, log, '/tmp');
+  await service.redeploy('test');
+  const proxy = new Proxy(new Router([service]), log);
+  await proxy.listen(0, '127.0.0.1');
+  return { proxy, port: (proxy.server.address() as net.AddressInfo).port, service };
+}
+
+function get(port: number, headers: http.OutgoingHttpHeaders = {}): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ host: '127.0.0.1', port, path: '/', headers, agent: false, timeout: 5000 }, (response) => {
+        let body = '';
+        response.on('data', (chunk) => (body += chunk));
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, body }));
+      })
+      .on('error', reject)
+      .on('timeout', function (this: http.ClientRequest) {
+        this.destroy(new Error('timed out'));
+      });
+  });
+}
+
+const cleanup: Array<() => unknown> = [];
+after(async () => {
+  for (const step of cleanup.reverse()) await step();
+});
+
+test('a dead upstream gets a 502 and the proxy keeps running', async () => {
+  const upstream = await serverOn((_request, response) => response.end('ok'));
+  const { proxy, port, service } = await proxyTo(upstream.port);
+  cleanup.push(() => proxy.close(), () => service.stopAll('test over'));
+  upstream.server.close();
+  upstream.server.closeAllConnections();
+  const answer = await get(port);
+  assert.equal(answer.status, 502);
+  assert.match(answer.body, /502 Bad Gateway/);
+  assert.doesNotMatch(answer.body, /127\.0\.0\.1|ECONNREFUSED/, 'nothing internal in the page');
+  assert.equal((await get(port)).status, 502, 'still answering after the error');
+});
+
+test('a client that goes away aborts its upstream request', async () => {
+  let upstreamClosed!: () => void;
+  const closed = new Promise<void>((resolve) => (upstreamClosed = resolve));
+  let upstreamGot!: () => void;
+  const got = new Promise<void>((resolve) => (upstreamGot = resolve));
+  const upstream = await serverOn((request, response) => {
+    if (request.url === '/') return void response.end('ok'); // health check
+    upstreamGot();
+    response.on('close', () => upstreamClosed());
+  });
+  const { proxy, port, service } = await proxyTo(upstream.port);
+  cleanup.push(() => upstream.server.close(), () => proxy.close(), () => service.stopAll('test over'));
+  const client = http.get({ host: '127.0.0.1', port, path: '/hang', agent: false });
+  client.on('error', () => undefined);
+  await got;
+  assert.equal(service.active?.inFlight, 1);
+  client.destroy();
+  const aborted = await Promise.race([closed.then(() => true), new Promise((resolve) => setTimeout(resolve, 2000, false))]);
+  assert.equal(aborted, true, 'the upstream request should be closed when the client leaves');
+  assert.equal(service.active?.inFlight, 0);
+});
+
+test('client-sent X-Forwarded-* headers are replaced, Host is preserved', async () => {
+  const upstream = await serverOn((request, response) => response.end(JSON.stringify(request.headers)));
+  const { proxy, port, service } = await proxyTo(upstream.port);
+  cleanup.push(() => upstream.server.close(), () => proxy.close(), () => service.stopAll('test over'));
+  const answer = await get(port, { host: 'shop.example.com', 'x-forwarded-for': '6.6.6.6', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'evil.example', 'x-forwarded-port': '1' });
+  const seen = JSON.parse(answer.body) as Record<string, string>;
+  assert.equal(seen['x-forwarded-for'], '127.0.0.1');
+  assert.equal(seen['x-forwarded-proto'], 'http');
+  assert.equal(seen['x-forwarded-host'], 'shop.example.com');
+  assert.equal(seen['x-forwarded-port'], undefined);
+  assert.equal(seen.host, 'shop.example.com');
+});
+
+test('a client reset during a WebSocket upgrade does not crash the proxy', async () => {
+  const upstream = await serverOn((_request, response) => response.end('ok'));
+  upstream.server.on('upgrade', (_request, socket: net.Socket) => {
+    // Answer late, after the client is gone.
+    setTimeout(() => socket.end('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n'), 200);
+  });
+  const { proxy, port, service } = await proxyTo(upstream.port);
+  cleanup.push(() => upstream.server.close(), () => proxy.close(), () => service.stopAll('test over'));
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.write('GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    socket.resetAndDestroy();
+  }
+  await new Promise((resolve) => setTimeout(resolve, 400));
+  assert.equal((await get(port)).status, 200, 'the proxy still serves');
+  assert.equal(service.active?.inFlight, 0, 'reset upgrades are no longer counted in flight');
+});
+
+test('an idempotent request on a kept-alive socket the app just closed is retried once', async () => {
+  // An app that answers one request per connection and then resets the connection when a
+  // second request arrives on it: the race between the app's keep-alive timeout and reuse.
+  const upstream = net.createServer((socket) => {
+    let answered = false;
+    socket.on('error', () => undefined);
+    socket.on('data', () => {
+      if (answered) return void socket.resetAndDestroy();
+      answered = true;
+      socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok');
+    });
+  });
+  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+  const upstreamPort = (upstream.address() as net.AddressInfo).port;
+  const { proxy, port, service } = await proxyTo(upstreamPort);
+  cleanup.push(() => upstream.close(), () => proxy.close(), () => service.stopAll('test over'));
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  cleanup.push(() => agent.destroy());
+  for (let i = 0; i < 5; i++) {
+    const status = await new Promise<number>((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port, path: '/', agent }, (response) => {
+        response.resume();
+        response.on('end', () => resolve(response.statusCode ?? 0));
+      }).on('error', reject);
+    });
+    assert.equal(status, 200, `request ${i + 1}`);
+  }
+});
+
+let deprecationScript: string;
+before(() => {
+  const engine = fileURLToPath(new URL('../../lib/proxy-engine.js', import.meta.url));
+  deprecationScript = `await import(${JSON.stringify(engine)});
+    process.emitWarning('util._extend is deprecated', { type: 'DeprecationWarning', code: 'DEP0060' });
+    process.emitWarning('some other warning', { type: 'DeprecationWarning', code: 'DEP0999' });`;
+});
+
+test('the DEP0060 warning http-proxy triggers on Node 22+ stays out of the logs; others do not', async () => {
+  const { stderr } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', deprecationScript]);
+  assert.doesNotMatch(stderr, /DEP0060/);
+  assert.match(stderr, /DEP0999/, 'other warnings still show');
+});
