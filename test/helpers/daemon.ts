@@ -1,0 +1,228 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TestContext } from 'node:test';
+import getPort from 'get-port';
+import { request, type Response } from './http.js';
+import { appRunLine, daemonBin } from './paths.js';
+import { killMarkedProcesses, uniqueMarker } from './process.js';
+import { StopWaiting, waitFor } from './wait.js';
+
+export type GenerationState = 'starting' | 'healthy' | 'active' | 'draining' | 'stopping' | 'stopped' | 'failed';
+
+export interface GenerationStatus {
+  id: number;
+  state: GenerationState;
+  port: number;
+  pid: number | null;
+  inFlight: number;
+  ageMs: number;
+}
+
+export interface ServiceStatus {
+  name: string;
+  kind: string;
+  activeGeneration: number | null;
+  restarts: number;
+  generations: GenerationStatus[];
+}
+
+export interface DaemonStatus {
+  pid: number;
+  services: ServiceStatus[];
+}
+
+export interface RedeployAnswer {
+  status: number;
+  body: { ok: boolean; generation?: number; port?: number; pid?: number; error?: { code: string; message: string } } & Record<string, unknown>;
+  elapsedMs: number;
+}
+
+export interface StartOptions {
+  // The config file's content; `port` and `controlPort` are filled in with free ports.
+  config: Record<string, unknown>;
+  // Extra files to write in the daemon's directory (its cwd) before it starts.
+  files?: Record<string, string>;
+  // The marker of the test's fixture processes: killed at cleanup if anything is left.
+  marker?: string;
+  // Wait until a generation is active (default true).
+  waitUntilActive?: boolean;
+  startTimeout?: number;
+}
+
+export interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export class Daemon {
+  readonly output: string[] = [];
+  readonly exited: Promise<Exit>;
+  exit: Exit | undefined;
+
+  constructor(
+    readonly child: ChildProcess,
+    readonly dir: string,
+    readonly proxyPort: number,
+    readonly controlPort: number,
+  ) {
+    for (const [name, stream] of [['out', child.stdout], ['err', child.stderr]] as const) {
+      let partial = '';
+      stream?.setEncoding('utf8');
+      stream?.on('data', (chunk: string) => {
+        const lines = (partial + chunk).split('\n');
+        partial = lines.pop() ?? '';
+        for (const line of lines) this.output.push(name === 'err' ? `[stderr] ${line}` : line);
+      });
+    }
+    this.exited = once(child, 'exit').then(([code, signal]) => {
+      this.exit = { code: code as number | null, signal: signal as NodeJS.Signals | null };
+      return this.exit;
+    });
+  }
+
+  get pid(): number {
+    return this.child.pid ?? 0;
+  }
+
+  log(): string {
+    return this.output.join('\n');
+  }
+
+  async status(): Promise<DaemonStatus> {
+    const response = await request(this.controlPort, '/status', { timeout: 5000 });
+    if (response.status !== 200) throw new Error(`GET /status answered ${response.status}: ${response.body}`);
+    return JSON.parse(response.body) as DaemonStatus;
+  }
+
+  async service(): Promise<ServiceStatus> {
+    const status = await this.status();
+    const service = status.services.find((candidate) => candidate.name === 'default');
+    if (service === undefined) throw new Error(`no default service in /status: ${JSON.stringify(status)}`);
+    return service;
+  }
+
+  // The active generation, waiting (bounded) for one to exist, optionally newer than `after`.
+  async waitForActive({ after = 0, timeout = 15000 } = {}): Promise<GenerationStatus> {
+    return waitFor(
+      async () => {
+        this.assertRunning();
+        const service = await this.service();
+        if (service.activeGeneration === null || service.activeGeneration <= after) return undefined;
+        return service.generations.find((generation) => generation.id === service.activeGeneration && generation.state === 'active');
+      },
+      { timeout, what: `an active generation newer than #${after}` },
+    );
+  }
+
+  async redeploy({ wait = true, timeout = 60000 } = {}): Promise<RedeployAnswer> {
+    const response: Response = await request(this.controlPort, wait ? '/redeploy' : '/redeploy?wait=0', { method: 'POST', body: '', timeout });
+    let body: RedeployAnswer['body'];
+    try {
+      body = JSON.parse(response.body) as RedeployAnswer['body'];
+    } catch {
+      throw new Error(`POST /redeploy answered ${response.status} with a body that is not JSON: ${response.body}`);
+    }
+    return { status: response.status, body, elapsedMs: response.elapsedMs };
+  }
+
+  signal(signal: NodeJS.Signals): void {
+    this.assertRunning();
+    this.child.kill(signal);
+  }
+
+  async waitForLog(pattern: RegExp, timeout = 10000): Promise<string> {
+    return waitFor(() => this.output.find((line) => pattern.test(line)), { timeout, what: `a daemon log line matching ${pattern}` });
+  }
+
+  // SIGTERM, then the daemon must exit by itself within `timeout`; if it hangs it is
+  // SIGKILLed and this throws.
+  async stop(timeout = 30000): Promise<Exit> {
+    if (this.exit !== undefined) return this.exit;
+    this.child.kill('SIGTERM');
+    const exit = await Promise.race([this.exited, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), timeout).unref())]);
+    if (exit === undefined) {
+      this.child.kill('SIGKILL');
+      await this.exited;
+      throw new Error(`the daemon did not exit within ${timeout} ms of SIGTERM`);
+    }
+    return exit;
+  }
+
+  private assertRunning(): void {
+    if (this.exit !== undefined) throw new StopWaiting(`the daemon exited (code ${this.exit.code}, signal ${this.exit.signal})`);
+  }
+}
+
+// Starts `rainbowd run` in a fresh directory and registers its cleanup on `t`: the daemon
+// is stopped (killed if it hangs), the test's marked processes are killed, the directory is
+// removed, and the daemon's output is printed if the test failed.
+export async function startDaemon(t: TestContext, { config, files = {}, marker, waitUntilActive = true, startTimeout = 15000 }: StartOptions): Promise<Daemon> {
+  const dir = mkdtempSync(join(tmpdir(), 'rainbowd-test-'));
+  const proxyPort = await getPort({ host: '127.0.0.1' });
+  const controlPort = await getPort({ host: '127.0.0.1', exclude: [proxyPort] });
+  const configPath = join(dir, 'rainbow.conf.json');
+  writeFileSync(configPath, JSON.stringify({ ...config, port: proxyPort, controlPort }, null, 2));
+  for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), content);
+
+  const child = spawn(process.execPath, [daemonBin, 'run', '--config', configPath], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const daemon = new Daemon(child, dir, proxyPort, controlPort);
+
+  t.after(async () => {
+    if (daemon.exit === undefined) {
+      child.kill('SIGTERM');
+      const exited = await Promise.race([daemon.exited, new Promise((resolve) => setTimeout(resolve, 15000).unref())]);
+      if (exited === undefined) {
+        child.kill('SIGKILL');
+        await daemon.exited;
+      }
+    }
+    if (marker !== undefined) killMarkedProcesses(marker);
+    if (!(t as TestContext & { passed?: boolean }).passed) {
+      t.diagnostic(`rainbowd output (${dir}):\n${daemon.log()}`);
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  await waitFor(
+    async () => {
+      if (daemon.exit !== undefined) throw new StopWaiting(`the daemon exited at start (code ${daemon.exit.code}, signal ${daemon.exit.signal})`);
+      return (await request(controlPort, '/status', { timeout: 1000 })).status === 200;
+    },
+    { timeout: startTimeout, what: 'the control API to answer' },
+  ).catch((error: Error) => {
+    throw new Error(`${error.message}\n--- rainbowd output ---\n${daemon.log()}`);
+  });
+  if (waitUntilActive) {
+    await daemon.waitForActive({ timeout: startTimeout }).catch((error: Error) => {
+      throw new Error(`${error.message}\n--- rainbowd output ---\n${daemon.log()}`);
+    });
+  }
+  return daemon;
+}
+
+export function writeFile(daemon: Daemon, name: string, content: string): void {
+  writeFileSync(join(daemon.dir, name), content);
+}
+
+export interface AppDaemonOptions {
+  // Names the test's marker, for people reading `ps`.
+  name: string;
+  // Extra fixture arguments, e.g. `--on-sigterm exit` or `--health "$(cat health.txt)"`.
+  appArgs?: string;
+  pidfile?: boolean;
+  // Config keys on top of `run` and `healthCheckPath: "/health"`.
+  config?: Record<string, unknown>;
+  files?: Record<string, string>;
+  waitUntilActive?: boolean;
+}
+
+// The common case: rainbowd supervising test/fixtures/app.mjs, health-checked on /health.
+export async function startAppDaemon(t: TestContext, { name, appArgs = '', pidfile = true, config = {}, files, waitUntilActive }: AppDaemonOptions): Promise<{ daemon: Daemon; marker: string }> {
+  const marker = uniqueMarker(name);
+  const run = appRunLine(marker, appArgs, { pidfile });
+  const daemon = await startDaemon(t, { marker, files, waitUntilActive, config: { run, healthCheckPath: '/health', ...config } });
+  return { daemon, marker };
+}

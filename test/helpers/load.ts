@@ -1,0 +1,85 @@
+import http from 'node:http';
+import { header, request } from './http.js';
+
+export interface LoadOptions {
+  port: number;
+  path?: string;
+  // Clients that each keep one connection open and send requests on it back to back.
+  keepAliveClients: number;
+  // Clients that open a new connection for every request.
+  newConnectionClients: number;
+  requestTimeout?: number;
+  // The load stops by itself after this long even if nobody calls stop().
+  maxDuration: number;
+}
+
+export interface LoadResult {
+  total: number;
+  byStatus: Record<number, number>;
+  // Transport errors (reset, refused, timeout...) by message.
+  errors: Record<string, number>;
+  errorCount: number;
+  // A few bodies of non-2xx responses, for the failure message.
+  badResponses: string[];
+  generations: string[];
+  durationMs: number;
+}
+
+export interface Load {
+  stop(): Promise<LoadResult>;
+  // Counts so far, while the load runs.
+  snapshot(): LoadResult;
+}
+
+export function startLoad({ port, path = '/', keepAliveClients, newConnectionClients, requestTimeout = 5000, maxDuration }: LoadOptions): Load {
+  const started = Date.now();
+  const deadline = started + maxDuration;
+  let stopped = false;
+  const result: LoadResult = { total: 0, byStatus: {}, errors: {}, errorCount: 0, badResponses: [], generations: [], durationMs: 0 };
+  const generations = new Set<string>();
+
+  async function client(agent: http.Agent | false): Promise<void> {
+    while (!stopped && Date.now() < deadline) {
+      try {
+        const response = await request(port, path, { agent, timeout: requestTimeout });
+        result.total++;
+        result.byStatus[response.status] = (result.byStatus[response.status] ?? 0) + 1;
+        if (response.status < 200 || response.status > 299) {
+          if (result.badResponses.length < 5) result.badResponses.push(`${response.status} ${response.body.slice(0, 200)}`);
+        }
+        const generation = header(response, 'x-generation');
+        if (generation !== undefined) generations.add(generation);
+      } catch (error) {
+        result.total++;
+        result.errorCount++;
+        const message = error instanceof Error ? `${(error as NodeJS.ErrnoException).code ?? error.name}: ${error.message}` : String(error);
+        result.errors[message] = (result.errors[message] ?? 0) + 1;
+        // Do not spin when nothing is listening.
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    }
+  }
+
+  const agents = Array.from({ length: keepAliveClients }, () => new http.Agent({ keepAlive: true, maxSockets: 1 }));
+  const clients = [...agents.map((agent) => client(agent)), ...Array.from({ length: newConnectionClients }, () => client(false))];
+  const finished = Promise.all(clients).then(() => {
+    for (const agent of agents) agent.destroy();
+    return snapshot();
+  });
+
+  function snapshot(): LoadResult {
+    return { ...result, byStatus: { ...result.byStatus }, errors: { ...result.errors }, generations: [...generations].sort((a, b) => Number(a) - Number(b)), durationMs: Date.now() - started };
+  }
+
+  return {
+    stop() {
+      stopped = true;
+      return finished;
+    },
+    snapshot,
+  };
+}
+
+export function describeLoad(result: LoadResult): string {
+  return JSON.stringify(result, null, 2);
+}

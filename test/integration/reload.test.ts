@@ -1,0 +1,43 @@
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { startAppDaemon } from '../helpers/daemon.js';
+import { request } from '../helpers/http.js';
+
+function editConfig(dir: string, change: (config: Record<string, unknown>) => void): void {
+  const file = join(dir, 'rainbow.conf.json');
+  const config = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  change(config);
+  writeFileSync(file, JSON.stringify(config, null, 2));
+}
+
+test('SIGHUP reloads the config: new values apply from the next deploy', { timeout: 60_000 }, async (t) => {
+  const { daemon } = await startAppDaemon(t, { name: 'sighup' });
+  editConfig(daemon.dir, (config) => (config.run = `echo "release $RELEASE"; ${config.run as string}`));
+  editConfig(daemon.dir, (config) => (config.env = { RELEASE: 'two' }));
+  daemon.signal('SIGHUP');
+  await daemon.waitForLog(/rainbowd reloaded .*reason="SIGHUP; new values apply from the next deploy"/);
+  assert.equal((await daemon.service()).activeGeneration, 1, 'a reload alone deploys nothing');
+  await daemon.redeploy();
+  assert.match(daemon.log(), /^\[default#2\] release two$/m);
+  assert.doesNotMatch(daemon.log(), /^\[default#1\] release/m);
+  assert.equal((await request(daemon.proxyPort, '/')).headers['x-generation'], '2');
+});
+
+test('a bad config on reload is reported and changes nothing', { timeout: 60_000 }, async (t) => {
+  const { daemon } = await startAppDaemon(t, { name: 'bad-reload' });
+  writeFileSync(join(daemon.dir, 'rainbow.conf.json'), '{"run": ');
+  await daemon.waitForLog(/rainbowd reload-failed .*not valid JSON.*keeping the running config/);
+  const answer = await daemon.redeploy();
+  assert.equal(answer.status, 200, 'the running config still deploys');
+  assert.equal((await request(daemon.proxyPort, '/')).status, 200);
+});
+
+test('a port change is reported as needing a restart, never silently ignored', { timeout: 60_000 }, async (t) => {
+  const { daemon } = await startAppDaemon(t, { name: 'port-reload' });
+  editConfig(daemon.dir, (config) => (config.port = (config.port as number) + 1000 > 65535 ? 1024 : (config.port as number) + 1000));
+  const line = await daemon.waitForLog(/reload-ignored/);
+  assert.match(line, /key=port .*changing \\?"port\\?" needs a restart of rainbowd/);
+  assert.equal((await request(daemon.proxyPort, '/')).status, 200, 'still listening on the old port');
+});
