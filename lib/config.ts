@@ -16,7 +16,11 @@ export interface ServiceConfig {
   run?: string;
   /** `host:port` of an app someone else runs (external service). */
   target?: string;
+  /** Host names routed to this service (exact or `*.example.com`); none = the catch-all. */
   hosts: string[];
+  /** Only requests under this path go to the service; null = every path. */
+  pathPrefix: string | null;
+  stripPathPrefix: boolean;
   cwd: string;
   env: Record<string, string>;
   healthCheck: HealthCheckConfig;
@@ -36,6 +40,9 @@ export interface DaemonConfig {
   controlHost: string;
   controlPort: number;
   logFormat: LogFormat;
+  /** Addresses (e.g. the local nginx) whose X-Forwarded-* headers are believed. */
+  trustedProxies: string[];
+  /** The default service (top-level keys) first, if there is one. */
   services: ServiceConfig[];
 }
 
@@ -72,11 +79,11 @@ const loadJson: Loader = (filepath, content) => {
 };
 
 // Options the config file may set, besides the keys of the default service.
-const daemonKeys = ['port', 'controlPort', 'host', 'controlHost', 'logFormat', 'services'] as const;
+const daemonKeys = ['port', 'controlPort', 'host', 'controlHost', 'logFormat', 'trustedProxies', 'services'] as const;
+// Keys of the default service (top level) and of each named service.
 const serviceKeys = [
   'run',
   'target',
-  'host',
   'healthCheckPath',
   'healthCheck',
   'warmupTime',
@@ -88,6 +95,9 @@ const serviceKeys = [
   'maxGenerations',
   'watch',
 ] as const;
+// Only named services route by host and path: at the top level `host` is the listen address.
+const namedServiceKeys = [...serviceKeys, 'host', 'pathPrefix', 'stripPathPrefix'] as const;
+const SERVICE_NAME = /^[a-z0-9][a-z0-9_.-]{0,62}$/i;
 
 export async function findConfigFile(cwd: string): Promise<string | null> {
   const explorer = cosmiconfig('rainbow', {
@@ -118,11 +128,23 @@ export function validateConfig(raw: unknown, file: string, overrides: RunOverrid
   const v = new Validator(file);
   const config = v.object(raw, '(top level)');
   v.knownKeys(config, [...daemonKeys, ...serviceKeys], '');
-  if (config.services !== undefined) {
-    throw configError(file, 'services', 'absent: named services are not supported by this version yet');
+  const named = config.services === undefined ? {} : v.object(config.services, 'services');
+  const dir = path.dirname(path.resolve(file));
+  const services: ServiceConfig[] = [];
+  // With named services the top level may describe no app at all: then there is no catch-all.
+  if (config.run !== undefined || config.target !== undefined || config.services === undefined) {
+    services.push(v.service(config, DEFAULT_SERVICE, '', dir, { hosts: [], pathPrefix: null, stripPathPrefix: true }));
+  }
+  for (const [name, raw] of Object.entries(named)) {
+    if (!SERVICE_NAME.test(name) || name === DEFAULT_SERVICE) {
+      v.fail(`services.${name}`, `named with letters, digits, "-", "_" or "." (and not "${DEFAULT_SERVICE}", the top-level service's name)`);
+    }
+    const service = v.namedService(raw, name, `services.${name}.`, dir);
+    const clash = findRouteClash(services, service);
+    if (clash) throw new RainbowError('CONFIG_INVALID', `${file}: "services.${name}": ${clash}`);
+    services.push(service);
   }
   const port = overrides.port ?? v.port(config.port, 'port') ?? 7000;
-  const dir = path.dirname(path.resolve(file));
   return {
     file,
     host: overrides.host ?? v.string(config.host, 'host') ?? '127.0.0.1',
@@ -130,8 +152,43 @@ export function validateConfig(raw: unknown, file: string, overrides: RunOverrid
     controlHost: overrides.controlHost ?? v.string(config.controlHost, 'controlHost') ?? '127.0.0.1',
     controlPort: overrides.controlPort ?? v.port(config.controlPort, 'controlPort') ?? port + 1,
     logFormat: overrides.logFormat ?? v.oneOf(config.logFormat, 'logFormat', ['text', 'json'] as const) ?? 'text',
-    services: [v.service(config, DEFAULT_SERVICE, '', dir)],
+    trustedProxies: v.stringList(config.trustedProxies, 'trustedProxies') ?? [],
+    services,
   };
+}
+
+/**
+ * Validates one service definition that does not come from the config file: the body of
+ * `PUT /services/NAME` (`rainbowd deploy`) or an entry of the state file.
+ */
+export function validateServiceDefinition(raw: unknown, name: string, source: string, dir: string): ServiceConfig {
+  const v = new Validator(source);
+  if (!SERVICE_NAME.test(name) || name === DEFAULT_SERVICE) {
+    throw new RainbowError('BAD_REQUEST', `${source}: service names use letters, digits, "-", "_" or "." (and not "${DEFAULT_SERVICE}"), got ${JSON.stringify(name)}`);
+  }
+  return v.namedService(raw, name, '', dir);
+}
+
+/** Two services may not answer the same host and path prefix; names the one that already does. */
+export function findRouteClash(services: Iterable<ServiceConfig>, candidate: ServiceConfig): string | null {
+  const wanted = new Set(routeKeys(candidate));
+  for (const service of services) {
+    if (service.name === candidate.name) continue;
+    const taken = routeKeys(service).find((key) => wanted.has(key));
+    if (taken !== undefined) return `host is used by another service: ${describeRouteKey(taken)} belongs to "${service.name}"`;
+  }
+  return null;
+}
+
+function routeKeys(service: ServiceConfig): string[] {
+  const hosts = service.hosts.length === 0 ? [''] : service.hosts.map((host) => host.toLowerCase());
+  return hosts.map((host) => `${host} ${service.pathPrefix ?? '/'}`);
+}
+
+function describeRouteKey(key: string): string {
+  const [host, prefix] = key.split(' ');
+  const where = host === '' ? 'the catch-all host' : `host ${host}`;
+  return prefix === '/' ? where : `${where} with path ${prefix}`;
 }
 
 class Validator {
@@ -239,7 +296,32 @@ class Validator {
     };
   }
 
-  service(config: Record<string, unknown>, name: string, prefix: string, dir: string): ServiceConfig {
+  namedService(raw: unknown, name: string, prefix: string, dir: string): ServiceConfig {
+    const config = this.object(raw, prefix.slice(0, -1) || name);
+    this.knownKeys(config, namedServiceKeys, prefix);
+    const pathPrefix = this.string(config.pathPrefix, `${prefix}pathPrefix`);
+    if (pathPrefix !== undefined && (!pathPrefix.startsWith('/') || /[?#\s]/.test(pathPrefix))) {
+      this.fail(`${prefix}pathPrefix`, 'a path starting with "/", like "/api"', pathPrefix);
+    }
+    const strip = config.stripPathPrefix;
+    if (strip !== undefined && typeof strip !== 'boolean') this.fail(`${prefix}stripPathPrefix`, 'true or false', strip);
+    const hosts = this.stringList(config.host, `${prefix}host`) ?? [];
+    for (const host of hosts) {
+      if (!/^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/i.test(host)) {
+        this.fail(`${prefix}host`, 'host names like "app.example.com" or "*.example.com"', host);
+      }
+    }
+    const normalized = pathPrefix === undefined || pathPrefix === '/' ? null : pathPrefix.replace(/\/+$/, '');
+    return this.service(config, name, prefix, dir, { hosts, pathPrefix: normalized, stripPathPrefix: strip ?? true });
+  }
+
+  service(
+    config: Record<string, unknown>,
+    name: string,
+    prefix: string,
+    dir: string,
+    routes: Pick<ServiceConfig, 'hosts' | 'pathPrefix' | 'stripPathPrefix'>,
+  ): ServiceConfig {
     const run = this.string(config.run, `${prefix}run`);
     const target = this.target(config.target, `${prefix}target`);
     if ((run === undefined) === (target === undefined)) {
@@ -253,7 +335,7 @@ class Validator {
       name,
       ...(run === undefined ? {} : { run }),
       ...(target === undefined ? {} : { target }),
-      hosts: this.stringList(config.host, `${prefix}host`) ?? [],
+      ...routes,
       cwd: path.resolve(dir, this.string(config.cwd, `${prefix}cwd`) ?? '.'),
       env: this.env(config.env, `${prefix}env`),
       healthCheck: this.healthCheck(config, prefix),

@@ -2,13 +2,15 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
-import { DEFAULT_SERVICE, loadConfig, type DaemonConfig, type RunOverrides } from './config.js';
+import { DEFAULT_SERVICE, findRouteClash, loadConfig, validateServiceDefinition, type DaemonConfig, type RunOverrides, type ServiceConfig } from './config.js';
 import { ControlServer } from './control.js';
+import { parseDuration } from './duration.js';
 import { RainbowError, isRainbowError, messageOf } from './errors.js';
 import type { Logger } from './log.js';
 import { Proxy } from './proxy.js';
 import { Router } from './router.js';
 import { Service, type DeployResult, type ServiceStatus } from './service.js';
+import { StateFile, type SavedService } from './state.js';
 
 // Wiring: listeners, services, signals, watched files, reload and shutdown.
 
@@ -24,6 +26,8 @@ export interface DaemonStatus {
 
 const WATCH_DEBOUNCE_MS = 300;
 
+export type ModeChange = { action: 'pause'; maxPauseMs?: number } | { action: 'stop'; message?: string | null } | { action: 'resume' } | { action: 'start' };
+
 export class Daemon {
   private readonly services = new Map<string, Service>();
   private readonly router = new Router();
@@ -33,6 +37,9 @@ export class Daemon {
   private readonly startedAt = Date.now();
   private watchers: FSWatcher[] = [];
   private shuttingDown: Promise<void> | null = null;
+  private readonly state: StateFile | null;
+  /** Names being deployed for the first time, so two deploys cannot both create one. */
+  private readonly creating = new Set<string>();
 
   constructor(
     private config: DaemonConfig,
@@ -43,9 +50,14 @@ export class Daemon {
     for (const serviceConfig of config.services) {
       this.services.set(serviceConfig.name, new Service(serviceConfig, log, this.runtimeDir));
     }
+    this.state = config.file ? new StateFile(path.join(path.dirname(config.file), 'rainbow.state.json')) : null;
     this.router.update(this.services.values());
-    this.proxy = new Proxy(this.router, log);
+    this.proxy = new Proxy(this.router, log, new Set(config.trustedProxies));
     this.control = new ControlServer(this);
+  }
+
+  private get configDir(): string {
+    return this.config.file ? path.dirname(this.config.file) : process.cwd();
   }
 
   async start(): Promise<void> {
@@ -67,6 +79,8 @@ export class Daemon {
     });
     this.installSignalHandlers();
     this.watchFiles();
+    await this.restoreState();
+    this.router.update(this.services.values());
     for (const service of this.services.values()) {
       service.redeploy('initial deploy').catch(() => undefined); // logged; retried with backoff
     }
@@ -74,9 +88,81 @@ export class Daemon {
 
   /** Throws at once (not in the promise) for an unknown service, so `?wait=0` can say so. */
   redeploy(name: string | undefined, reason: string): Promise<DeployResult> {
-    const service = this.services.get(name ?? DEFAULT_SERVICE);
+    return this.service(name ?? DEFAULT_SERVICE).redeploy(reason);
+  }
+
+  service(name: string): Service {
+    const service = this.services.get(name);
     if (!service) throw new RainbowError('SERVICE_NOT_FOUND', `no service named "${name}"`);
-    return service.redeploy(reason);
+    return service;
+  }
+
+  /**
+   * kamal-proxy's deploy: health-check the target, switch, drain the previous target, and
+   * only then answer. A refused deploy changes nothing, saved state included.
+   */
+  async deploy(name: string, definition: unknown): Promise<DeployResult> {
+    const source = `deploy ${name}`;
+    const config = validateServiceDefinition(definition, name, source, this.configDir);
+    if (config.target === undefined) {
+      throw new RainbowError('BAD_REQUEST', `${source}: give a --target host:port; apps that rainbowd launches are declared with "run" in the config file`);
+    }
+    const existing = this.services.get(name);
+    if (existing?.origin === 'config') {
+      throw new RainbowError('SERVICE_EXISTS', `service "${name}" is declared in ${this.config.file}; change it there (and reload) or deploy under another name`);
+    }
+    const clash = findRouteClash([...this.services.values()].map((service) => service.config), config);
+    if (clash) throw new RainbowError('HOST_IN_USE', clash);
+    if (this.creating.has(name)) throw new RainbowError('SERVICE_EXISTS', `service "${name}" is being deployed right now`);
+    const reason = `deploy ${config.target}`;
+    if (existing) {
+      const result = await existing.deployConfig(config, reason);
+      this.router.update(this.services.values());
+      await this.saveState();
+      return result;
+    }
+    const service = new Service(config, this.log, this.runtimeDir, 'deploy');
+    this.creating.add(name);
+    try {
+      const result = await service.redeploy(reason);
+      this.services.set(name, service);
+      this.router.update(this.services.values());
+      await this.saveState();
+      return result;
+    } catch (error) {
+      await service.stopAll(`deploy of ${name} refused`);
+      throw error;
+    } finally {
+      this.creating.delete(name);
+    }
+  }
+
+  /** Stops routing to the service, drains and stops its generations, forgets it. */
+  async remove(name: string): Promise<{ ok: true; service: string }> {
+    const service = this.service(name);
+    this.services.delete(name);
+    this.router.update(this.services.values());
+    await service.stopAll(`service ${name} removed`);
+    await this.saveState();
+    this.log.event('removed', { service: name });
+    return { ok: true, service: name };
+  }
+
+  async changeMode(name: string, change: ModeChange): Promise<ServiceStatus> {
+    const service = this.service(name);
+    if (change.action === 'pause') service.pause.pause(change.maxPauseMs);
+    else if (change.action === 'stop') service.pause.stop(change.message ?? null);
+    else service.pause.resume();
+    this.log.event(change.action === 'start' ? 'started' : `${change.action}d`, { service: name, reason: service.pause.describe() });
+    await this.saveState();
+    return service.status();
+  }
+
+  rollback(name: string): Promise<DeployResult> {
+    return this.service(name).rollback().then(async (result) => {
+      await this.saveState();
+      return result;
+    });
   }
 
   status(): DaemonStatus {
@@ -89,6 +175,49 @@ export class Daemon {
       control: { host: this.config.controlHost, port: this.config.controlPort },
       services: [...this.services.values()].map((service) => service.status()),
     };
+  }
+
+  private async restoreState(): Promise<void> {
+    if (!this.state) return;
+    const { services: saved, problems } = await this.state.load();
+    for (const problem of problems) this.log.event('state-skipped', { reason: problem });
+    for (const [name, entry] of saved) {
+      let service = this.services.get(name);
+      if (entry.deployed && !service) {
+        try {
+          const config = validateServiceDefinition(entry.deployed, name, `${this.state.file}: service "${name}"`, this.configDir);
+          const clash = findRouteClash([...this.services.values()].map((other) => other.config), config);
+          if (clash) throw new RainbowError('HOST_IN_USE', `${this.state.file}: service "${name}": ${clash}`);
+          service = new Service(config, this.log, this.runtimeDir, 'deploy');
+          this.services.set(name, service);
+          this.log.event('restored', { service: name, target: config.target, reason: `saved in ${this.state.file}; health-checked before it takes traffic` });
+        } catch (error) {
+          this.log.event('state-skipped', { service: name, reason: messageOf(error) });
+          continue;
+        }
+      }
+      if (!service) continue;
+      if (entry.mode === 'paused') service.pause.pause(entry.maxPauseMs);
+      if (entry.mode === 'stopped') service.pause.stop(entry.message ?? null);
+    }
+  }
+
+  private async saveState(): Promise<void> {
+    if (!this.state) return;
+    const saved = new Map<string, SavedService>();
+    for (const service of this.services.values()) {
+      const entry: SavedService = {};
+      if (service.origin === 'deploy') entry.deployed = definitionOf(service.config);
+      if (service.pause.mode !== 'running') {
+        entry.mode = service.pause.mode;
+        entry.message = service.pause.message;
+        entry.maxPauseMs = service.pause.maxPauseMs;
+      }
+      if (Object.keys(entry).length > 0) saved.set(service.name, entry);
+    }
+    await this.state.save(saved).catch((error: unknown) => {
+      this.log.event('state-not-saved', { reason: `${this.state!.file}: ${messageOf(error)}` });
+    });
   }
 
   /** Re-reads the config; new values apply from the next deploy. A bad file changes nothing. */
@@ -106,14 +235,32 @@ export class Daemon {
       this.log.event('reload-ignored', { key, running: this.config[key], configured: next[key], reason: `changing "${key}" needs a restart of rainbowd` });
     }
     this.log.setFormat(next.logFormat);
-    for (const serviceConfig of next.services) {
-      const service = this.services.get(serviceConfig.name);
-      if (service) service.config = serviceConfig;
-    }
+    this.proxy.setTrustedProxies(next.trustedProxies);
+    this.applyServiceConfigs(next.services);
     this.config = { ...next, host: this.config.host, port: this.config.port, controlHost: this.config.controlHost, controlPort: this.config.controlPort };
     this.router.update(this.services.values());
     this.watchFiles();
     this.log.event('reloaded', { config: this.config.file, reason: `${why}; new values apply from the next deploy` });
+  }
+
+  /** Services added to the config start, removed ones stop, the others change from their next deploy. */
+  private applyServiceConfigs(configs: ServiceConfig[]): void {
+    const wanted = new Map(configs.map((config) => [config.name, config]));
+    for (const [name, service] of this.services) {
+      if (service.origin !== 'config' || wanted.has(name)) continue;
+      this.services.delete(name);
+      void service.stopAll(`service ${name} is no longer in the config`);
+    }
+    for (const config of configs) {
+      const service = this.services.get(config.name);
+      if (service?.origin === 'config') service.config = config;
+      else if (service) this.log.event('reload-ignored', { service: config.name, reason: `"${config.name}" was deployed with rainbowd deploy; remove it first to declare it in the config` });
+      else {
+        const added = new Service(config, this.log, this.runtimeDir);
+        this.services.set(config.name, added);
+        added.redeploy('added to the config').catch(() => undefined);
+      }
+    }
   }
 
   shutdown(signal: string): Promise<void> {
@@ -190,5 +337,26 @@ async function listenOrExplain(listening: Promise<void>, what: string, host: str
       throw new RainbowError('PORT_IN_USE', `cannot listen on ${host}:${port} for the ${what}: it ${problem}; set ${setting}${file ? ` in ${file}` : ''}`);
     }
     throw isRainbowError(error) ? error : new RainbowError('PORT_IN_USE', `cannot listen on ${host}:${port} for the ${what}: ${messageOf(error)}`);
+  }
+}
+
+/** The `rainbowd deploy` definition of a service, as saved in the state file. */
+function definitionOf(config: ServiceConfig): Record<string, unknown> {
+  return {
+    target: config.target,
+    host: config.hosts,
+    ...(config.pathPrefix === null ? {} : { pathPrefix: config.pathPrefix, stripPathPrefix: config.stripPathPrefix }),
+    healthCheck: { path: config.healthCheck.path, interval: config.healthCheck.intervalMs, timeout: config.healthCheck.timeoutMs },
+    deployTimeout: config.deployTimeoutMs,
+    drainTimeout: config.drainTimeoutMs,
+  };
+}
+
+export function parseMaxPause(value: string | null): number | undefined {
+  if (value === null) return undefined;
+  try {
+    return parseDuration(value);
+  } catch {
+    throw new RainbowError('BAD_REQUEST', `maxPause must be a duration like "30s", got ${JSON.stringify(value)}`);
   }
 }

@@ -12,6 +12,9 @@ export type ErrorCode =
   | 'SHUTTING_DOWN'
   | 'DAEMON_UNREACHABLE'
   | 'PORT_IN_USE'
+  | 'HOST_IN_USE'
+  | 'SERVICE_EXISTS'
+  | 'NO_ROLLBACK'
   | 'BAD_REQUEST';
 
 const httpStatusByCode: Record<ErrorCode, number> = {
@@ -24,6 +27,9 @@ const httpStatusByCode: Record<ErrorCode, number> = {
   SHUTTING_DOWN: 503,
   DAEMON_UNREACHABLE: 503,
   PORT_IN_USE: 500,
+  HOST_IN_USE: 409,
+  SERVICE_EXISTS: 409,
+  NO_ROLLBACK: 409,
   BAD_REQUEST: 400,
 };
 

@@ -18,7 +18,8 @@ const allowedTransitions: Record<GenerationState, readonly GenerationState[]> = 
   starting: ['healthy', 'failed'],
   healthy: ['active', 'stopping', 'failed'],
   active: ['draining', 'stopping'],
-  draining: ['stopping'],
+  // back to active: a rollback to a generation that is still draining
+  draining: ['stopping', 'active'],
   stopping: ['stopped'],
   stopped: [],
   failed: [],
@@ -62,6 +63,7 @@ export class Generation {
   /** Set once the generation is being drained and stopped; see Service.retire. */
   retirement: Promise<void> | null = null;
   private onIdle: (() => void) | null = null;
+  private onReactivate: (() => void) | null = null;
 
   constructor(
     readonly service: string,
@@ -186,21 +188,26 @@ export class Generation {
 
   /**
    * Waits until nothing is in flight (bounded by `drainTimeout`), then closes every upstream
-   * socket so nothing new can race onto this generation.
+   * socket so nothing new can race onto this generation. A rollback may take it back first.
    */
-  async drain(reason: string): Promise<void> {
+  async drain(reason: string): Promise<'drained' | 'reactivated'> {
     const { drainTimeoutMs } = this.context.config;
     this.transition('draining', reason, { inFlight: this.inFlight });
     const started = Date.now();
     let timer: NodeJS.Timeout | undefined;
-    const drained = await new Promise<boolean>((resolve) => {
-      if (this.inFlight === 0) return resolve(true);
-      this.onIdle = () => resolve(true);
-      this.cutDrainShort = () => resolve(false);
-      timer = setTimeout(() => resolve(false), drainTimeoutMs);
+    const outcome = await new Promise<'idle' | 'cut' | 'reactivated'>((resolve) => {
+      if (this.inFlight === 0) return resolve('idle');
+      this.onIdle = () => resolve('idle');
+      this.cutDrainShort = () => resolve('cut');
+      this.onReactivate = () => resolve('reactivated');
+      timer = setTimeout(() => resolve('cut'), drainTimeoutMs);
     });
     clearTimeout(timer);
     this.onIdle = null;
+    this.onReactivate = null;
+    this.cutDrainShort = () => {};
+    if (outcome === 'reactivated') return outcome;
+    const drained = outcome === 'idle';
     const cut = this.inFlight;
     for (const socket of this.upgraded) socket.destroy();
     this.agent.destroy();
@@ -212,6 +219,15 @@ export class Generation {
       tookMs: Date.now() - started,
       ...(drained ? {} : { cut, reason: `${cut} request(s) still in flight; closing them` }),
     });
+    return 'drained';
+  }
+
+  /** Takes a draining generation back into service; false when it is past draining. */
+  reactivate(reason: string): boolean {
+    if (this.state !== 'draining' || !this.onReactivate) return false;
+    this.onReactivate();
+    this.transition('active', reason);
+    return true;
   }
 
   /** Ends a drain under way at once (too many generations alive, or shutting down hard). */

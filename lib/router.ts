@@ -1,48 +1,86 @@
 import type { IncomingMessage } from 'node:http';
 import type { Service } from './service.js';
 
-// Host -> service. An exact host beats a wildcard (`*.example.com`), which beats the
-// catch-all service (the one with no hosts). The table is rebuilt when services change, so
-// a request costs one map lookup in the common case.
+// Host and path -> service. An exact host beats a wildcard (`*.example.com`), which beats
+// the catch-all (services with no hosts); within a host the longest path prefix wins. The
+// table is rebuilt when services change, so a request costs a map lookup and a short scan.
+
+interface Route {
+  prefix: string | null;
+  service: Service;
+}
 
 export class Router {
-  private exact = new Map<string, Service>();
-  private wildcards: Array<{ suffix: string; service: Service }> = [];
-  private catchAll: Service | null = null;
+  private exact = new Map<string, Route[]>();
+  private wildcards: Array<{ suffix: string; routes: Route[] }> = [];
+  private catchAll: Route[] = [];
 
   constructor(services: Iterable<Service> = []) {
     this.update(services);
   }
 
   update(services: Iterable<Service>): void {
-    const exact = new Map<string, Service>();
-    const wildcards: Array<{ suffix: string; service: Service }> = [];
-    let catchAll: Service | null = null;
+    const exact = new Map<string, Route[]>();
+    const wildcards = new Map<string, Route[]>();
+    const catchAll: Route[] = [];
+    const add = (table: Map<string, Route[]>, key: string, route: Route) => table.set(key, [...(table.get(key) ?? []), route]);
     for (const service of services) {
-      if (service.config.hosts.length === 0) catchAll = service;
+      const route = { prefix: service.config.pathPrefix, service };
+      if (service.config.hosts.length === 0) catchAll.push(route);
       for (const host of service.config.hosts) {
         const name = host.toLowerCase();
-        if (name.startsWith('*.')) wildcards.push({ suffix: name.slice(1), service });
-        else exact.set(name, service);
+        if (name.startsWith('*.')) add(wildcards, name.slice(1), route);
+        else add(exact, name, route);
       }
     }
-    // Longest suffix first, so `*.api.example.com` beats `*.example.com`.
-    wildcards.sort((a, b) => b.suffix.length - a.suffix.length);
+    for (const routes of [...exact.values(), ...wildcards.values(), catchAll]) routes.sort(byLongestPrefix);
     this.exact = exact;
-    this.wildcards = wildcards;
+    // Longest suffix first, so `*.api.example.com` beats `*.example.com`.
+    this.wildcards = [...wildcards].map(([suffix, routes]) => ({ suffix, routes })).sort((a, b) => b.suffix.length - a.suffix.length);
     this.catchAll = catchAll;
   }
 
   route(request: IncomingMessage): Service | null {
-    if (this.exact.size === 0 && this.wildcards.length === 0) return this.catchAll;
+    const url = request.url ?? '/';
+    if (this.exact.size === 0 && this.wildcards.length === 0) return match(this.catchAll, url);
     const host = hostName(request.headers.host);
     const exact = this.exact.get(host);
-    if (exact) return exact;
-    for (const { suffix, service } of this.wildcards) {
-      if (host.endsWith(suffix) && host.length > suffix.length) return service;
+    if (exact) {
+      const service = match(exact, url);
+      if (service) return service;
     }
-    return this.catchAll;
+    for (const { suffix, routes } of this.wildcards) {
+      if (host.endsWith(suffix) && host.length > suffix.length) {
+        const service = match(routes, url);
+        if (service) return service;
+      }
+    }
+    return match(this.catchAll, url);
   }
+}
+
+function match(routes: Route[], url: string): Service | null {
+  for (const { prefix, service } of routes) {
+    if (prefix === null || underPrefix(url, prefix)) return service;
+  }
+  return null;
+}
+
+/** `/api`, `/api/x` and `/api?q` are under `/api`; `/apis` is not. */
+export function underPrefix(url: string, prefix: string): boolean {
+  if (!url.startsWith(prefix)) return false;
+  const next = url.charCodeAt(prefix.length);
+  return Number.isNaN(next) || next === 47 /* / */ || next === 63 /* ? */;
+}
+
+/** The URL as the app behind a stripped prefix sees it: `/api/users?x` -> `/users?x`. */
+export function stripPrefix(url: string, prefix: string): string {
+  const rest = url.slice(prefix.length);
+  return rest.startsWith('/') ? rest : `/${rest}`;
+}
+
+function byLongestPrefix(a: Route, b: Route): number {
+  return (b.prefix?.length ?? -1) - (a.prefix?.length ?? -1);
 }
 
 /** `Example.com:8080` -> `example.com`; `[::1]:80` -> `[::1]`. */

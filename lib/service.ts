@@ -3,6 +3,7 @@ import { formatDuration } from './duration.js';
 import { RainbowError, messageOf } from './errors.js';
 import { Generation, type GenerationStatus } from './generation.js';
 import type { Logger } from './log.js';
+import { PauseController, type ServiceMode } from './pause-controller.js';
 
 // A service owns its generations and runs its deploys: start the new one, switch to it,
 // drain the previous one, stop it. "What happens on a deploy" is `runDeploy` below.
@@ -18,10 +19,18 @@ export interface DeployResult {
   timings: { healthyMs: number; switchedMs: number; drainedMs: number | null; stoppedMs: number | null };
 }
 
+/** Where a service was declared: in the config file, or deployed with `rainbowd deploy`. */
+export type ServiceOrigin = 'config' | 'deploy';
+
 export interface ServiceStatus {
   name: string;
   kind: 'supervised' | 'external';
+  origin: ServiceOrigin;
+  target: string | null;
   hosts: string[];
+  pathPrefix: string | null;
+  mode: ServiceMode;
+  message: string | null;
   activeGeneration: number | null;
   deploying: boolean;
   restarts: number;
@@ -55,11 +64,15 @@ export class Service {
   private restartAt: number | null = null;
   private lastDeploy: ServiceStatus['lastDeploy'] = null;
   private readonly shutdown = new AbortController();
+  readonly pause = new PauseController();
+  /** The config before the last `deploy` of a new target: what `rollback` goes back to. */
+  private previousConfig: ServiceConfig | null = null;
 
   constructor(
     public config: ServiceConfig,
     private readonly log: Logger,
     private readonly runtimeDir: string,
+    readonly origin: ServiceOrigin = 'config',
   ) {}
 
   get name(): string {
@@ -86,6 +99,52 @@ export class Service {
       this.log.event('queued', { service: this.name, reason: `${reason}; a deploy is under way, this one follows it` });
     }
     return this.followUp.promise;
+  }
+
+  /** Deploys with a new config (a new target); a refused deploy leaves the old config in place. */
+  async deployConfig(config: ServiceConfig, reason: string): Promise<DeployResult> {
+    const before = this.config;
+    this.config = config;
+    try {
+      const result = await this.redeploy(reason);
+      this.previousConfig = before;
+      return result;
+    } catch (error) {
+      this.config = before;
+      throw error;
+    }
+  }
+
+  /**
+   * Back to what served before the last deploy: an external service redeploys its previous
+   * target; a supervised one takes back its previous generation if it is still draining.
+   */
+  async rollback(): Promise<DeployResult> {
+    if (this.current) throw new RainbowError('NO_ROLLBACK', `a deploy of ${this.name} is under way; roll back after it`);
+    if (this.config.run === undefined) {
+      const previous = this.previousConfig;
+      if (!previous) throw new RainbowError('NO_ROLLBACK', `${this.name} has no previous target to roll back to`);
+      return this.deployConfig(previous, `rollback to ${previous.target}`);
+    }
+    const previous = this.generations.findLast((generation) => generation.state === 'draining');
+    if (!previous) {
+      throw new RainbowError('NO_ROLLBACK', `${this.name} has no previous generation alive (it stops once drained); redeploy instead`);
+    }
+    const current = this.active;
+    previous.reactivate(`rollback from ${current?.label ?? 'nothing'}`);
+    this.active = previous;
+    const result: DeployResult = {
+      ok: true,
+      service: this.name,
+      generation: previous.id,
+      port: previous.port,
+      pid: previous.pid,
+      reason: 'rollback',
+      previous: current?.id ?? null,
+      timings: { healthyMs: 0, switchedMs: 0, drainedMs: null, stoppedMs: null },
+    };
+    if (current) await this.retire(current, `rolled back to ${previous.label}`);
+    return result;
   }
 
   private begin(reason: string): Promise<DeployResult> {
@@ -159,7 +218,10 @@ export class Service {
   private retire(generation: Generation, reason: string, onDrained?: () => void): Promise<void> {
     generation.retirement ??= (async () => {
       if (this.active === generation) this.active = null;
-      if (generation.state === 'active') await generation.drain(reason);
+      if (generation.state === 'active' && (await generation.drain(reason)) === 'reactivated') {
+        generation.retirement = null;
+        return;
+      }
       onDrained?.();
       if (generation.state === 'draining' || generation.state === 'healthy') await generation.stop(reason);
       this.forget(generation);
@@ -239,7 +301,12 @@ export class Service {
     return {
       name: this.name,
       kind: this.config.run === undefined ? 'external' : 'supervised',
+      origin: this.origin,
+      target: this.config.target ?? null,
       hosts: this.config.hosts,
+      pathPrefix: this.config.pathPrefix,
+      mode: this.pause.mode,
+      message: this.pause.message,
       activeGeneration: this.active?.id ?? null,
       deploying: this.current !== null,
       restarts: this.restarts,

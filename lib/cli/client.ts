@@ -42,9 +42,11 @@ export interface ControlAnswer<T> {
   body: T;
 }
 
-export function callDaemon<T>(address: ControlAddress, method: string, pathname: string): Promise<ControlAnswer<T>> {
+export function callDaemon<T>(address: ControlAddress, method: string, pathname: string, body?: unknown): Promise<ControlAnswer<T>> {
+  const payload = body === undefined ? '' : JSON.stringify(body);
   return new Promise((resolve, reject) => {
-    const request = http.request({ host: address.host, port: address.port, method, path: pathname, headers: { 'content-length': 0 } }, (response) => {
+    const headers = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) };
+    const request = http.request({ host: address.host, port: address.port, method, path: pathname, headers }, (response) => {
       let text = '';
       response.setEncoding('utf8');
       response.on('data', (chunk: string) => (text += chunk));
@@ -60,7 +62,7 @@ export function callDaemon<T>(address: ControlAddress, method: string, pathname:
       const why = error.code === 'ECONNREFUSED' ? 'nothing is listening there' : error.message;
       reject(new RainbowError('DAEMON_UNREACHABLE', `no rainbowd at ${address.host}:${address.port} (${why}); is it running? Pass --control-port or run this where its config is`));
     });
-    request.end();
+    request.end(payload);
   });
 }
 

@@ -8,8 +8,17 @@ Usage: rainbowd [COMMAND] [OPTIONS]
 
 Commands:
   run                 start the daemon (the default: \`nohup rainbowd &\` works)
-  redeploy [SERVICE]  deploy a new generation and wait for the result
+  redeploy [SERVICE]  launch a new generation of a service, switch, drain the old one
+  deploy NAME --target HOST:PORT [--host H]...
+                      point a service at an app someone else runs (kamal-proxy style)
+  remove NAME         drain a service, stop it and forget it
+  list                services with hosts, path, target and state
   status [--json]     generations with state, port, pid, in-flight, age, restarts
+  pause NAME / resume NAME
+                      hold new requests (up to --max-pause, then 503) / let them through
+  stop NAME [--message M] / start NAME
+                      maintenance: answer 503 with a message / serve again
+  rollback NAME       back to the previous target or still-draining generation
   help [COMMAND]      this text, or one command's
 
 The daemon reads rainbow.conf.json (or .rainbowrc, rainbow.config.js, package.json "rainbow")
@@ -48,6 +57,55 @@ ${clientFlags}
 
 Shows every live generation: state, port, pid, requests in flight, age, restarts.
   --json             the daemon's JSON as it is
+${clientFlags}
+`,
+  deploy: () => `Usage: rainbowd deploy NAME --target HOST:PORT [OPTIONS]
+
+Health-checks the target, routes the service's hosts to it, drains the previous target and
+only then exits: exit 0 means the previous target may be removed safely. A target that does
+not become healthy changes nothing (exit 1 with the reason). The service is saved in
+rainbow.state.json next to the config and comes back when rainbowd restarts.
+  --host H                    a host name routed to the service; repeat for more;
+                              "*.example.com" wildcards; none = every host not claimed
+  --path-prefix P             only requests under P (stripped before forwarding)
+  --no-strip-path-prefix      forward the path as it came
+  --health-check-path P       default /
+  --health-check-interval D   default 50ms while deploying
+  --health-check-timeout D    default 5s
+  --deploy-timeout D          how long the target may take to become healthy (default 60s)
+  --drain-timeout D           how long the previous target may finish requests (default 30s)
+A host (and path) that another service owns is refused: "host is used by another service".
+${clientFlags}
+`,
+  remove: () => `Usage: rainbowd remove NAME
+
+Stops routing to the service, waits for its requests in flight (drainTimeout), stops the
+processes rainbowd launched for it and forgets it.
+${clientFlags}
+`,
+  list: () => `Usage: rainbowd list [--json]
+
+One line per service: name, hosts, path prefix, target (or active generation) and state.
+${clientFlags}
+`,
+  pause: () => `Usage: rainbowd pause NAME [--max-pause D]
+
+New requests wait (up to --max-pause, default 30s, then 503) while those in flight finish.
+\`rainbowd resume NAME\` lets the waiting requests through.
+${clientFlags}
+`,
+  resume: () => `Usage: rainbowd resume NAME\n\nEnds a pause: waiting requests go through.\n${clientFlags}\n`,
+  stop: () => `Usage: rainbowd stop NAME [--message M]
+
+Maintenance: the service answers 503 with the message until \`rainbowd start NAME\`.
+Its generations keep running, so start is instant.
+${clientFlags}
+`,
+  start: () => `Usage: rainbowd start NAME\n\nEnds maintenance: the service serves again.\n${clientFlags}\n`,
+  rollback: () => `Usage: rainbowd rollback NAME
+
+An external service goes back to its previous target (health-checked first). A supervised
+service goes back to its previous generation if that one is still alive (draining).
 ${clientFlags}
 `,
   help: () => general,

@@ -1,11 +1,29 @@
 import { RainbowError, isRainbowError } from '../errors.js';
 import { help, helpText } from './help.js';
+import { deploy } from './deploy.js';
+import { list } from './list.js';
 import { redeploy } from './redeploy.js';
+import { remove } from './remove.js';
+import { rollback } from './rollback.js';
 import { run } from './run.js';
+import { pause, resume, start, stop } from './service-mode.js';
 import { status } from './status.js';
 import { version } from './version.js';
 
-const commands: Record<string, (args: string[]) => Promise<void>> = { run, redeploy, status, help };
+const commands: Record<string, (args: string[]) => Promise<void>> = {
+  run,
+  redeploy,
+  deploy,
+  remove,
+  list,
+  status,
+  pause,
+  resume,
+  stop,
+  start,
+  rollback,
+  help,
+};
 
 export async function main(argv: string[]): Promise<void> {
   const [first, ...rest] = argv;

@@ -1,0 +1,81 @@
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import { messageOf } from './errors.js';
+import type { ServiceMode } from './pause-controller.js';
+
+// What `rainbowd deploy`, `pause` and `stop` changed at run time, kept next to the config so
+// that a restart brings it back. Written atomically (temp file + rename). Read entry by
+// entry: one unreadable entry is reported and skipped, never takes the others down.
+
+export interface SavedService {
+  /** The definition given to `rainbowd deploy` (services deployed at run time only). */
+  deployed?: Record<string, unknown>;
+  mode?: ServiceMode;
+  message?: string | null;
+  maxPauseMs?: number;
+}
+
+export interface LoadedState {
+  services: Map<string, SavedService>;
+  problems: string[];
+}
+
+const VERSION = 1;
+
+export class StateFile {
+  private writing: Promise<void> = Promise.resolve();
+
+  constructor(readonly file: string) {}
+
+  async load(): Promise<LoadedState> {
+    const services = new Map<string, SavedService>();
+    const problems: string[] = [];
+    let text: string;
+    try {
+      text = await readFile(this.file, 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') problems.push(`${this.file}: cannot read it: ${messageOf(error)}`);
+      return { services, problems };
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (error) {
+      const kept = `${this.file}.corrupt`;
+      await rename(this.file, kept).catch(() => undefined);
+      problems.push(`${this.file}: not valid JSON (${messageOf(error)}); kept as ${kept}, starting without saved services`);
+      return { services, problems };
+    }
+    const entries = (parsed as { services?: unknown }).services;
+    if (typeof entries !== 'object' || entries === null) {
+      problems.push(`${this.file}: no "services" object; starting without saved services`);
+      return { services, problems };
+    }
+    for (const [name, entry] of Object.entries(entries)) {
+      const problem = checkEntry(entry);
+      if (problem) problems.push(`${this.file}: service "${name}" skipped: ${problem}`);
+      else services.set(name, entry as SavedService);
+    }
+    return { services, problems };
+  }
+
+  /** Saves are queued so that two in a row cannot interleave their renames. */
+  save(services: Map<string, SavedService>): Promise<void> {
+    const content = `${JSON.stringify({ version: VERSION, services: Object.fromEntries(services) }, null, 2)}\n`;
+    this.writing = this.writing.then(async () => {
+      const temporary = `${this.file}.${process.pid}.tmp`;
+      await writeFile(temporary, content, { mode: 0o600 });
+      await rename(temporary, this.file);
+    });
+    return this.writing;
+  }
+}
+
+function checkEntry(entry: unknown): string | null {
+  if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) return 'not an object';
+  const { deployed, mode, message, maxPauseMs } = entry as Record<string, unknown>;
+  if (deployed !== undefined && (typeof deployed !== 'object' || deployed === null || Array.isArray(deployed))) return '"deployed" is not an object';
+  if (mode !== undefined && mode !== 'running' && mode !== 'paused' && mode !== 'stopped') return `"mode" is ${JSON.stringify(mode)}`;
+  if (message !== undefined && message !== null && typeof message !== 'string') return '"message" is not a string';
+  if (maxPauseMs !== undefined && (typeof maxPauseMs !== 'number' || maxPauseMs < 0)) return '"maxPauseMs" is not a duration';
+  return null;
+}
