@@ -76,7 +76,6 @@ const daemonKeys = ['port', 'controlPort', 'host', 'controlHost', 'logFormat', '
 const serviceKeys = [
   'run',
   'target',
-  'host',
   'healthCheckPath',
   'healthCheck',
   'warmupTime',
@@ -253,7 +252,8 @@ class Validator {
       name,
       ...(run === undefined ? {} : { run }),
       ...(target === undefined ? {} : { target }),
-      hosts: this.stringList(config.host, `${prefix}host`) ?? [],
+      // At the top level `host` is the listen address; the default service is the catch-all.
+      hosts: [],
       cwd: path.resolve(dir, this.string(config.cwd, `${prefix}cwd`) ?? '.'),
       env: this.env(config.env, `${prefix}env`),
       healthCheck: this.healthCheck(config, prefix),
