@@ -58,7 +58,10 @@ export interface Exit {
 }
 
 export class Daemon {
+  // Everything the daemon printed, stdout and stderr (prefixed `[stderr] `), line by line,
+  // and when the test received each line (Date.now()).
   readonly output: string[] = [];
+  readonly receivedAt: number[] = [];
   readonly exited: Promise<Exit>;
   exit: Exit | undefined;
 
@@ -74,7 +77,10 @@ export class Daemon {
       stream?.on('data', (chunk: string) => {
         const lines = (partial + chunk).split('\n');
         partial = lines.pop() ?? '';
-        for (const line of lines) this.output.push(name === 'err' ? `[stderr] ${line}` : line);
+        for (const line of lines) {
+          this.output.push(name === 'err' ? `[stderr] ${line}` : line);
+          this.receivedAt.push(Date.now());
+        }
       });
     }
     this.exited = once(child, 'exit').then(([code, signal]) => {
@@ -134,7 +140,23 @@ export class Daemon {
   }
 
   async waitForLog(pattern: RegExp, timeout = 10000): Promise<string> {
-    return waitFor(() => this.output.find((line) => pattern.test(line)), { timeout, what: `a daemon log line matching ${pattern}` });
+    return this.output[await this.waitForLogIndex(pattern, timeout)] ?? '';
+  }
+
+  // When the test received the first line matching `pattern` (Date.now()), waiting for it.
+  async waitForLogTime(pattern: RegExp, timeout = 10000): Promise<number> {
+    return this.receivedAt[await this.waitForLogIndex(pattern, timeout)] ?? 0;
+  }
+
+  private async waitForLogIndex(pattern: RegExp, timeout: number): Promise<number> {
+    const index = await waitFor(
+      () => {
+        const found = this.output.findIndex((line) => pattern.test(line));
+        return found === -1 ? undefined : { found };
+      },
+      { timeout, what: `a daemon log line matching ${pattern}` },
+    );
+    return index.found;
   }
 
   // SIGTERM, then the daemon must exit by itself within `timeout`; if it hangs it is
@@ -181,7 +203,8 @@ export async function startDaemon(t: TestContext, { config, files = {}, marker, 
     }
     if (marker !== undefined) killMarkedProcesses(marker);
     if (!(t as TestContext & { passed?: boolean }).passed) {
-      t.diagnostic(`rainbowd output (${dir}):\n${daemon.log()}`);
+      t.diagnostic(`rainbowd output (${dir}):`);
+      for (const line of daemon.output) t.diagnostic(`  ${line}`);
     }
     rmSync(dir, { recursive: true, force: true });
   });
