@@ -92,8 +92,12 @@ export class Proxy {
   }
 
   private badGateway(response: http.ServerResponse, error: NodeJS.ErrnoException): void {
-    this.log.event('upstream-error', { reason: `${error.code ?? error.message}; answered 502` });
-    errorPage(response, 502, 'Bad Gateway', 'The app did not answer.');
+    // Refused: nothing listens, the app is down (it crashed and is being restarted); that
+    // is a 503 to retry, not a broken gateway.
+    const refused = error.code === 'ECONNREFUSED';
+    this.log.event('upstream-error', { reason: `${error.code ?? error.message}; answered ${refused ? 503 : 502}` });
+    if (refused) errorPage(response, 503, 'Service Unavailable', 'The app is restarting. Try again in a moment.', { 'retry-after': '1' });
+    else errorPage(response, 502, 'Bad Gateway', 'The app did not answer.');
   }
 
   /**

@@ -52,17 +52,30 @@ after(async () => {
   for (const step of cleanup.reverse()) await step();
 });
 
-test('a dead upstream gets a 502 and the proxy keeps running', async () => {
+test('a dead upstream gets a 503 to retry (nothing listens) and the proxy keeps running', async () => {
   const upstream = await serverOn((_request, response) => response.end('ok'));
   const { proxy, port, service } = await proxyTo(upstream.port);
   cleanup.push(() => proxy.close(), () => service.stopAll('test over'));
   upstream.server.close();
   upstream.server.closeAllConnections();
   const answer = await get(port);
-  assert.equal(answer.status, 502);
-  assert.match(answer.body, /502 Bad Gateway/);
+  assert.equal(answer.status, 503);
+  assert.match(answer.body, /503 Service Unavailable/);
   assert.doesNotMatch(answer.body, /127\.0\.0\.1|ECONNREFUSED/, 'nothing internal in the page');
-  assert.equal((await get(port)).status, 502, 'still answering after the error');
+  assert.equal((await get(port)).status, 503, 'still answering after the error');
+});
+
+test('an upstream that resets the connection mid-request gets a 502', async () => {
+  const upstream = await serverOn((request, response) => {
+    if (request.url === '/') return void response.end('ok'); // health check
+    request.socket.destroy();
+  });
+  const { proxy, port, service } = await proxyTo(upstream.port);
+  cleanup.push(() => upstream.server.close(), () => proxy.close(), () => service.stopAll('test over'));
+  const answer = await new Promise<number>((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, path: '/reset', agent: false }, (response) => resolve(response.statusCode ?? 0)).on('error', reject);
+  });
+  assert.equal(answer, 502);
 });
 
 test('a client that goes away aborts its upstream request', async () => {
