@@ -54,6 +54,9 @@ const badConfigs: Array<[string, string, RegExp]> = [
   ['a port out of range', '{"run": "x", "port": 70000}', /"port" must be a port number from 1 to 65535, got number 70000/],
   ['a bad target', '{"target": "localhost"}', /"target" must be a "host:port" address/],
   ['a health path without a slash', '{"run": "x", "healthCheckPath": "health"}', /"healthCheckPath" must be a path starting with "\/"/],
+  ['a bad service host', '{"services": {"api": {"target": "127.0.0.1:1", "host": "api example"}}}', /"services.api.host" must be host names like "app.example.com"/],
+  ['an unknown service key', '{"services": {"api": {"target": "127.0.0.1:1", "hots": "x"}}}', /unknown key "services.api.hots"/],
+  ['a bad service name', '{"services": {"a b": {"target": "127.0.0.1:1"}}}', /"services.a b" must be named with letters, digits/],
 ];
 
 for (const [what, content, expected] of badConfigs) {
@@ -83,4 +86,35 @@ test('an unknown flag is a usage error, exit 2', async () => {
   const result = await promisify(execFile)(process.execPath, [cli, 'run', '--htp-port', '1']).catch((error: { code: number; stderr: string }) => error);
   assert.equal((result as { code: number }).code, 2);
   assert.match((result as { stderr: string }).stderr, /^rainbowd: Unknown option '--htp-port'.*\(see rainbowd help\)\n$/);
+});
+
+test('rainbow.conf.example.json is a valid config', async () => {
+  const config = await loadConfig(path.join(root, 'rainbow.conf.example.json'));
+  assert.deepEqual(config.services.map((service) => service.name), ['default', 'admin']);
+});
+
+test('at the top level "host" is the listen address; the default service stays the catch-all', async () => {
+  const file = await configFile('{"run": "x", "host": "0.0.0.0"}');
+  const config = await loadConfig(file);
+  assert.equal(config.host, '0.0.0.0');
+  assert.deepEqual(config.services[0]!.hosts, []);
+});
+
+test('named services take hosts and path prefixes; two services may not claim the same route', async () => {
+  const file = await configFile(JSON.stringify({
+    run: 'site',
+    services: {
+      api: { target: '127.0.0.1:3000', host: ['API.example.com'], pathPrefix: '/v1/' },
+      web: { run: 'web', host: '*.example.com', stripPathPrefix: false },
+    },
+  }));
+  const [site, api, web] = (await loadConfig(file)).services;
+  assert.deepEqual([site!.name, site!.hosts], ['default', []]);
+  assert.deepEqual([api!.target, api!.hosts, api!.pathPrefix, api!.stripPathPrefix], ['127.0.0.1:3000', ['API.example.com'], '/v1', true]);
+  assert.deepEqual([web!.run, web!.hosts, web!.pathPrefix, web!.stripPathPrefix], ['web', ['*.example.com'], null, false]);
+
+  const clash = await configFile(JSON.stringify({ services: { a: { target: '127.0.0.1:1', host: 'x.test' }, b: { target: '127.0.0.1:2', host: 'X.test' } } }));
+  await assert.rejects(loadConfig(clash), { message: `${clash}: "services.b": host is used by another service: host x.test belongs to "a"` });
+  const twoCatchAlls = await configFile(JSON.stringify({ run: 'x', services: { b: { target: '127.0.0.1:2' } } }));
+  await assert.rejects(loadConfig(twoCatchAlls), /"services.b": host is used by another service: the catch-all host belongs to "default"/);
 });
