@@ -9,7 +9,7 @@ import { RainbowError, isRainbowError, messageOf } from './errors.js';
 import type { Logger } from './log.js';
 import { Proxy } from './proxy.js';
 import { Router } from './router.js';
-import { Service, type DeployResult, type ServiceStatus } from './service.js';
+import { Service, type DeployResult, type ServiceOrigin, type ServiceStatus } from './service.js';
 import { StateFile, type SavedService } from './state.js';
 
 // Wiring: listeners, services, signals, watched files, reload and shutdown.
@@ -38,8 +38,10 @@ export class Daemon {
   private watchers: FSWatcher[] = [];
   private shuttingDown: Promise<void> | null = null;
   private readonly state: StateFile | null;
-  /** Names being deployed for the first time, so two deploys cannot both create one. */
-  private readonly creating = new Set<string>();
+  /** Configs of deploys under way, by service: their routes count as taken until they end. */
+  private readonly deploying = new Map<string, ServiceConfig>();
+  /** State entries that could not be restored: kept in the file so that a typo loses nothing. */
+  private unrestored = new Map<string, SavedService>();
 
   constructor(
     private config: DaemonConfig,
@@ -48,12 +50,16 @@ export class Daemon {
     private readonly version: string,
   ) {
     for (const serviceConfig of config.services) {
-      this.services.set(serviceConfig.name, new Service(serviceConfig, log, this.runtimeDir));
+      this.services.set(serviceConfig.name, this.createService(serviceConfig, 'config'));
     }
     this.state = config.file ? new StateFile(path.join(path.dirname(config.file), 'rainbow.state.json')) : null;
     this.router.update(this.services.values());
     this.proxy = new Proxy(this.router, log, new Set(config.trustedProxies));
     this.control = new ControlServer(this);
+  }
+
+  private createService(config: ServiceConfig, origin: ServiceOrigin): Service {
+    return new Service(config, { log: this.log, runtimeDir: this.runtimeDir, routesChanged: () => this.router.update(this.services.values()) }, origin);
   }
 
   private get configDir(): string {
@@ -111,29 +117,27 @@ export class Daemon {
     if (existing?.origin === 'config') {
       throw new RainbowError('SERVICE_EXISTS', `service "${name}" is declared in ${this.config.file}; change it there (and reload) or deploy under another name`);
     }
-    const clash = findRouteClash([...this.services.values()].map((service) => service.config), config);
+    if (this.deploying.has(name)) throw new RainbowError('SERVICE_EXISTS', `service "${name}" is being deployed right now; try again when that deploy is over`);
+    const taken = [...[...this.services.values()].map((service) => service.config), ...this.deploying.values()];
+    const clash = findRouteClash(taken, config);
     if (clash) throw new RainbowError('HOST_IN_USE', clash);
-    if (this.creating.has(name)) throw new RainbowError('SERVICE_EXISTS', `service "${name}" is being deployed right now`);
     const reason = `deploy ${config.target}`;
-    if (existing) {
-      const result = await existing.deployConfig(config, reason);
-      this.router.update(this.services.values());
-      await this.saveState();
-      return result;
-    }
-    const service = new Service(config, this.log, this.runtimeDir, 'deploy');
-    this.creating.add(name);
+    this.deploying.set(name, config);
+    const service = existing ?? this.createService(config, 'deploy');
     try {
-      const result = await service.redeploy(reason);
-      this.services.set(name, service);
-      this.router.update(this.services.values());
+      // An existing service takes the new config (and its routes) at the switch.
+      const result = await service.redeploy(reason, config);
+      if (!existing) {
+        this.services.set(name, service);
+        this.router.update(this.services.values());
+      }
       await this.saveState();
       return result;
     } catch (error) {
-      await service.stopAll(`deploy of ${name} refused`);
+      if (!existing) await service.stopAll(`deploy of ${name} refused`);
       throw error;
     } finally {
-      this.creating.delete(name);
+      this.deploying.delete(name);
     }
   }
 
@@ -158,6 +162,7 @@ export class Daemon {
     return service.status();
   }
 
+  /** The service's config (and routes) change at its switch, through `routesChanged`. */
   rollback(name: string): Promise<DeployResult> {
     return this.service(name).rollback().then(async (result) => {
       await this.saveState();
@@ -179,8 +184,9 @@ export class Daemon {
 
   private async restoreState(): Promise<void> {
     if (!this.state) return;
-    const { services: saved, problems } = await this.state.load();
+    const { services: saved, unreadable, problems } = await this.state.load();
     for (const problem of problems) this.log.event('state-skipped', { reason: problem });
+    this.unrestored = unreadable;
     for (const [name, entry] of saved) {
       let service = this.services.get(name);
       if (entry.deployed && !service) {
@@ -188,11 +194,12 @@ export class Daemon {
           const config = validateServiceDefinition(entry.deployed, name, `${this.state.file}: service "${name}"`, this.configDir);
           const clash = findRouteClash([...this.services.values()].map((other) => other.config), config);
           if (clash) throw new RainbowError('HOST_IN_USE', `${this.state.file}: service "${name}": ${clash}`);
-          service = new Service(config, this.log, this.runtimeDir, 'deploy');
+          service = this.createService(config, 'deploy');
           this.services.set(name, service);
           this.log.event('restored', { service: name, target: config.target, reason: `saved in ${this.state.file}; health-checked before it takes traffic` });
         } catch (error) {
-          this.log.event('state-skipped', { service: name, reason: messageOf(error) });
+          this.log.event('state-skipped', { service: name, reason: `${messageOf(error)}; the entry stays in the file until the name is deployed again` });
+          this.unrestored.set(name, entry);
           continue;
         }
       }
@@ -205,6 +212,9 @@ export class Daemon {
   private async saveState(): Promise<void> {
     if (!this.state) return;
     const saved = new Map<string, SavedService>();
+    for (const [name, entry] of this.unrestored) {
+      if (!this.services.has(name)) saved.set(name, entry);
+    }
     for (const service of this.services.values()) {
       const entry: SavedService = {};
       if (service.origin === 'deploy') entry.deployed = definitionOf(service.config);
@@ -256,7 +266,7 @@ export class Daemon {
       if (service?.origin === 'config') service.config = config;
       else if (service) this.log.event('reload-ignored', { service: config.name, reason: `"${config.name}" was deployed with rainbowd deploy; remove it first to declare it in the config` });
       else {
-        const added = new Service(config, this.log, this.runtimeDir);
+        const added = this.createService(config, 'config');
         this.services.set(config.name, added);
         added.redeploy('added to the config').catch(() => undefined);
       }

@@ -9,7 +9,7 @@ export interface HealthTarget {
   port: number;
 }
 
-export type ProbeResult = { healthy: true; status: number } | { healthy: false; problem: string };
+export type ProbeResult = { healthy: true; status: number } | { healthy: false; problem: string; timedOut: boolean };
 
 export function probe(target: HealthTarget, check: HealthCheckConfig, signal?: AbortSignal): Promise<ProbeResult> {
   return new Promise((resolve) => {
@@ -21,14 +21,18 @@ export function probe(target: HealthTarget, check: HealthCheckConfig, signal?: A
         resolve(
           status >= 200 && status < 400
             ? { healthy: true, status }
-            : { healthy: false, problem: `GET ${check.path} answered ${status}` },
+            : { healthy: false, problem: `GET ${check.path} answered ${status}`, timedOut: false },
         );
       },
     );
-    request.on('timeout', () => request.destroy(new Error(`no answer within ${formatDuration(check.timeoutMs)}`)));
+    let timedOut = false;
+    request.on('timeout', () => {
+      timedOut = true;
+      request.destroy(new Error(`no answer within ${formatDuration(check.timeoutMs)}`));
+    });
     request.on('error', (error: NodeJS.ErrnoException) => {
       const problem = error.code === 'ECONNREFUSED' ? 'connection refused' : error.message;
-      resolve({ healthy: false, problem: `GET ${check.path}: ${problem}` });
+      resolve({ healthy: false, problem: `GET ${check.path}: ${problem}`, timedOut });
     });
   });
 }
@@ -46,13 +50,16 @@ export async function waitUntilHealthy(
   signal: AbortSignal,
 ): Promise<void> {
   const deadline = Date.now() + deadlineMs;
-  let last = 'no answer yet';
+  let last: string | null = null;
   for (;;) {
     signal.throwIfAborted();
-    const result = await probe(target, { ...check, timeoutMs: Math.max(1, Math.min(check.timeoutMs, deadline - Date.now())) }, signal);
+    const budget = deadline - Date.now();
+    const result = await probe(target, { ...check, timeoutMs: Math.max(1, Math.min(check.timeoutMs, budget)) }, signal);
     signal.throwIfAborted();
     if (result.healthy) return;
-    last = result.problem;
+    // A probe the deadline cut short says nothing new: keep the reason seen before it.
+    const cutShort = result.timedOut && budget < check.timeoutMs;
+    if (!cutShort || last === null) last = result.problem;
     if (Date.now() + check.intervalMs >= deadline) {
       throw new HealthCheckFailed(`not healthy after ${formatDuration(deadlineMs)} (last check: ${last})`);
     }

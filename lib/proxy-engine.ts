@@ -7,6 +7,8 @@ import httpProxy from 'http-proxy';
 // - an `error` event without a listener crashes the process (dead upstream => dead daemon);
 // - it does not abort the upstream request when the client goes away after sending its
 //   request (it only listens for `aborted`, which a finished request no longer emits);
+// - when the upstream response breaks off after its headers were sent (the app died, or a
+//   drain timed out and closed the upstream sockets), the client's response is left open;
 // - on Node 22+ it triggers DEP0060 (util._extend) warnings in users' logs.
 
 export interface Upstream {
@@ -38,6 +40,11 @@ export class ProxyEngine {
       (request as TrackedRequest)[upstreamRequest] = proxyRequest;
       response.once('close', () => {
         if (!response.writableFinished) proxyRequest.destroy();
+      });
+    });
+    this.proxy.on('proxyRes', (upstreamResponse, _request, response) => {
+      upstreamResponse.once('close', () => {
+        if (!upstreamResponse.complete) response.destroy();
       });
     });
     this.proxy.on('error', (error: NodeJS.ErrnoException, request, response) => {

@@ -50,26 +50,14 @@ export class Proxy {
 
   private handle(request: http.IncomingMessage, response: http.ServerResponse): void {
     const service = this.router.route(request);
-    if (!service) return errorPage(response, 404, 'Not Found', 'There is no site at this address.');
-    if (service.pause.mode === 'running') return this.forward(service, request, response);
-    if (service.pause.mode === 'stopped') return maintenancePage(response, service.pause.message);
-    // Paused: hold the request until the service resumes, or answer 503 after maxPause.
-    void service.pause.wait().then((proceed) => {
-      if (response.destroyed) return;
-      if (proceed) this.forward(service, request, response);
-      else if (service.pause.mode === 'stopped') maintenancePage(response, service.pause.message);
-      else errorPage(response, 503, 'Service Unavailable', 'The app is paused. Try again in a moment.', { 'retry-after': '5' });
-    });
+    if (!service) return sendPage(response, NOT_FOUND);
+    admit(service, () => this.forward(service, request, response), (page) => sendPage(response, page), () => response.destroyed);
   }
 
   private forward(service: Service, request: http.IncomingMessage, response: http.ServerResponse): void {
     const generation = service.active;
-    if (!generation) {
-      return errorPage(response, 503, 'Service Unavailable', 'The app is starting or restarting. Try again in a moment.', { 'retry-after': '1' });
-    }
-    const { pathPrefix, stripPathPrefix } = service.config;
-    if (pathPrefix !== null && stripPathPrefix) request.url = stripPrefix(request.url ?? '/', pathPrefix);
-    this.setForwardedHeaders(request);
+    if (!generation) return sendPage(response, STARTING);
+    this.prepare(service, request);
     generation.requestStarted();
     response.once('close', () => generation.requestFinished());
     if (this.closing) response.setHeader('connection', 'close');
@@ -79,16 +67,23 @@ export class Proxy {
   private handleUpgrade(request: http.IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => socket.destroy());
     const service = this.router.route(request);
-    const generation = service?.pause.mode === 'running' ? service.active : null;
-    if (!service || !generation) {
-      socket.end(`HTTP/1.1 ${service ? '503 Service Unavailable' : '404 Not Found'}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
-      return;
-    }
+    if (!service) return sendRawPage(socket, NOT_FOUND);
+    admit(service, () => this.forwardUpgrade(service, request, socket, head), (page) => sendRawPage(socket, page), () => socket.destroyed);
+  }
+
+  private forwardUpgrade(service: Service, request: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    const generation = service.active;
+    if (!generation) return sendRawPage(socket, STARTING);
+    this.prepare(service, request);
+    generation.trackUpgrade(socket);
+    this.engine.ws(request, socket, head, generation);
+  }
+
+  /** The request as the app gets it: path prefix stripped, forwarding headers set. */
+  private prepare(service: Service, request: http.IncomingMessage): void {
     const { pathPrefix, stripPathPrefix } = service.config;
     if (pathPrefix !== null && stripPathPrefix) request.url = stripPrefix(request.url ?? '/', pathPrefix);
     this.setForwardedHeaders(request);
-    generation.trackUpgrade(socket);
-    this.engine.ws(request, socket, head, generation);
   }
 
   private badGateway(response: http.ServerResponse, error: NodeJS.ErrnoException): void {
@@ -96,8 +91,7 @@ export class Proxy {
     // is a 503 to retry, not a broken gateway.
     const refused = error.code === 'ECONNREFUSED';
     this.log.event('upstream-error', { reason: `${error.code ?? error.message}; answered ${refused ? 503 : 502}` });
-    if (refused) errorPage(response, 503, 'Service Unavailable', 'The app is restarting. Try again in a moment.', { 'retry-after': '1' });
-    else errorPage(response, 502, 'Bad Gateway', 'The app did not answer.');
+    sendPage(response, refused ? RESTARTING : BAD_GATEWAY);
   }
 
   /**
@@ -124,14 +118,59 @@ export class Proxy {
   }
 }
 
-function maintenancePage(response: http.ServerResponse, message: string | null): void {
-  errorPage(response, 503, 'Service Unavailable', message ?? 'The site is down for maintenance. Please come back soon.', { 'retry-after': '60' });
+/**
+ * Lets a request through a service's pause controller: at once when it runs; when paused,
+ * once it resumes (or a 503 after maxPause); when stopped, the maintenance page.
+ */
+function admit(service: Service, proceed: () => void, refuse: (page: Page) => void, gone: () => boolean): void {
+  const { pause } = service;
+  if (pause.mode === 'running') return proceed();
+  if (pause.mode === 'stopped') return refuse(maintenance(pause.message));
+  void pause.wait().then((resumed) => {
+    if (gone()) return;
+    if (resumed) proceed();
+    else refuse(pause.mode === 'stopped' ? maintenance(pause.message) : PAUSED);
+  });
 }
 
-function errorPage(response: http.ServerResponse, status: number, title: string, text: string, headers: http.OutgoingHttpHeaders = {}): void {
-  const body = `${status} ${title}\n${text}\n`;
-  response.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', ...headers });
+// The pages rainbowd answers itself. They name nothing internal: no ports, no addresses.
+interface Page {
+  status: number;
+  title: string;
+  text: string;
+  retryAfter?: number;
+}
+
+const NOT_FOUND: Page = { status: 404, title: 'Not Found', text: 'There is no site at this address.' };
+const STARTING: Page = { status: 503, title: 'Service Unavailable', text: 'The app is starting or restarting. Try again in a moment.', retryAfter: 1 };
+const RESTARTING: Page = { status: 503, title: 'Service Unavailable', text: 'The app is restarting. Try again in a moment.', retryAfter: 1 };
+const PAUSED: Page = { status: 503, title: 'Service Unavailable', text: 'The app is paused. Try again in a moment.', retryAfter: 5 };
+const BAD_GATEWAY: Page = { status: 502, title: 'Bad Gateway', text: 'The app did not answer.' };
+
+function maintenance(message: string | null): Page {
+  return { status: 503, title: 'Service Unavailable', text: message ?? 'The site is down for maintenance. Please come back soon.', retryAfter: 60 };
+}
+
+function pageHeaders(page: Page, body: string): Record<string, string | number> {
+  return {
+    'content-type': 'text/plain; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+    ...(page.retryAfter === undefined ? {} : { 'retry-after': page.retryAfter }),
+  };
+}
+
+function sendPage(response: http.ServerResponse, page: Page): void {
+  const body = `${page.status} ${page.title}\n${page.text}\n`;
+  response.writeHead(page.status, pageHeaders(page, body));
   response.end(body);
+}
+
+/** The same page on a socket that asked for an upgrade, which has no ServerResponse. */
+function sendRawPage(socket: Duplex, page: Page): void {
+  const body = `${page.status} ${page.title}\n${page.text}\n`;
+  const headers = Object.entries({ ...pageHeaders(page, body), connection: 'close' }).map(([name, value]) => `${name}: ${value}\r\n`);
+  socket.end(`HTTP/1.1 ${page.status} ${page.title}\r\n${headers.join('')}\r\n${body}`);
 }
 
 export function listen(server: http.Server, port: number, host: string): Promise<void> {

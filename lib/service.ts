@@ -16,6 +16,8 @@ export interface DeployResult {
   pid: number | null;
   reason: string;
   previous: number | null;
+  /** The external target now serving, for external services. */
+  target: string | null;
   timings: { healthyMs: number; switchedMs: number; drainedMs: number | null; stoppedMs: number | null };
 }
 
@@ -44,6 +46,15 @@ interface PendingDeploy {
   resolve: (result: DeployResult) => void;
   reject: (error: unknown) => void;
   reason: string;
+  config: ServiceConfig | undefined;
+}
+
+/** What a service needs from the daemon around it. */
+export interface ServiceContext {
+  log: Logger;
+  runtimeDir: string;
+  /** The service's hosts or path prefix changed: the router must be rebuilt. */
+  routesChanged: () => void;
 }
 
 // A crashed app is restarted after 0.5 s, 1 s, 2 s ... up to 30 s; an app that stayed up
@@ -68,12 +79,15 @@ export class Service {
   /** The config before the last `deploy` of a new target: what `rollback` goes back to. */
   private previousConfig: ServiceConfig | null = null;
 
+  private readonly log: Logger;
+
   constructor(
     public config: ServiceConfig,
-    private readonly log: Logger,
-    private readonly runtimeDir: string,
+    private readonly context: ServiceContext,
     readonly origin: ServiceOrigin = 'config',
-  ) {}
+  ) {
+    this.log = context.log;
+  }
 
   get name(): string {
     return this.config.name;
@@ -83,37 +97,26 @@ export class Service {
    * Deploys of a service run one at a time; a trigger that arrives during a deploy queues
    * one follow-up deploy, and further triggers join that follow-up.
    */
-  redeploy(reason: string): Promise<DeployResult> {
+  redeploy(reason: string, config?: ServiceConfig): Promise<DeployResult> {
     if (this.shutdown.signal.aborted) {
       return Promise.reject(new RainbowError('SHUTTING_DOWN', 'rainbowd is shutting down; deploy refused'));
     }
-    if (!this.current) return this.begin(reason);
-    if (!this.followUp) {
+    if (!this.current) return this.begin(reason, config);
+    if (this.followUp) {
+      if (config) this.followUp.config = config;
+    } else {
       let resolve!: PendingDeploy['resolve'];
       let reject!: PendingDeploy['reject'];
       const promise = new Promise<DeployResult>((res, rej) => {
         resolve = res;
         reject = rej;
       });
-      this.followUp = { promise, resolve, reject, reason };
+      this.followUp = { promise, resolve, reject, reason, config };
       this.log.event('queued', { service: this.name, reason: `${reason}; a deploy is under way, this one follows it` });
     }
     return this.followUp.promise;
   }
 
-  /** Deploys with a new config (a new target); a refused deploy leaves the old config in place. */
-  async deployConfig(config: ServiceConfig, reason: string): Promise<DeployResult> {
-    const before = this.config;
-    this.config = config;
-    try {
-      const result = await this.redeploy(reason);
-      this.previousConfig = before;
-      return result;
-    } catch (error) {
-      this.config = before;
-      throw error;
-    }
-  }
 
   /**
    * Back to what served before the last deploy: an external service redeploys its previous
@@ -124,7 +127,7 @@ export class Service {
     if (this.config.run === undefined) {
       const previous = this.previousConfig;
       if (!previous) throw new RainbowError('NO_ROLLBACK', `${this.name} has no previous target to roll back to`);
-      return this.deployConfig(previous, `rollback to ${previous.target}`);
+      return this.redeploy(`rollback to ${previous.target}`, previous);
     }
     const previous = this.generations.findLast((generation) => generation.state === 'draining');
     if (!previous) {
@@ -141,35 +144,41 @@ export class Service {
       pid: previous.pid,
       reason: 'rollback',
       previous: current?.id ?? null,
+      target: null,
       timings: { healthyMs: 0, switchedMs: 0, drainedMs: null, stoppedMs: null },
     };
     if (current) await this.retire(current, `rolled back to ${previous.label}`);
     return result;
   }
 
-  private begin(reason: string): Promise<DeployResult> {
+  private begin(reason: string, config: ServiceConfig | undefined): Promise<DeployResult> {
     this.clearRestart();
     let switched!: () => void;
     const switchedOrFailed = new Promise<void>((resolve) => (switched = resolve));
-    const deploy = this.runDeploy(reason, switched);
+    const deploy = this.runDeploy(reason, config, switched);
     this.current = deploy;
     // The next deploy may start once this one has switched (or failed): drains overlap.
     void switchedOrFailed.then(() => {
       this.current = null;
       const next = this.followUp;
       this.followUp = null;
-      if (next) this.begin(next.reason).then(next.resolve, next.reject);
+      if (next) this.begin(next.reason, next.config).then(next.resolve, next.reject);
     });
     return deploy;
   }
 
-  private async runDeploy(reason: string, switched: () => void): Promise<DeployResult> {
+  /**
+   * `candidate` is the config this deploy brings (a new target, say): it becomes the
+   * service's config at the switch, not before, so a refused deploy changes nothing.
+   */
+  private async runDeploy(reason: string, candidate: ServiceConfig | undefined, switched: () => void): Promise<DeployResult> {
+    const config = candidate ?? this.config;
     const began = Date.now();
     const since = () => Date.now() - began;
     const generation = new Generation(this.name, this.nextId++, {
-      config: this.config,
+      config,
       log: this.log,
-      runtimeDir: this.runtimeDir,
+      runtimeDir: this.context.runtimeDir,
       signal: this.shutdown.signal,
     });
     this.generations.push(generation);
@@ -191,6 +200,11 @@ export class Service {
       throw new RainbowError('SHUTTING_DOWN', 'rainbowd is shutting down; deploy cancelled');
     }
     const previous = this.active;
+    if (candidate && candidate !== this.config) {
+      this.previousConfig = this.config;
+      this.config = candidate;
+      this.context.routesChanged();
+    }
     this.active = generation;
     generation.transition('active', reason, { previous: previous?.id });
     const switchedMs = since();
@@ -205,6 +219,7 @@ export class Service {
       pid: generation.pid,
       reason,
       previous: previous?.id ?? null,
+      target: config.target ?? null,
       timings: { healthyMs, switchedMs, drainedMs: null, stoppedMs: null },
     };
     if (previous) {

@@ -16,6 +16,8 @@ export interface SavedService {
 
 export interface LoadedState {
   services: Map<string, SavedService>;
+  /** Entries that could not be read, as they are in the file, to be written back untouched. */
+  unreadable: Map<string, SavedService>;
   problems: string[];
 }
 
@@ -28,13 +30,14 @@ export class StateFile {
 
   async load(): Promise<LoadedState> {
     const services = new Map<string, SavedService>();
+    const unreadable = new Map<string, SavedService>();
     const problems: string[] = [];
     let text: string;
     try {
       text = await readFile(this.file, 'utf8');
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') problems.push(`${this.file}: cannot read it: ${messageOf(error)}`);
-      return { services, problems };
+      return { services, unreadable, problems };
     }
     let parsed: unknown;
     try {
@@ -43,19 +46,21 @@ export class StateFile {
       const kept = `${this.file}.corrupt`;
       await rename(this.file, kept).catch(() => undefined);
       problems.push(`${this.file}: not valid JSON (${messageOf(error)}); kept as ${kept}, starting without saved services`);
-      return { services, problems };
+      return { services, unreadable, problems };
     }
     const entries = (parsed as { services?: unknown }).services;
     if (typeof entries !== 'object' || entries === null) {
       problems.push(`${this.file}: no "services" object; starting without saved services`);
-      return { services, problems };
+      return { services, unreadable, problems };
     }
     for (const [name, entry] of Object.entries(entries)) {
       const problem = checkEntry(entry);
-      if (problem) problems.push(`${this.file}: service "${name}" skipped: ${problem}`);
-      else services.set(name, entry as SavedService);
+      if (problem) {
+        problems.push(`${this.file}: service "${name}" skipped: ${problem}; the entry stays in the file until the name is deployed again`);
+        unreadable.set(name, entry as SavedService);
+      } else services.set(name, entry as SavedService);
     }
-    return { services, problems };
+    return { services, unreadable, problems };
   }
 
   /** Saves are queued so that two in a row cannot interleave their renames. */

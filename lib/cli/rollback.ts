@@ -11,5 +11,6 @@ export async function rollback(args: string[]): Promise<void> {
   const progress = showProgress(`rolling back ${name}`);
   const answer = await callDaemon<DeployResult>(daemon, 'POST', `/services/${encodeURIComponent(name)}/rollback`).finally(progress.stop);
   if (answer.status !== 200) throw answerError(answer);
-  process.stdout.write(`rolled back ${name} to generation #${answer.body.generation} on port ${answer.body.port}\n`);
+  const { target, generation, port } = answer.body;
+  process.stdout.write(`rolled back ${name} to ${target ?? `generation #${generation} on port ${port}`}\n`);
 }

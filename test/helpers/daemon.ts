@@ -24,6 +24,12 @@ export interface GenerationStatus {
 export interface ServiceStatus {
   name: string;
   kind: string;
+  origin?: 'config' | 'deploy';
+  target?: string | null;
+  hosts?: string[];
+  pathPrefix?: string | null;
+  mode?: 'running' | 'paused' | 'stopped';
+  message?: string | null;
   activeGeneration: number | null;
   restarts: number;
   generations: GenerationStatus[];
@@ -47,9 +53,12 @@ export interface StartOptions {
   files?: Record<string, string>;
   // The marker of the test's fixture processes: killed at cleanup if anything is left.
   marker?: string;
-  // Wait until a generation is active (default true).
+  // Wait until a generation of the default service is active (default true).
   waitUntilActive?: boolean;
   startTimeout?: number;
+  // Run in this directory instead of a fresh one (a restart: the state file is kept). The
+  // directory is then not removed at cleanup: whoever created it does that.
+  dir?: string;
 }
 
 export interface Exit {
@@ -103,33 +112,35 @@ export class Daemon {
     return JSON.parse(response.body) as DaemonStatus;
   }
 
-  async service(): Promise<ServiceStatus> {
+  async service(name = 'default'): Promise<ServiceStatus> {
     const status = await this.status();
-    const service = status.services.find((candidate) => candidate.name === 'default');
-    if (service === undefined) throw new Error(`no default service in /status: ${JSON.stringify(status)}`);
+    const service = status.services.find((candidate) => candidate.name === name);
+    if (service === undefined) throw new Error(`no ${name} service in /status: ${JSON.stringify(status)}`);
     return service;
   }
 
-  // The active generation, waiting (bounded) for one to exist, optionally newer than `after`.
-  async waitForActive({ after = 0, timeout = 15000 } = {}): Promise<GenerationStatus> {
+  // The active generation of `service`, waiting (bounded) for one to exist, optionally newer than `after`.
+  async waitForActive({ after = 0, timeout = 15000, service: name = 'default' } = {}): Promise<GenerationStatus> {
     return waitFor(
       async () => {
         this.assertRunning();
-        const service = await this.service();
+        const service = await this.service(name);
         if (service.activeGeneration === null || service.activeGeneration <= after) return undefined;
         return service.generations.find((generation) => generation.id === service.activeGeneration && generation.state === 'active');
       },
-      { timeout, what: `an active generation newer than #${after}` },
+      { timeout, what: `an active generation of ${name} newer than #${after}` },
     );
   }
 
-  async redeploy({ wait = true, timeout = 60000 } = {}): Promise<RedeployAnswer> {
-    const response: Response = await request(this.controlPort, wait ? '/redeploy' : '/redeploy?wait=0', { method: 'POST', body: '', timeout });
+  // POST /redeploy, or POST /services/NAME/redeploy with `service`.
+  async redeploy({ wait = true, timeout = 60000, service }: { wait?: boolean; timeout?: number; service?: string } = {}): Promise<RedeployAnswer> {
+    const path = `${service === undefined ? '' : `/services/${encodeURIComponent(service)}`}/redeploy${wait ? '' : '?wait=0'}`;
+    const response: Response = await request(this.controlPort, path, { method: 'POST', body: '', timeout });
     let body: RedeployAnswer['body'];
     try {
       body = JSON.parse(response.body) as RedeployAnswer['body'];
     } catch {
-      throw new Error(`POST /redeploy answered ${response.status} with a body that is not JSON: ${response.body}`);
+      throw new Error(`POST ${path} answered ${response.status} with a body that is not JSON: ${response.body}`);
     }
     return { status: response.status, body, elapsedMs: response.elapsedMs };
   }
@@ -181,8 +192,8 @@ export class Daemon {
 // Starts `rainbowd run` in a fresh directory and registers its cleanup on `t`: the daemon
 // is stopped (killed if it hangs), the test's marked processes are killed, the directory is
 // removed, and the daemon's output is printed if the test failed.
-export async function startDaemon(t: TestContext, { config, files = {}, marker, waitUntilActive = true, startTimeout = 15000 }: StartOptions): Promise<Daemon> {
-  const dir = mkdtempSync(join(tmpdir(), 'rainbowd-test-'));
+export async function startDaemon(t: TestContext, { config, files = {}, marker, waitUntilActive = true, startTimeout = 15000, dir: givenDir }: StartOptions): Promise<Daemon> {
+  const dir = givenDir ?? mkdtempSync(join(tmpdir(), 'rainbowd-test-'));
   const proxyPort = await getPort({ host: '127.0.0.1' });
   const controlPort = await getPort({ host: '127.0.0.1', exclude: [proxyPort] });
   const configPath = join(dir, 'rainbow.conf.json');
@@ -206,7 +217,7 @@ export async function startDaemon(t: TestContext, { config, files = {}, marker, 
       t.diagnostic(`rainbowd output (${dir}):`);
       for (const line of daemon.output) t.diagnostic(`  ${line}`);
     }
-    rmSync(dir, { recursive: true, force: true });
+    if (givenDir === undefined) rmSync(dir, { recursive: true, force: true });
   });
 
   await waitFor(

@@ -11,6 +11,9 @@ export interface LoadOptions {
   requestTimeout?: number;
   // The load stops by itself after this long even if nobody calls stop().
   maxDuration: number;
+  // Sent as the Host header, to load one service of several.
+  host?: string;
+  headers?: http.OutgoingHttpHeaders;
 }
 
 export interface LoadResult {
@@ -22,6 +25,10 @@ export interface LoadResult {
   // A few bodies of non-2xx responses, for the failure message.
   badResponses: string[];
   generations: string[];
+  // Responses by their `x-service` header ('' when absent).
+  byService: Record<string, number>;
+  // The longest time one response took.
+  maxElapsedMs: number;
   durationMs: number;
 }
 
@@ -31,18 +38,22 @@ export interface Load {
   snapshot(): LoadResult;
 }
 
-export function startLoad({ port, path = '/', keepAliveClients, newConnectionClients, requestTimeout = 5000, maxDuration }: LoadOptions): Load {
+export function startLoad({ port, path = '/', keepAliveClients, newConnectionClients, requestTimeout = 5000, maxDuration, host, headers: extraHeaders }: LoadOptions): Load {
   const started = Date.now();
   const deadline = started + maxDuration;
   let stopped = false;
-  const result: LoadResult = { total: 0, byStatus: {}, errors: {}, errorCount: 0, badResponses: [], generations: [], durationMs: 0 };
+  const result: LoadResult = { total: 0, byStatus: {}, errors: {}, errorCount: 0, badResponses: [], generations: [], byService: {}, maxElapsedMs: 0, durationMs: 0 };
   const generations = new Set<string>();
+  const headers = { ...extraHeaders, ...(host === undefined ? {} : { host }) };
 
   async function client(agent: http.Agent | false): Promise<void> {
     while (!stopped && Date.now() < deadline) {
       try {
-        const response = await request(port, path, { agent, timeout: requestTimeout });
+        const response = await request(port, path, { agent, timeout: requestTimeout, headers });
         result.total++;
+        result.maxElapsedMs = Math.max(result.maxElapsedMs, response.elapsedMs);
+        const service = header(response, 'x-service') ?? '';
+        result.byService[service] = (result.byService[service] ?? 0) + 1;
         result.byStatus[response.status] = (result.byStatus[response.status] ?? 0) + 1;
         if (response.status < 200 || response.status > 299) {
           if (result.badResponses.length < 5) result.badResponses.push(`${response.status} ${response.body.slice(0, 200)}`);
@@ -68,7 +79,7 @@ export function startLoad({ port, path = '/', keepAliveClients, newConnectionCli
   });
 
   function snapshot(): LoadResult {
-    return { ...result, byStatus: { ...result.byStatus }, errors: { ...result.errors }, generations: [...generations].sort((a, b) => Number(a) - Number(b)), durationMs: Date.now() - started };
+    return { ...result, byStatus: { ...result.byStatus }, errors: { ...result.errors }, byService: { ...result.byService }, generations: [...generations].sort((a, b) => Number(a) - Number(b) || a.localeCompare(b)), durationMs: Date.now() - started };
   }
 
   return {

@@ -25,7 +25,7 @@ async function serverOn(handler: http.RequestListener): Promise<{ server: http.S
 
 async function proxyTo(upstreamPort: number): Promise<{ proxy: Proxy; port: number; service: Service }> {
   const config = validateConfig({ target: `127.0.0.1:${upstreamPort}`, drainTimeout: '1s' }, 'test.json');
-  const service = new Service(config.services[0]!, log, '/tmp');
+  const service = new Service(config.services[0]!, { log, runtimeDir: '/tmp', routesChanged: () => undefined });
   await service.redeploy('test');
   const proxy = new Proxy(new Router([service]), log);
   await proxy.listen(0, '127.0.0.1');

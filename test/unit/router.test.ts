@@ -1,15 +1,15 @@
 import assert from 'node:assert/strict';
 import type { IncomingMessage } from 'node:http';
 import { test } from 'node:test';
-import { Router } from '../../lib/router.js';
+import { Router, stripPrefix, underPrefix } from '../../lib/router.js';
 import type { Service } from '../../lib/service.js';
 
-function service(name: string, hosts: string[]): Service {
-  return { name, config: { hosts } } as unknown as Service;
+function service(name: string, hosts: string[], pathPrefix: string | null = null): Service {
+  return { name, config: { hosts, pathPrefix } } as unknown as Service;
 }
 
-function requestFor(host: string | undefined): IncomingMessage {
-  return { headers: host === undefined ? {} : { host } } as IncomingMessage;
+function requestFor(host: string | undefined, url = '/'): IncomingMessage {
+  return { url, headers: host === undefined ? {} : { host } } as IncomingMessage;
 }
 
 test('exact host beats wildcard beats the catch-all; port and case do not matter', () => {
@@ -27,4 +27,35 @@ test('exact host beats wildcard beats the catch-all; port and case do not matter
 test('without a catch-all service an unknown host matches nothing', () => {
   const router = new Router([service('api', ['api.example.com'])]);
   assert.equal(router.route(requestFor('other.org')), null);
+});
+
+test('within a host the longest path prefix wins, and a prefix matches whole segments only', () => {
+  const router = new Router([
+    service('site', ['example.com']),
+    service('api', ['example.com'], '/api'),
+    service('api-v2', ['example.com'], '/api/v2'),
+    service('catch-all-docs', [], '/docs'),
+  ]);
+  const routed = (url: string, host = 'example.com') => router.route(requestFor(host, url))?.name ?? null;
+  assert.equal(routed('/api'), 'api');
+  assert.equal(routed('/api/users?x=1'), 'api');
+  assert.equal(routed('/api?x=1'), 'api');
+  assert.equal(routed('/api/v2/users'), 'api-v2');
+  assert.equal(routed('/apis'), 'site');
+  assert.equal(routed('/'), 'site');
+  assert.equal(routed('/docs/intro', 'other.org'), 'catch-all-docs');
+  assert.equal(routed('/', 'other.org'), null, 'no catch-all for / here');
+});
+
+test('a host whose prefixes do not match falls through to the wildcard and the catch-all', () => {
+  const router = new Router([service('api', ['example.com'], '/api'), service('web', [])]);
+  assert.equal(router.route(requestFor('example.com', '/shop'))?.name, 'web');
+});
+
+test('prefix helpers: segments and stripping', () => {
+  assert.equal(underPrefix('/api', '/api'), true);
+  assert.equal(underPrefix('/api-docs', '/api'), false);
+  assert.equal(stripPrefix('/api/users?x', '/api'), '/users?x');
+  assert.equal(stripPrefix('/api', '/api'), '/');
+  assert.equal(stripPrefix('/api?x=1', '/api'), '/?x=1');
 });
