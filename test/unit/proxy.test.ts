@@ -23,11 +23,11 @@ async function serverOn(handler: http.RequestListener): Promise<{ server: http.S
   return { server, port: (server.address() as net.AddressInfo).port };
 }
 
-async function proxyTo(upstreamPort: number): Promise<{ proxy: Proxy; port: number; service: Service }> {
+async function proxyTo(upstreamPort: number, trustedProxies: string[] = []): Promise<{ proxy: Proxy; port: number; service: Service }> {
   const config = validateConfig({ target: `127.0.0.1:${upstreamPort}`, drainTimeout: '1s' }, 'test.json');
   const service = new Service(config.services[0]!, { log, runtimeDir: '/tmp', routesChanged: () => undefined });
   await service.redeploy('test');
-  const proxy = new Proxy(new Router([service]), log);
+  const proxy = new Proxy(new Router([service]), log, new Set(trustedProxies));
   await proxy.listen(0, '127.0.0.1');
   return { proxy, port: (proxy.server.address() as net.AddressInfo).port, service };
 }
@@ -111,6 +111,25 @@ test('client-sent X-Forwarded-* headers are replaced, Host is preserved', async 
   assert.equal(seen['x-forwarded-host'], 'shop.example.com');
   assert.equal(seen['x-forwarded-port'], undefined);
   assert.equal(seen.host, 'shop.example.com');
+});
+
+test('from a trusted proxy (the local nginx) X-Forwarded-* are kept and extended', async () => {
+  const upstream = await serverOn((request, response) => response.end(JSON.stringify(request.headers)));
+  const { proxy, port, service } = await proxyTo(upstream.port, ['127.0.0.1']);
+  cleanup.push(() => upstream.server.close(), () => proxy.close(), () => service.stopAll('test over'));
+  const answer = await get(port, { host: 'shop.example.com', 'x-forwarded-for': '203.0.113.9', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'www.example.com' });
+  const seen = JSON.parse(answer.body) as Record<string, string>;
+  assert.equal(seen['x-forwarded-for'], '203.0.113.9, 127.0.0.1');
+  assert.equal(seen['x-forwarded-proto'], 'https');
+  assert.equal(seen['x-forwarded-host'], 'www.example.com');
+});
+
+test('X-Request-ID is added when absent and kept when sent', async () => {
+  const upstream = await serverOn((request, response) => response.end(String(request.headers['x-request-id'])));
+  const { proxy, port, service } = await proxyTo(upstream.port);
+  cleanup.push(() => upstream.server.close(), () => proxy.close(), () => service.stopAll('test over'));
+  assert.match((await get(port)).body, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+  assert.equal((await get(port, { 'x-request-id': 'abc-123' })).body, 'abc-123');
 });
 
 test('a client reset during a WebSocket upgrade does not crash the proxy', async () => {
