@@ -117,7 +117,6 @@ export class Service {
     return this.followUp.promise;
   }
 
-
   /**
    * Back to what served before the last deploy: an external service redeploys its previous
    * target; a supervised one takes back its previous generation if it is still draining.
