@@ -1,26 +1,10 @@
 // Helpers for end-to-end tests that drive real third-party programs (gunicorn, nginx, wrk).
 import { type ChildProcess } from 'node:child_process';
-import { access, constants, readFile, readdir, readlink } from 'node:fs/promises';
+import { readFile, readdir, readlink } from 'node:fs/promises';
 import http from 'node:http';
-import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-// nginx lives in /usr/sbin, which a non-root PATH often lacks.
-const extraDirectories = ['/usr/sbin', '/sbin', '/usr/local/sbin'];
-
-export async function findExecutable(name: string): Promise<string | undefined> {
-  const directories = [...(process.env.PATH ?? '').split(path.delimiter), ...extraDirectories];
-  for (const directory of directories.filter(Boolean)) {
-    const candidate = path.join(directory, name);
-    try {
-      await access(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
-}
+export { findExecutable } from '../../helpers/executables.js';
 
 export interface HttpResult {
   status: number;

@@ -1,0 +1,94 @@
+// The command line of `npm run bench`, and what each mode runs.
+import { parseArgs } from 'node:util';
+import type { AppName } from './apps.js';
+import type { LoadSpec } from './load.js';
+import type { Tools } from './tools.js';
+
+export const USAGE = `usage: npm run bench [-- options]
+
+  --quick          under a minute: the hello-world app only, 1 round of 2 s, 3 deploys
+  --rounds N       interleaved rounds per app (default: 5 for hello-world, 3 for the others)
+  --duration S     seconds per wrk run (default 8)
+  --deploys N      redeploys under load (default 10)
+  --only LIST      run only these parts: hello,slow,gunicorn,deploy
+  --without LIST   act as if these were not installed: wrk,nginx,haproxy,gunicorn
+  --compare FILE   also show this run next to an earlier results file (\`last\`: the newest one)
+  --keep           keep the temporary directory (configs, logs) and print its path
+  --help`;
+
+export interface Plan {
+  mode: 'full' | 'quick';
+  apps: { name: AppName; rounds: number; extraConnections?: number }[];
+  load: LoadSpec;
+  warmupSeconds: number;
+  /** Before each run, how long to wait for other processes to go quiet. */
+  quietWaitMs: number;
+  /** Redeploys under load; 0: that part is not run. */
+  deploys: number;
+  without: (keyof Tools)[];
+  compare?: string;
+  keep: boolean;
+}
+
+export function parseOptions(argv: string[]): Plan {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      quick: { type: 'boolean', default: false },
+      rounds: { type: 'string' },
+      duration: { type: 'string' },
+      deploys: { type: 'string' },
+      only: { type: 'string', default: '' },
+      without: { type: 'string', default: '' },
+      compare: { type: 'string' },
+      keep: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  const positive = (name: string, value: string | undefined): number | undefined => {
+    if (value === undefined) return undefined;
+    const number = Number(value);
+    if (!Number.isInteger(number) || number < 1) throw new TypeError(`--${name} must be a whole number ≥ 1, got ${JSON.stringify(value)}`);
+    return number;
+  };
+  const rounds = positive('rounds', values.rounds);
+  const duration = positive('duration', values.duration);
+  const deploys = positive('deploys', values.deploys);
+  const quick = values.quick;
+  const without = list('without', values.without, ['wrk', 'nginx', 'haproxy', 'gunicorn'] as const);
+  const parts = ['hello', 'slow', 'gunicorn', 'deploy'] as const;
+  const only = list('only', values.only, parts);
+  const wanted = (part: (typeof parts)[number]) => only.length === 0 || only.includes(part);
+  const apps: Plan['apps'] = quick
+    ? [{ name: 'hello', rounds: rounds ?? 1 }]
+    : [
+        { name: 'hello', rounds: rounds ?? 5 },
+        // The 256-connection run: does the proxy hold its latency when many clients wait?
+        { name: 'slow', rounds: rounds ?? 3, extraConnections: 256 },
+        { name: 'gunicorn', rounds: rounds ?? 3 },
+      ];
+  return {
+    mode: quick ? 'quick' : 'full',
+    apps: apps.filter((app) => wanted(app.name)),
+    load: { threads: 2, connections: 64, durationSeconds: duration ?? (quick ? 2 : 8) },
+    warmupSeconds: quick ? 1 : 2,
+    // --quick checks that everything works (CI): it does not wait for a quiet machine.
+    quietWaitMs: quick ? 0 : 20_000,
+    deploys: wanted('deploy') ? (deploys ?? (quick ? 3 : 10)) : 0,
+    without,
+    compare: values.compare,
+    keep: values.keep,
+  };
+}
+
+function list<T extends string>(option: string, value: string, allowed: readonly T[]): T[] {
+  const names = value.split(',').filter(Boolean);
+  for (const name of names) {
+    if (!allowed.includes(name as T)) throw new TypeError(`--${option} takes ${allowed.join(', ')}; got ${JSON.stringify(name)}`);
+  }
+  return names as T[];
+}

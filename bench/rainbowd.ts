@@ -1,0 +1,107 @@
+// rainbowd under test: one daemon with its config, runtime directory and log in a directory
+// of the benchmark's workspace, on free ports, driven through its control API.
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import getPort from 'get-port';
+import { getJson, httpRequest, waitForHttp } from './http.js';
+import { stopIfFails, type Launched, type ProcessRegistry } from './processes.js';
+
+export interface DeployAnswer {
+  ok: boolean;
+  generation: number;
+  previous: number | null;
+  port: number;
+  pid: number | null;
+  timings: { healthyMs: number; switchedMs: number; drainedMs: number | null; stoppedMs: number | null };
+  error?: { code: string; message: string };
+}
+
+export interface DaemonStatus {
+  pid: number;
+  services: { name: string; activeGeneration: number | null; generations: { id: number; state: string; pid: number | null }[] }[];
+}
+
+/** One line of the daemon's stdout, as it was read. */
+export interface LogLine {
+  text: string;
+  /** When the benchmark read it. */
+  readAt: number;
+}
+
+// The daemon logs lifecycle events only, so a whole benchmark's log stays small; the cap
+// only guards against a flood of upstream errors.
+const LOG_LINE_LIMIT = 100_000;
+const STOP_GRACE_MS = 20_000;
+
+export class Rainbowd {
+  private constructor(
+    readonly directory: string,
+    readonly proxyPort: number,
+    readonly controlPort: number,
+    readonly process: Launched,
+    /** Its stdout so far, one entry per line. */
+    readonly log: LogLine[],
+  ) {}
+
+  static async start(registry: ProcessRegistry, root: string, directory: string, runLine: string): Promise<Rainbowd> {
+    const runtime = path.join(directory, 'runtime');
+    await mkdir(runtime, { recursive: true });
+    const proxyPort = await getPort({ host: '127.0.0.1' });
+    const controlPort = await getPort({ host: '127.0.0.1', exclude: [proxyPort] });
+    const configFile = path.join(directory, 'rainbow.conf.json');
+    const config = { run: runLine, port: proxyPort, controlPort, healthCheckPath: '/', drainTimeout: '5s' };
+    await writeFile(configFile, `${JSON.stringify(config, null, 2)}\n`);
+    const log: LogLine[] = [];
+    const launched = registry.launch('rainbowd', process.execPath, [path.join(root, 'bin', 'rainbowd.js'), 'run', '--config', configFile], {
+      cwd: directory,
+      logFile: path.join(directory, 'rainbowd.log'),
+      // Its runtime directory (pidfiles) in the workspace; ports from the file, not from the
+      // developer's environment.
+      env: { ...withoutRainbowdVariables(process.env), TMPDIR: runtime },
+      onLine: (text) => {
+        if (log.length < LOG_LINE_LIMIT) log.push({ text, readAt: Date.now() });
+      },
+    });
+    const daemon = new Rainbowd(directory, proxyPort, controlPort, launched, log);
+    await stopIfFails(launched, async () => {
+      await waitForHttp(`${daemon.controlUrl}/status`, 'rainbowd control API', [launched]);
+      await waitForHttp(daemon.proxyUrl, 'the app behind rainbowd', [launched]);
+    }, STOP_GRACE_MS);
+    return daemon;
+  }
+
+  get proxyUrl(): string {
+    return `http://127.0.0.1:${this.proxyPort}/`;
+  }
+
+  get controlUrl(): string {
+    return `http://127.0.0.1:${this.controlPort}`;
+  }
+
+  status(): Promise<DaemonStatus> {
+    return getJson<DaemonStatus>(`${this.controlUrl}/status`);
+  }
+
+  /** POST /redeploy, which answers when the deploy is over (bounded by `timeoutMs`). */
+  async redeploy(timeoutMs = 60_000): Promise<DeployAnswer> {
+    const answer = await httpRequest('POST', `${this.controlUrl}/redeploy`, timeoutMs);
+    const body = JSON.parse(answer.body) as DeployAnswer;
+    if (answer.status !== 200 || !body.ok) {
+      throw new Error(`redeploy refused (${answer.status}): ${body.error ? `${body.error.code}: ${body.error.message}` : answer.body}`);
+    }
+    return body;
+  }
+
+  /** SIGTERM: rainbowd drains and stops its app, then exits. */
+  stop(): Promise<void> {
+    return this.process.stop(STOP_GRACE_MS);
+  }
+}
+
+function withoutRainbowdVariables(environment: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const copy = { ...environment };
+  for (const name of Object.keys(copy)) {
+    if (name.startsWith('RAINBOWD_') || name === 'HTTP_PORT' || name === 'CONTROL_PORT') copy[name] = undefined;
+  }
+  return copy;
+}

@@ -1,0 +1,252 @@
+// One app with every target in front of it (nothing, rainbowd, nginx, haproxy), driven by
+// the same load in interleaved rounds: round-robin over the targets, each round starting
+// one target further, so drift of the machine (heat, other jobs) spreads over all of them.
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import getPort from 'get-port';
+import type { FixtureApp } from './apps.js';
+import { waitForHttp } from './http.js';
+import { describeLoad, errorCount, runWrk, type LoadSpec, type SocketErrors, type WrkResult } from './load.js';
+import { startHaproxy, startNginx } from './peers.js';
+import { groupCpuSeconds, groupOf, memoryOf, type Memory } from './proc.js';
+import type { Launched, ProcessRegistry } from './processes.js';
+import { DISTURBED_SHARE, markCpu, otherShareSince, waitForQuiet } from './quiet.js';
+import { Rainbowd } from './rainbowd.js';
+import { median, sum } from './stats.js';
+import type { Tools } from './tools.js';
+
+export type TargetName = 'direct' | 'rainbowd' | 'nginx' | 'haproxy';
+export const TARGET_ORDER: readonly TargetName[] = ['direct', 'rainbowd', 'nginx', 'haproxy'];
+
+// A run during which other processes took more than DISTURBED_SHARE of the CPU is run again,
+// at most this many times.
+const RUNS_AGAIN_WHEN_DISTURBED = 2;
+
+export interface BenchContext {
+  registry: ProcessRegistry;
+  root: string;
+  tools: Tools;
+  workspace: string;
+  /** Progress, for the person waiting (stderr). */
+  progress: (line: string) => void;
+}
+
+export interface LoadPlan {
+  spec: LoadSpec;
+  rounds: number;
+}
+
+export interface AppPlan {
+  app: FixtureApp;
+  warmupSeconds: number;
+  /** Before each run, how long to wait for other processes to go quiet (0: do not sample). */
+  quietWaitMs: number;
+  load: LoadPlan;
+  /** A second load on the same processes (256 connections on the 20 ms app). */
+  extraLoad?: LoadPlan;
+}
+
+interface Target {
+  name: TargetName;
+  url: string;
+  /** Any of these exiting spoils the run. */
+  processes: Launched[];
+  /** The proxy's process group, whose CPU time is charged to it (none for direct). */
+  proxyGroup?: number;
+  /** The app's process group behind this target. */
+  appGroup?: number;
+}
+
+export interface Run {
+  round: number;
+  target: TargetName;
+  wrk: WrkResult;
+  proxyCpuSeconds: number | null;
+  appCpuSeconds: number | null;
+  /** Share of the machine's CPU that processes not part of this run used while it ran. */
+  otherCpuShare: number;
+  /** Disturbed by other processes and run again: not in the medians. */
+  discarded: boolean;
+}
+
+export interface TargetSummary {
+  target: TargetName;
+  /** Runs in the medians (disturbed runs that were repeated are not). */
+  runs: number;
+  /** Medians over the rounds. */
+  requestsPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  /** Totals over the rounds: one failed request anywhere counts. */
+  socketErrors: SocketErrors;
+  badStatus: number;
+  errors: number;
+  proxyCpuMicrosPerRequest: number | null;
+  appCpuMicrosPerRequest: number | null;
+}
+
+export interface LoadOutcome {
+  command: string;
+  spec: LoadSpec;
+  rounds: number;
+  targets: TargetSummary[];
+  runs: Run[];
+}
+
+export interface AppOutcome {
+  app: string;
+  title: string;
+  notes: string[];
+  loads: LoadOutcome[];
+  rainbowdMemory: { idle?: Memory; afterLoad?: Memory };
+}
+
+export async function benchmarkApp(context: BenchContext, plan: AppPlan): Promise<AppOutcome> {
+  const { registry, tools, progress } = context;
+  const { app } = plan;
+  const directory = path.join(context.workspace, app.name);
+  const outcome: AppOutcome = { app: app.name, title: app.title, notes: [], loads: [], rainbowdMemory: {} };
+  const started: { stop(): Promise<void> }[] = [];
+  try {
+    progress(`${app.name}: starting the app, and rainbowd, nginx and haproxy in front of it`);
+    await mkdir(directory, { recursive: true });
+    const appPort = await getPort({ host: '127.0.0.1' });
+    const { file, args } = app.command(appPort);
+    const direct = registry.launch(app.name, file, args, { cwd: directory, logFile: path.join(directory, 'app.log') });
+    started.push({ stop: () => direct.stop(10_000) });
+    const directUrl = `http://127.0.0.1:${appPort}/`;
+    await waitForHttp(directUrl, app.title, [direct]);
+    const targets: Target[] = [{ name: 'direct', url: directUrl, processes: [direct], appGroup: direct.pid }];
+
+    const rainbowd = await Rainbowd.start(registry, context.root, path.join(directory, 'rainbowd'), app.runLine);
+    started.push(rainbowd);
+    const status = await rainbowd.status();
+    const daemonPid = status.pid;
+    const appPid = status.services[0]?.generations.find((generation) => generation.state === 'active')?.pid ?? undefined;
+    targets.push({ name: 'rainbowd', url: rainbowd.proxyUrl, processes: [rainbowd.process], proxyGroup: groupOf(daemonPid), appGroup: appPid ? groupOf(appPid) : undefined });
+
+    for (const [name, start] of [['nginx', startNginx], ['haproxy', startHaproxy]] as const) {
+      const executable = tools[name];
+      if (!executable) {
+        outcome.notes.push(`no ${name} column: ${name} is not available`);
+        continue;
+      }
+      const peer = await start(registry, executable, path.join(directory, name), appPort);
+      started.push({ stop: () => peer.process.stop(10_000) });
+      targets.push({ name, url: peer.url, processes: [peer.process, direct], proxyGroup: peer.process.pid, appGroup: direct.pid });
+    }
+
+    outcome.rainbowdMemory.idle = memoryOf(daemonPid);
+    if (!tools.wrk) {
+      outcome.notes.push('no load was run: wrk is not available');
+      return outcome;
+    }
+    const warmup: LoadSpec = { ...plan.load.spec, durationSeconds: plan.warmupSeconds };
+    for (const target of targets) {
+      progress(`${app.name}: warming up ${target.name} (${plan.warmupSeconds} s)`);
+      await runWrk(registry, tools.wrk, target.url, warmup, directory);
+    }
+    for (const load of [plan.load, plan.extraLoad]) {
+      if (load) outcome.loads.push(await interleavedRuns(context, app.name, targets, load, plan.quietWaitMs, directory));
+    }
+    outcome.rainbowdMemory.afterLoad = memoryOf(daemonPid);
+    return outcome;
+  } finally {
+    // Newest first: the proxies before the apps behind them.
+    for (const running of started.reverse()) await running.stop();
+  }
+}
+
+async function interleavedRuns(context: BenchContext, appName: string, targets: Target[], load: LoadPlan, quietWaitMs: number, directory: string): Promise<LoadOutcome> {
+  const runs: Run[] = [];
+  for (let round = 0; round < load.rounds; round++) {
+    for (let index = 0; index < targets.length; index++) {
+      const target = targets[(round + index) % targets.length]!;
+      for (let attempt = 0; ; attempt++) {
+        if (quietWaitMs > 0) await waitForQuiet(quietWaitMs, context.progress);
+        const run = await measuredRun(context, target, load.spec, directory, round + 1);
+        runs.push(run);
+        const errors = errorCount(run.wrk);
+        const disturbed = run.otherCpuShare > DISTURBED_SHARE;
+        const again = disturbed && attempt < RUNS_AGAIN_WHEN_DISTURBED;
+        run.discarded = again;
+        context.progress(
+          `${appName} c=${load.spec.connections} round ${round + 1}/${load.rounds} ${target.name.padEnd(8)} ` +
+            `${Math.round(run.wrk.requestsPerSecond).toString().padStart(6)} req/s  p50 ${run.wrk.latencyMs.p50.toFixed(2)} ms  ` +
+            `p99 ${run.wrk.latencyMs.p99.toFixed(2)} ms${errors ? `  ERRORS ${errors}` : ''}` +
+            (disturbed ? `  (other processes took ${(run.otherCpuShare * 100).toFixed(0)}% of the CPU${again ? ': run again' : ''})` : ''),
+        );
+        if (!again) break;
+      }
+    }
+  }
+  const present = TARGET_ORDER.filter((name) => targets.some((target) => target.name === name));
+  return {
+    command: describeLoad(load.spec),
+    spec: load.spec,
+    rounds: load.rounds,
+    targets: present.map((name) => summarize(name, runs.filter((run) => run.target === name))),
+    runs,
+  };
+}
+
+async function measuredRun(context: BenchContext, target: Target, spec: LoadSpec, directory: string, round: number): Promise<Run> {
+  const dead = target.processes.find((launched) => launched.hasExited);
+  if (dead) throw new Error(`${target.name}: ${dead.describeExit()}; its last output:\n${dead.outputTail()}`);
+  const before = cpuOf(target);
+  const mark = markCpu();
+  const wrk = await runWrk(context.registry, context.tools.wrk!, target.url, spec, directory);
+  const after = cpuOf(target);
+  const proxyCpuSeconds = difference(after.proxy, before.proxy);
+  const appCpuSeconds = difference(after.app, before.app);
+  return {
+    round,
+    target: target.name,
+    wrk,
+    proxyCpuSeconds,
+    appCpuSeconds,
+    // wrk has exited and been waited for: its CPU time is the benchmark's own by now.
+    otherCpuShare: otherShareSince(mark, (proxyCpuSeconds ?? 0) + (appCpuSeconds ?? 0)),
+    discarded: false,
+  };
+}
+
+function summarize(target: TargetName, allRuns: Run[]): TargetSummary {
+  // Errors count in every run; the figures come from the runs that were kept.
+  const runs = allRuns.filter((run) => !run.discarded);
+  const socketErrors: SocketErrors = { connect: 0, read: 0, write: 0, timeout: 0 };
+  for (const run of allRuns) {
+    for (const key of Object.keys(socketErrors) as (keyof SocketErrors)[]) socketErrors[key] += run.wrk.socketErrors[key];
+  }
+  const badStatus = sum(allRuns.map((run) => run.wrk.badStatus));
+  const perRequest = (seconds: (run: Run) => number | null): number | null => {
+    const values = runs.flatMap((run) => {
+      const used = seconds(run);
+      return used === null || run.wrk.requests === 0 ? [] : [(used * 1e6) / run.wrk.requests];
+    });
+    return values.length ? median(values) : null;
+  };
+  return {
+    target,
+    runs: runs.length,
+    requestsPerSecond: median(runs.map((run) => run.wrk.requestsPerSecond)),
+    p50Ms: median(runs.map((run) => run.wrk.latencyMs.p50)),
+    p99Ms: median(runs.map((run) => run.wrk.latencyMs.p99)),
+    socketErrors,
+    badStatus,
+    errors: sum(Object.values(socketErrors)) + badStatus,
+    proxyCpuMicrosPerRequest: perRequest((run) => run.proxyCpuSeconds),
+    appCpuMicrosPerRequest: perRequest((run) => run.appCpuSeconds),
+  };
+}
+
+function cpuOf(target: Target): { proxy: number | null; app: number | null } {
+  return {
+    proxy: target.proxyGroup === undefined ? null : groupCpuSeconds(target.proxyGroup),
+    app: target.appGroup === undefined ? null : groupCpuSeconds(target.appGroup),
+  };
+}
+
+function difference(after: number | null, before: number | null): number | null {
+  return after === null || before === null ? null : Math.round((after - before) * 1000) / 1000;
+}
