@@ -97,6 +97,7 @@ const serviceKeys = [
 ] as const;
 // Only named services route by host and path: at the top level `host` is the listen address.
 const namedServiceKeys = [...serviceKeys, 'host', 'pathPrefix', 'stripPathPrefix'] as const;
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 const SERVICE_NAME = /^[a-z0-9][a-z0-9_.-]{0,62}$/i;
 
 export async function findConfigFile(cwd: string): Promise<string | null> {
@@ -149,7 +150,7 @@ export function validateConfig(raw: unknown, file: string, overrides: RunOverrid
     file,
     host: overrides.host ?? v.string(config.host, 'host') ?? '127.0.0.1',
     port,
-    controlHost: overrides.controlHost ?? v.string(config.controlHost, 'controlHost') ?? '127.0.0.1',
+    controlHost: v.loopback(overrides.controlHost ?? v.string(config.controlHost, 'controlHost') ?? '127.0.0.1', 'controlHost'),
     controlPort: overrides.controlPort ?? v.port(config.controlPort, 'controlPort') ?? port + 1,
     logFormat: overrides.logFormat ?? v.oneOf(config.logFormat, 'logFormat', ['text', 'json'] as const) ?? 'text',
     trustedProxies: v.stringList(config.trustedProxies, 'trustedProxies') ?? [],
@@ -217,6 +218,12 @@ class Validator {
   string(value: unknown, key: string): string | undefined {
     if (value === undefined) return undefined;
     if (typeof value !== 'string' || value.trim() === '') this.fail(key, 'a non-empty string', value);
+    return value;
+  }
+
+  // The control API can deploy and stop apps and has no authentication: loopback only.
+  loopback(value: string, key: string): string {
+    if (!LOOPBACK.has(value.toLowerCase())) this.fail(key, 'a loopback address (127.0.0.1, ::1 or localhost): the control API has no authentication', value);
     return value;
   }
 

@@ -32,7 +32,7 @@ export async function findDaemon(values: { 'control-port'?: string | boolean; co
   const file = typeof values.config === 'string' ? path.resolve(values.config) : (env.RAINBOWD_CONFIG ?? (await findConfigFile(process.cwd())));
   if (file) {
     const config = await loadConfig(file);
-    return { host: config.controlHost === '0.0.0.0' ? '127.0.0.1' : config.controlHost, port: config.controlPort };
+    return { host: config.controlHost, port: config.controlPort };
   }
   return { host, port: 7001 };
 }

@@ -54,6 +54,7 @@ const badConfigs: Array<[string, string, RegExp]> = [
   ['a port out of range', '{"run": "x", "port": 70000}', /"port" must be a port number from 1 to 65535, got number 70000/],
   ['a bad target', '{"target": "localhost"}', /"target" must be a "host:port" address/],
   ['a health path without a slash', '{"run": "x", "healthCheckPath": "health"}', /"healthCheckPath" must be a path starting with "\/"/],
+  ['a control API open to the network', '{"run": "x", "controlHost": "0.0.0.0"}', /"controlHost" must be a loopback address \(127\.0\.0\.1, ::1 or localhost\): the control API has no authentication, got "0\.0\.0\.0"/],
   ['a bad service host', '{"services": {"api": {"target": "127.0.0.1:1", "host": "api example"}}}', /"services.api.host" must be host names like "app.example.com"/],
   ['an unknown service key', '{"services": {"api": {"target": "127.0.0.1:1", "hots": "x"}}}', /unknown key "services.api.hots"/],
   ['a bad service name', '{"services": {"a b": {"target": "127.0.0.1:1"}}}', /"services.a b" must be named with letters, digits/],
