@@ -52,8 +52,7 @@ export class Rainbowd {
     const config = { run: runLine, port: proxyPort, controlPort, healthCheckPath: '/', drainTimeout: '5s' };
     await writeFile(configFile, `${JSON.stringify(config, null, 2)}\n`);
     const log: LogLine[] = [];
-    // Started as users start it, as a program, so its own node flags apply.
-    const launched = registry.launch('rainbowd', path.join(root, 'bin', 'rainbowd.js'), ['run', '--config', configFile], {
+    const launched = registry.launch('rainbowd', process.execPath, [path.join(root, 'bin', 'rainbowd.js'), 'run', '--config', configFile], {
       cwd: directory,
       logFile: path.join(directory, 'rainbowd.log'),
       // Its runtime directory (pidfiles) in the workspace; ports from the file, not from the
