@@ -1,9 +1,11 @@
-// What a user would run instead of rainbowd, configured alike: one nginx worker and one
-// haproxy thread (rainbowd is one process), keep-alive to clients and to the app, the same
-// timeouts, X-Forwarded-* headers set (rainbowd sets them), no access log (rainbowd has none).
+// What a user would run instead of rainbowd, configured alike: as many nginx workers and
+// haproxy threads as rainbowd has proxy workers by default on this machine, keep-alive to
+// clients and to the app, the same timeouts, X-Forwarded-* headers set (rainbowd sets them),
+// no access log (rainbowd has none).
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import getPort from 'get-port';
+import { defaultWorkers } from '../lib/config.js';
 import { waitForHttp } from './http.js';
 import { stopIfFails, type Launched, type ProcessRegistry } from './processes.js';
 
@@ -19,13 +21,15 @@ const UPSTREAM_KEEPALIVE = 64;
 // idle upstream connection before the app does, so none is reused just as the app closes it.
 const UPSTREAM_IDLE_SECONDS = 4;
 const CLIENT_IDLE_SECONDS = 65;
+/** nginx workers and haproxy threads: rainbowd's default proxy workers here (at least 1). */
+export const PEER_WORKERS = Math.max(1, defaultWorkers());
 
 export async function startNginx(registry: ProcessRegistry, executable: string, directory: string, appPort: number): Promise<Peer> {
   await mkdir(directory, { recursive: true });
   const port = await getPort({ host: '127.0.0.1' });
   const inside = (name: string) => path.join(directory, name);
   const config = `daemon off;
-worker_processes 1;
+worker_processes ${PEER_WORKERS};
 pid ${inside('nginx.pid')};
 error_log ${inside('error.log')} warn;
 events { worker_connections 4096; }
@@ -77,7 +81,7 @@ export async function startHaproxy(registry: ProcessRegistry, executable: string
   const port = await getPort({ host: '127.0.0.1' });
   const inside = (name: string) => path.join(directory, name);
   const config = `global
-  nbthread 1
+  nbthread ${PEER_WORKERS}
   maxconn 8192
   pidfile ${inside('haproxy.pid')}
 

@@ -1,4 +1,4 @@
-// What the benchmark reads from /proc: memory of one process, CPU time of a process group.
+// What the benchmark reads from /proc: memory and CPU time of a process group.
 import { readdirSync, readFileSync } from 'node:fs';
 
 // USER_HZ: the unit of utime and stime in /proc/PID/stat. 100 on every Linux we run on.
@@ -9,27 +9,44 @@ export interface Memory {
   peakRssMB: number;
 }
 
-/** VmRSS and VmHWM (peak RSS) of `pid`, or undefined when it is gone. */
-export function memoryOf(pid: number): Memory | undefined {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
-    return { rssMB: round1(kib('VmRSS') / 1024), peakRssMB: round1(kib('VmHWM') / 1024) };
-  } catch {
-    return undefined;
+/**
+ * VmRSS and VmHWM (peak RSS) summed over the live processes of process group `groupId`: a
+ * daemon and its proxy workers (its apps run in groups of their own). The peak is the sum of
+ * each process's own peak. Undefined when none is left.
+ */
+export function groupMemoryOf(groupId: number): Memory | undefined {
+  let rssKiB = 0;
+  let peakKiB = 0;
+  let found = false;
+  for (const pid of groupMembers(groupId)) {
+    try {
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+      const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0);
+      rssKiB += kib('VmRSS');
+      peakKiB += kib('VmHWM');
+      found = true;
+    } catch {
+      // exited meanwhile
+    }
   }
+  return found ? { rssMB: round1(rssKiB / 1024), peakRssMB: round1(peakKiB / 1024) } : undefined;
 }
 
 /** CPU seconds (user + system) used so far by the live processes of process group `groupId`. */
 export function groupCpuSeconds(groupId: number): number {
   let ticks = 0;
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    const fields = statFields(Number(name));
+  for (const pid of groupMembers(groupId)) {
     // Fields after the command name: state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
-    if (fields && Number(fields[2]) === groupId) ticks += Number(fields[11]) + Number(fields[12]);
+    const fields = statFields(pid);
+    if (fields) ticks += Number(fields[11]) + Number(fields[12]);
   }
   return ticks / TICKS_PER_SECOND;
+}
+
+function groupMembers(groupId: number): number[] {
+  return readdirSync('/proc')
+    .filter((name) => /^\d+$/.test(name) && Number(statFields(Number(name))?.[2]) === groupId)
+    .map(Number);
 }
 
 export function groupOf(pid: number): number | undefined {

@@ -18,6 +18,7 @@ export interface DeployAnswer {
 
 export interface DaemonStatus {
   pid: number;
+  proxy: { workers: number };
   services: { name: string; activeGeneration: number | null; generations: { id: number; state: string; pid: number | null }[] }[];
 }
 
@@ -43,13 +44,14 @@ export class Rainbowd {
     readonly log: LogLine[],
   ) {}
 
-  static async start(registry: ProcessRegistry, root: string, directory: string, runLine: string): Promise<Rainbowd> {
+  /** `workers`: the proxy worker processes; unset, rainbowd's default for this machine. */
+  static async start(registry: ProcessRegistry, root: string, directory: string, runLine: string, workers?: number): Promise<Rainbowd> {
     const runtime = path.join(directory, 'runtime');
     await mkdir(runtime, { recursive: true });
     const proxyPort = await getPort({ host: '127.0.0.1' });
     const controlPort = await getPort({ host: '127.0.0.1', exclude: [proxyPort] });
     const configFile = path.join(directory, 'rainbow.conf.json');
-    const config = { run: runLine, port: proxyPort, controlPort, healthCheckPath: '/', drainTimeout: '5s' };
+    const config = { run: runLine, port: proxyPort, controlPort, healthCheckPath: '/', drainTimeout: '5s', ...(workers === undefined ? {} : { workers }) };
     await writeFile(configFile, `${JSON.stringify(config, null, 2)}\n`);
     const log: LogLine[] = [];
     const launched = registry.launch('rainbowd', process.execPath, [path.join(root, 'bin', 'rainbowd.js'), 'run', '--config', configFile], {

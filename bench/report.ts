@@ -95,14 +95,19 @@ function renderLoad(app: AppOutcome, load: LoadOutcome): string {
 }
 
 function renderMemory(apps: AppOutcome[]): string | undefined {
-  const rows = apps
-    .filter((app) => app.rainbowdMemory.idle)
-    .map((app) => {
-      const { idle, afterLoad } = app.rainbowdMemory;
-      return [app.title, megabytes(idle?.rssMB), megabytes(afterLoad?.rssMB), megabytes(afterLoad?.peakRssMB ?? idle?.peakRssMB)];
-    });
+  const rows = apps.flatMap((app) =>
+    app.rainbowdMemory
+      .filter((memory) => memory.idle)
+      .map(({ target, workers, idle, afterLoad }) => [
+        app.title,
+        `${target} (${workers === 0 ? 'one process' : `daemon + ${workers} workers`})`,
+        megabytes(idle?.rssMB),
+        megabytes(afterLoad?.rssMB),
+        megabytes(afterLoad?.peakRssMB ?? idle?.peakRssMB),
+      ]),
+  );
   if (!rows.length) return undefined;
-  return `### rainbowd daemon memory (one daemon per app)\n\n${table(['in front of', 'RSS idle', 'RSS after the load runs', 'peak RSS'], rows, 'lrrr')}`;
+  return `### rainbowd memory (one daemon per app; RSS of the daemon and its proxy workers together)\n\n${table(['in front of', 'rainbowd', 'RSS idle', 'RSS after the load runs', 'peak RSS (sum of each process\'s peak)'], rows, 'llrrr')}`;
 }
 
 function renderDeploy(deploy: DeployOutcome): string {

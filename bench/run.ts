@@ -7,10 +7,12 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { defaultWorkers } from '../lib/config.js';
 import { fixtureApps } from './apps.js';
 import { loadEarlierResults, renderComparison } from './compare.js';
 import { benchmarkDeploys } from './deploy.js';
 import { USAGE, parseOptions, type Plan } from './options.js';
+import { PEER_WORKERS } from './peers.js';
 import { ProcessRegistry } from './processes.js';
 import { DISTURBED_SHARE, markCpu, otherShareSince } from './quiet.js';
 import { renderReport, writeResults, type BenchResults } from './report.js';
@@ -115,7 +117,7 @@ const results: BenchResults = {
   versions: await versions(tools, root),
   setup: [
     `Load generator, proxy and app share the machine's ${os.cpus().length} cores; every target listens on 127.0.0.1.`,
-    'rainbowd is one process; nginx runs 1 worker (upstream keepalive 64, HTTP/1.1, Connection ""), haproxy 1 thread (http-reuse always); both keep-alive on both sides with the same timeouts and no access log.',
+    `rainbowd runs its default ${defaultWorkers()} proxy worker(s) (rainbowd-single: workers 0, the proxy in the daemon's process); nginx runs ${PEER_WORKERS} worker(s) (upstream keepalive 64, HTTP/1.1, Connection ""), haproxy ${PEER_WORKERS} thread(s) (http-reuse always); both keep-alive on both sides with the same timeouts and no access log.`,
     'rainbowd launches its own copy of the app; direct, nginx and haproxy share one. Errors are totals over all rounds (wrk socket errors + non-2xx); proxy CPU/req is the proxy processes’ user+system CPU per request.',
     `Each run waits for other processes to go quiet${plan.quietWaitMs ? '' : ' (not in --quick)'}, and is repeated (at most twice) when they took more than ${DISTURBED_SHARE * 100}% of the CPU during it.`,
   ],

@@ -1,4 +1,5 @@
-// One app with every target in front of it (nothing, rainbowd, nginx, haproxy), driven by
+// One app with every target in front of it (nothing, rainbowd with proxy workers and as one
+// process, nginx, haproxy), driven by
 // the same load in interleaved rounds: round-robin over the targets, each round starting
 // one target further, so drift of the machine (heat, other jobs) spreads over all of them.
 import { mkdir } from 'node:fs/promises';
@@ -8,15 +9,21 @@ import type { FixtureApp } from './apps.js';
 import { waitForHttp } from './http.js';
 import { describeLoad, errorCount, runWrk, type LoadSpec, type SocketErrors, type WrkResult } from './load.js';
 import { startHaproxy, startNginx } from './peers.js';
-import { groupCpuSeconds, groupOf, memoryOf, type Memory } from './proc.js';
+import { groupCpuSeconds, groupMemoryOf, groupOf, type Memory } from './proc.js';
 import type { Launched, ProcessRegistry } from './processes.js';
 import { DISTURBED_SHARE, markCpu, otherShareSince, waitForQuiet } from './quiet.js';
 import { Rainbowd } from './rainbowd.js';
 import { median, sum } from './stats.js';
 import type { Tools } from './tools.js';
 
-export type TargetName = 'direct' | 'rainbowd' | 'nginx' | 'haproxy';
-export const TARGET_ORDER: readonly TargetName[] = ['direct', 'rainbowd', 'nginx', 'haproxy'];
+export type TargetName = 'direct' | 'rainbowd' | 'rainbowd-single' | 'nginx' | 'haproxy';
+export const TARGET_ORDER: readonly TargetName[] = ['direct', 'rainbowd', 'rainbowd-single', 'nginx', 'haproxy'];
+
+/** The two ways rainbowd can run its proxy: its default (workers on a multi-core machine), and in the daemon's process. */
+const RAINBOWD_VARIANTS: ReadonlyArray<{ name: TargetName; workers: number | undefined }> = [
+  { name: 'rainbowd', workers: undefined },
+  { name: 'rainbowd-single', workers: 0 },
+];
 
 // A run during which other processes took more than DISTURBED_SHARE of the CPU is run again,
 // at most this many times.
@@ -93,19 +100,27 @@ export interface LoadOutcome {
   runs: Run[];
 }
 
+export interface RainbowdMemory {
+  target: TargetName;
+  /** Proxy worker processes; the figures are of the daemon and its workers together. */
+  workers: number;
+  idle?: Memory;
+  afterLoad?: Memory;
+}
+
 export interface AppOutcome {
   app: string;
   title: string;
   notes: string[];
   loads: LoadOutcome[];
-  rainbowdMemory: { idle?: Memory; afterLoad?: Memory };
+  rainbowdMemory: RainbowdMemory[];
 }
 
 export async function benchmarkApp(context: BenchContext, plan: AppPlan): Promise<AppOutcome> {
   const { registry, tools, progress } = context;
   const { app } = plan;
   const directory = path.join(context.workspace, app.name);
-  const outcome: AppOutcome = { app: app.name, title: app.title, notes: [], loads: [], rainbowdMemory: {} };
+  const outcome: AppOutcome = { app: app.name, title: app.title, notes: [], loads: [], rainbowdMemory: [] };
   const started: { stop(): Promise<void> }[] = [];
   try {
     progress(`${app.name}: starting the app, and rainbowd, nginx and haproxy in front of it`);
@@ -118,12 +133,18 @@ export async function benchmarkApp(context: BenchContext, plan: AppPlan): Promis
     await waitForHttp(directUrl, app.title, [direct]);
     const targets: Target[] = [{ name: 'direct', url: directUrl, processes: [direct], appGroup: direct.pid }];
 
-    const rainbowd = await Rainbowd.start(registry, context.root, path.join(directory, 'rainbowd'), app.runLine);
-    started.push(rainbowd);
-    const status = await rainbowd.status();
-    const daemonPid = status.pid;
-    const appPid = status.services[0]?.generations.find((generation) => generation.state === 'active')?.pid ?? undefined;
-    targets.push({ name: 'rainbowd', url: rainbowd.proxyUrl, processes: [rainbowd.process], proxyGroup: groupOf(daemonPid), appGroup: appPid ? groupOf(appPid) : undefined });
+    const daemonGroups = new Map<RainbowdMemory, number | undefined>();
+    for (const variant of RAINBOWD_VARIANTS) {
+      const rainbowd = await Rainbowd.start(registry, context.root, path.join(directory, variant.name), app.runLine, variant.workers);
+      started.push(rainbowd);
+      const status = await rainbowd.status();
+      const appPid = status.services[0]?.generations.find((generation) => generation.state === 'active')?.pid ?? undefined;
+      const proxyGroup = groupOf(status.pid);
+      targets.push({ name: variant.name, url: rainbowd.proxyUrl, processes: [rainbowd.process], proxyGroup, appGroup: appPid ? groupOf(appPid) : undefined });
+      const memory: RainbowdMemory = { target: variant.name, workers: status.proxy.workers };
+      outcome.rainbowdMemory.push(memory);
+      daemonGroups.set(memory, proxyGroup);
+    }
 
     for (const [name, start] of [['nginx', startNginx], ['haproxy', startHaproxy]] as const) {
       const executable = tools[name];
@@ -136,7 +157,10 @@ export async function benchmarkApp(context: BenchContext, plan: AppPlan): Promis
       targets.push({ name, url: peer.url, processes: [peer.process, direct], proxyGroup: peer.process.pid, appGroup: direct.pid });
     }
 
-    outcome.rainbowdMemory.idle = memoryOf(daemonPid);
+    const measureMemory = (when: 'idle' | 'afterLoad') => {
+      for (const [memory, group] of daemonGroups) memory[when] = group === undefined ? undefined : groupMemoryOf(group);
+    };
+    measureMemory('idle');
     if (!tools.wrk) {
       outcome.notes.push('no load was run: wrk is not available');
       return outcome;
@@ -149,7 +173,7 @@ export async function benchmarkApp(context: BenchContext, plan: AppPlan): Promis
     for (const load of [plan.load, plan.extraLoad]) {
       if (load) outcome.loads.push(await interleavedRuns(context, app.name, targets, load, plan.quietWaitMs, directory));
     }
-    outcome.rainbowdMemory.afterLoad = memoryOf(daemonPid);
+    measureMemory('afterLoad');
     return outcome;
   } finally {
     // Newest first: the proxies before the apps behind them.

@@ -1,3 +1,4 @@
+import os from 'node:os';
 import path from 'node:path';
 import { cosmiconfig, defaultLoaders, type Loader } from 'cosmiconfig';
 import { parseDuration } from './duration.js';
@@ -42,6 +43,8 @@ export interface DaemonConfig {
   logFormat: LogFormat;
   /** Addresses (e.g. the local nginx) whose X-Forwarded-* headers are believed. */
   trustedProxies: string[];
+  /** Proxy worker processes; 0 = the proxy runs in the daemon's own process. */
+  workers: number;
   /** The default service (top-level keys) first, if there is one. */
   services: ServiceConfig[];
 }
@@ -53,7 +56,10 @@ export interface RunOverrides {
   host?: string;
   controlHost?: string;
   logFormat?: LogFormat;
+  workers?: number;
 }
+
+export const MAX_WORKERS = 64;
 
 export const DEFAULT_SERVICE = 'default';
 
@@ -79,7 +85,7 @@ const loadJson: Loader = (filepath, content) => {
 };
 
 // Options the config file may set, besides the keys of the default service.
-const daemonKeys = ['port', 'controlPort', 'host', 'controlHost', 'logFormat', 'trustedProxies', 'services'] as const;
+const daemonKeys = ['port', 'controlPort', 'host', 'controlHost', 'logFormat', 'trustedProxies', 'workers', 'services'] as const;
 // Keys of the default service (top level) and of each named service.
 const serviceKeys = [
   'run',
@@ -154,6 +160,7 @@ export function validateConfig(raw: unknown, file: string, overrides: RunOverrid
     controlPort: overrides.controlPort ?? v.port(config.controlPort, 'controlPort') ?? port + 1,
     logFormat: overrides.logFormat ?? v.oneOf(config.logFormat, 'logFormat', ['text', 'json'] as const) ?? 'text',
     trustedProxies: v.stringList(config.trustedProxies, 'trustedProxies') ?? [],
+    workers: overrides.workers ?? v.integer(config.workers, 'workers', 0, MAX_WORKERS) ?? defaultWorkers(),
     services,
   };
 }
@@ -354,6 +361,12 @@ class Validator {
       watch: (this.stringList(config.watch, `${prefix}watch`) ?? []).map((watched) => path.resolve(dir, watched)),
     };
   }
+}
+
+/** One proxy worker per core, up to 4: past that the app and the load need the cores more. */
+export function defaultWorkers(): number {
+  const cores = os.availableParallelism();
+  return cores < 2 ? 0 : Math.min(cores, 4);
 }
 
 function asConfigError(error: unknown, file?: string): RainbowError {

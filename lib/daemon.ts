@@ -8,7 +8,8 @@ import { parseDuration } from './duration.js';
 import { RainbowError, isRainbowError, messageOf } from './errors.js';
 import type { Logger } from './log.js';
 import { Proxy } from './proxy.js';
-import { Router } from './router.js';
+import { ProxyWorkers } from './proxy-workers.js';
+import type { DataPath } from './route-table.js';
 import { Service, type DeployResult, type ServiceOrigin, type ServiceStatus } from './service.js';
 import { StateFile, type SavedService } from './state.js';
 
@@ -19,7 +20,7 @@ export interface DaemonStatus {
   version: string;
   uptimeMs: number;
   config: string | null;
-  proxy: { host: string; port: number };
+  proxy: { host: string; port: number; workers: number };
   control: { host: string; port: number };
   services: ServiceStatus[];
 }
@@ -30,8 +31,7 @@ export type ModeChange = { action: 'pause'; maxPauseMs?: number } | { action: 's
 
 export class Daemon {
   private readonly services = new Map<string, Service>();
-  private readonly router = new Router();
-  private readonly proxy: Proxy;
+  private readonly dataPath: DataPath;
   private readonly control: ControlServer;
   private readonly runtimeDir = mkdtempSync(path.join(os.tmpdir(), 'rainbowd-'));
   private readonly startedAt = Date.now();
@@ -49,17 +49,23 @@ export class Daemon {
     private readonly log: Logger,
     private readonly version: string,
   ) {
+    this.dataPath = config.workers === 0 ? new Proxy(log) : new ProxyWorkers(config.workers, log);
     for (const serviceConfig of config.services) {
       this.services.set(serviceConfig.name, this.createService(serviceConfig, 'config'));
     }
     this.state = config.file ? new StateFile(path.join(path.dirname(config.file), 'rainbow.state.json')) : null;
-    this.router.update(this.services.values());
-    this.proxy = new Proxy(this.router, log, new Set(config.trustedProxies));
+    this.publishRoutes();
     this.control = new ControlServer(this);
   }
 
   private createService(config: ServiceConfig, origin: ServiceOrigin): Service {
-    return new Service(config, { log: this.log, runtimeDir: this.runtimeDir, routesChanged: () => this.router.update(this.services.values()) }, origin);
+    const context = { log: this.log, runtimeDir: this.runtimeDir, dataPath: this.dataPath, routesChanged: () => this.publishRoutes() };
+    return new Service(config, context, origin);
+  }
+
+  /** Every change of who serves what goes through here, to the proxy (or each worker). */
+  private publishRoutes(): void {
+    this.dataPath.update({ services: [...this.services.values()].map((service) => service.route()), trustedProxies: this.config.trustedProxies });
   }
 
   private get configDir(): string {
@@ -69,16 +75,17 @@ export class Daemon {
   async start(): Promise<void> {
     const { config } = this;
     try {
-      await listenOrExplain(this.proxy.listen(config.port, config.host), 'proxy', config.host, config.port, '"port" or --http-port', config.file);
+      await listenOrExplain(this.dataPath.listen(config.port, config.host), 'proxy', config.host, config.port, '"port" or --http-port', config.file);
       await listenOrExplain(this.control.listen(config.controlPort, config.controlHost), 'control API', config.controlHost, config.controlPort, '"controlPort" or --control-port', config.file);
     } catch (error) {
-      this.proxy.server.close();
+      await this.dataPath.stop();
       this.control.close();
       rmSync(this.runtimeDir, { recursive: true, force: true });
       throw error;
     }
     this.log.event('listening', {
       proxy: `${config.host}:${config.port}`,
+      workers: config.workers,
       control: `${config.controlHost}:${config.controlPort}`,
       config: config.file ?? undefined,
       pid: process.pid,
@@ -86,7 +93,7 @@ export class Daemon {
     this.installSignalHandlers();
     this.watchFiles();
     await this.restoreState();
-    this.router.update(this.services.values());
+    this.publishRoutes();
     for (const service of this.services.values()) {
       service.redeploy('initial deploy').catch(() => undefined); // logged; retried with backoff
     }
@@ -129,7 +136,7 @@ export class Daemon {
       const result = await service.redeploy(reason, config);
       if (!existing) {
         this.services.set(name, service);
-        this.router.update(this.services.values());
+        this.publishRoutes();
       }
       await this.saveState();
       return result;
@@ -145,7 +152,7 @@ export class Daemon {
   async remove(name: string): Promise<{ ok: true; service: string }> {
     const service = this.service(name);
     this.services.delete(name);
-    this.router.update(this.services.values());
+    this.publishRoutes();
     await service.stopAll(`service ${name} removed`);
     await this.saveState();
     this.log.event('removed', { service: name });
@@ -157,6 +164,7 @@ export class Daemon {
     if (change.action === 'pause') service.pause.pause(change.maxPauseMs);
     else if (change.action === 'stop') service.pause.stop(change.message ?? null);
     else service.pause.resume();
+    this.publishRoutes();
     this.log.event(change.action === 'start' ? 'started' : `${change.action}d`, { service: name, reason: service.pause.describe() });
     await this.saveState();
     return service.status();
@@ -176,7 +184,7 @@ export class Daemon {
       version: this.version,
       uptimeMs: Date.now() - this.startedAt,
       config: this.config.file,
-      proxy: { host: this.config.host, port: this.config.port },
+      proxy: { host: this.config.host, port: this.config.port, workers: this.config.workers },
       control: { host: this.config.controlHost, port: this.config.controlPort },
       services: [...this.services.values()].map((service) => service.status()),
     };
@@ -240,15 +248,15 @@ export class Daemon {
       this.log.event('reload-failed', { reason: `${messageOf(error)}; keeping the running config` });
       return;
     }
-    const needRestart = (['host', 'port', 'controlHost', 'controlPort'] as const).filter((key) => next[key] !== this.config[key]);
+    const needRestart = (['host', 'port', 'controlHost', 'controlPort', 'workers'] as const).filter((key) => next[key] !== this.config[key]);
     for (const key of needRestart) {
       this.log.event('reload-ignored', { key, running: this.config[key], configured: next[key], reason: `changing "${key}" needs a restart of rainbowd` });
     }
     this.log.setFormat(next.logFormat);
-    this.proxy.setTrustedProxies(next.trustedProxies);
     this.applyServiceConfigs(next.services);
-    this.config = { ...next, host: this.config.host, port: this.config.port, controlHost: this.config.controlHost, controlPort: this.config.controlPort };
-    this.router.update(this.services.values());
+    const { host, port, controlHost, controlPort, workers } = this.config;
+    this.config = { ...next, host, port, controlHost, controlPort, workers };
+    this.publishRoutes();
     this.watchFiles();
     this.log.event('reloaded', { config: this.config.file, reason: `${why}; new values apply from the next deploy` });
   }
@@ -276,9 +284,10 @@ export class Daemon {
   shutdown(signal: string): Promise<void> {
     this.shuttingDown ??= (async () => {
       this.log.event('shutting-down', { reason: `${signal}: draining and stopping every generation` });
-      this.proxy.close();
+      this.dataPath.close();
       await Promise.all(this.watchers.map((watcher) => watcher.close()));
       await Promise.all([...this.services.values()].map((service) => service.stopAll(`rainbowd received ${signal}`)));
+      await this.dataPath.stop();
       this.control.close();
       rmSync(this.runtimeDir, { recursive: true, force: true });
       this.log.event('stopped', { reason: 'every generation is stopped' });

@@ -1,6 +1,4 @@
-import http from 'node:http';
 import path from 'node:path';
-import type { Duplex } from 'node:stream';
 import getPort from 'get-port';
 import { AppProcess, type StopOutcome } from './app-process.js';
 import type { ServiceConfig } from './config.js';
@@ -8,6 +6,7 @@ import { formatDuration } from './duration.js';
 import { deployFailed, messageOf } from './errors.js';
 import { HealthCheckFailed, sleep, waitUntilHealthy } from './health.js';
 import type { EventFields, Logger } from './log.js';
+import type { DataPath, UpstreamAddress } from './route-table.js';
 
 // One deployed instance of a service: a process rainbowd launched, or an external address.
 // Its lifecycle is the list of states below; `transition` is the only place state changes.
@@ -28,11 +27,15 @@ const allowedTransitions: Record<GenerationState, readonly GenerationState[]> = 
 const LIVE_STATES: readonly GenerationState[] = ['starting', 'healthy', 'active', 'draining', 'stopping'];
 const PORT_ATTEMPTS = 3;
 const PORT_TAKEN = /EADDRINUSE|address already in use|address in use/i;
+// The data path knows a generation by this number: names repeat when a service is removed
+// and deployed again while its old generations still drain.
+let nextKey = 1;
 
 export interface GenerationContext {
   config: ServiceConfig;
   log: Logger;
   runtimeDir: string;
+  dataPath: DataPath;
   /** Aborts a start that is under way (rainbowd is shutting down). */
   signal: AbortSignal;
 }
@@ -53,16 +56,10 @@ export class Generation {
   port = 0;
   pid: number | null = null;
   app: AppProcess | null = null;
-  inFlight = 0;
+  readonly key = nextKey++;
   readonly createdAt = Date.now();
-  /** Upstream connections are reused per generation and closed when it has drained. */
-  readonly agent = new http.Agent({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 1024, timeout: 4000 });
-  /** http-proxy's target, built once so the request path does no parsing. */
-  proxyTarget: { protocol: 'http:'; host: string; port: number };
-  private readonly upgraded = new Set<Duplex>();
   /** Set once the generation is being drained and stopped; see Service.retire. */
   retirement: Promise<void> | null = null;
-  private onIdle: (() => void) | null = null;
   private onReactivate: (() => void) | null = null;
 
   constructor(
@@ -73,7 +70,14 @@ export class Generation {
     const target = context.config.target;
     this.host = target ? target.slice(0, target.lastIndexOf(':')).replace(/^\[|\]$/g, '') : '127.0.0.1';
     if (target) this.port = Number(target.slice(target.lastIndexOf(':') + 1));
-    this.proxyTarget = { protocol: 'http:', host: this.host, port: this.port };
+  }
+
+  get address(): UpstreamAddress {
+    return { key: this.key, host: this.host, port: this.port };
+  }
+
+  get inFlight(): number {
+    return this.context.dataPath.inFlight(this.key);
   }
 
   get isLive(): boolean {
@@ -113,7 +117,6 @@ export class Generation {
     const { config, log } = this.context;
     for (let attempt = 1; ; attempt++) {
       this.port = await getPort({ host: '127.0.0.1' });
-      this.proxyTarget = { protocol: 'http:', host: this.host, port: this.port };
       const app = new AppProcess({
         run,
         service: this.service,
@@ -164,53 +167,30 @@ export class Generation {
   private async fail(reason: string): Promise<void> {
     if (this.app) await this.app.stop(this.context.config.stopTimeoutMs);
     this.transition('failed', reason);
-    this.agent.destroy();
-  }
-
-  requestStarted(): void {
-    this.inFlight++;
-  }
-
-  requestFinished(): void {
-    this.inFlight--;
-    if (this.inFlight === 0 && this.onIdle) this.onIdle();
-  }
-
-  /** WebSockets and other upgraded connections count as in flight until they close. */
-  trackUpgrade(socket: Duplex): void {
-    this.requestStarted();
-    this.upgraded.add(socket);
-    socket.once('close', () => {
-      this.upgraded.delete(socket);
-      this.requestFinished();
-    });
   }
 
   /**
    * Waits until nothing is in flight (bounded by `drainTimeout`), then closes every upstream
    * socket so nothing new can race onto this generation. A rollback may take it back first.
+   * The switch was published before this is called, so the data path sends nothing new here.
    */
   async drain(reason: string): Promise<'drained' | 'reactivated'> {
-    const { drainTimeoutMs } = this.context.config;
+    const { config, dataPath } = this.context;
     this.transition('draining', reason, { inFlight: this.inFlight });
     const started = Date.now();
     let timer: NodeJS.Timeout | undefined;
     const outcome = await new Promise<'idle' | 'cut' | 'reactivated'>((resolve) => {
-      if (this.inFlight === 0) return resolve('idle');
-      this.onIdle = () => resolve('idle');
+      void dataPath.whenIdle(this.key).then(() => resolve('idle'));
       this.cutDrainShort = () => resolve('cut');
       this.onReactivate = () => resolve('reactivated');
-      timer = setTimeout(() => resolve('cut'), drainTimeoutMs);
+      timer = setTimeout(() => resolve('cut'), config.drainTimeoutMs);
     });
     clearTimeout(timer);
-    this.onIdle = null;
     this.onReactivate = null;
     this.cutDrainShort = () => {};
     if (outcome === 'reactivated') return outcome;
-    const drained = outcome === 'idle';
-    const cut = this.inFlight;
-    for (const socket of this.upgraded) socket.destroy();
-    this.agent.destroy();
+    const cut = await dataPath.release(this.key);
+    const drained = outcome === 'idle' || cut === 0;
     this.context.log.event('drained', {
       service: this.service,
       generation: this.id,
@@ -236,7 +216,7 @@ export class Generation {
   /** Stops the process (supervised) after the drain; external targets are just forgotten. */
   async stop(reason: string): Promise<StopOutcome | null> {
     this.transition('stopping', reason);
-    this.agent.destroy();
+    void this.context.dataPath.release(this.key);
     const outcome = this.app ? await this.app.stop(this.context.config.stopTimeoutMs) : null;
     const how =
       outcome === null ? 'forgotten'

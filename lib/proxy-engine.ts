@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import httpProxy from 'http-proxy';
+import type { Upstream } from './upstream.js';
 
 // The one module that knows the proxy engine is http-proxy 1.18.1, so it can be swapped.
 // 1.18.1 is unmaintained and has traps; each is guarded here and pinned by a test:
@@ -10,11 +11,6 @@ import httpProxy from 'http-proxy';
 // - when the upstream response breaks off after its headers were sent (the app died, or a
 //   drain timed out and closed the upstream sockets), the client's response is left open;
 // - on Node 22+ it triggers DEP0060 (util._extend) warnings in users' logs.
-
-export interface Upstream {
-  proxyTarget: { protocol: 'http:'; host: string; port: number };
-  agent: http.Agent;
-}
 
 export type ErrorResponder = (response: http.ServerResponse, error: NodeJS.ErrnoException) => void;
 
@@ -36,11 +32,8 @@ export class ProxyEngine {
   private readonly proxy = httpProxy.createProxyServer({ xfwd: false, ws: true, changeOrigin: false });
 
   constructor(private readonly respondWithError: ErrorResponder) {
-    this.proxy.on('proxyReq', (proxyRequest, request, response) => {
+    this.proxy.on('proxyReq', (proxyRequest, request) => {
       (request as TrackedRequest)[upstreamRequest] = proxyRequest;
-      response.once('close', () => {
-        if (!response.writableFinished) proxyRequest.destroy();
-      });
     });
     this.proxy.on('proxyRes', (upstreamResponse, _request, response) => {
       upstreamResponse.once('close', () => {
@@ -52,30 +45,41 @@ export class ProxyEngine {
         (response as Duplex).destroy();
         return;
       }
-      if (this.retryOnStaleSocket(error, request as TrackedRequest, response)) return;
+      if (this.retryBrokenBeforeAnswer(error, request as TrackedRequest, response)) return;
       if (response.headersSent) response.destroy();
       else this.respondWithError(response, error);
     });
   }
 
+  /** Counts the request in flight on `upstream` until its response closes. */
   web(request: http.IncomingMessage, response: http.ServerResponse, upstream: Upstream): void {
-    (request as TrackedRequest)[upstreamUsed] = upstream;
+    const tracked = request as TrackedRequest;
+    tracked[upstreamUsed] = upstream;
+    upstream.requestStarted();
+    // One listener per request does both jobs: it is the hot path.
+    response.once('close', () => {
+      upstream.requestFinished();
+      if (!response.writableFinished) tracked[upstreamRequest]?.destroy();
+    });
     this.proxy.web(request, response, { target: upstream.proxyTarget, agent: upstream.agent });
   }
 
   /** The caller has put an `error` listener on `socket`: a client reset mid-upgrade would otherwise crash us. */
   ws(request: http.IncomingMessage, socket: Duplex, head: Buffer, upstream: Upstream): void {
+    upstream.trackUpgrade(socket);
     this.proxy.ws(request, socket, head, { target: upstream.proxyTarget });
   }
 
   /**
-   * A kept-alive upstream socket can be closed by the app just as a request is written to
-   * it. The request never reached the app, so an idempotent one is sent again, once.
+   * A connection can break before any answer: a kept-alive socket the app closed just as the
+   * request was written to it, or an app killed as we connected (a proxy worker learns of the
+   * crash a moment after it happened). An idempotent request is sent again, once, like
+   * nginx's proxy_next_upstream; if the app is gone the retry is refused and gets a 503.
    */
-  private retryOnStaleSocket(error: NodeJS.ErrnoException, request: TrackedRequest, response: http.ServerResponse): boolean {
+  private retryBrokenBeforeAnswer(error: NodeJS.ErrnoException, request: TrackedRequest, response: http.ServerResponse): boolean {
     const upstream = request[upstreamUsed];
-    const stale = (error.code === 'ECONNRESET' || error.code === 'EPIPE') && request[upstreamRequest]?.reusedSocket === true;
-    if (!stale || !upstream || request[retried] || response.headersSent || !IDEMPOTENT.has(request.method ?? '')) return false;
+    const broken = error.code === 'ECONNRESET' || error.code === 'EPIPE';
+    if (!broken || !upstream || request[retried] || response.headersSent || !IDEMPOTENT.has(request.method ?? '')) return false;
     request[retried] = true;
     this.proxy.web(request, response, { target: upstream.proxyTarget, agent: upstream.agent });
     return true;

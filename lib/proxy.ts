@@ -2,25 +2,38 @@ import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { ProxyEngine } from './proxy-engine.js';
 import type { Logger } from './log.js';
-import { stripPrefix, type Router } from './router.js';
-import type { Service } from './service.js';
+import { PauseController } from './pause-controller.js';
+import { ProxyEngine } from './proxy-engine.js';
+import type { DataPath, RouteTable, ServiceRoute, UpstreamAddress } from './route-table.js';
+import { Router, stripPrefix } from './router.js';
+import { Upstream } from './upstream.js';
 
-// What happens to a request: router -> service -> its active generation -> forwarded, and
-// counted as in flight on that generation until the response closes, so a deploy can
-// drain it exactly.
+// What happens to a request: router -> service -> its active generation's upstream ->
+// forwarded, and counted as in flight on that upstream until the response closes, so a
+// deploy can drain it exactly. The same code runs in the daemon or in each proxy worker;
+// it knows the services only from the route table the supervisor publishes.
 
-export class Proxy {
+/** A service as the data path holds it: kept across table updates, so paused requests see the switch. */
+interface RoutedService {
+  route: ServiceRoute;
+  pause: PauseController;
+  upstream: Upstream | null;
+}
+
+export type EventLog = Pick<Logger, 'event'>;
+
+export class Proxy implements DataPath {
   readonly server: http.Server;
   private readonly engine: ProxyEngine;
+  private readonly router = new Router<RoutedService>();
+  private readonly services = new Map<string, RoutedService>();
+  /** Every upstream not yet released: the active ones and those still draining. */
+  private readonly upstreams = new Map<number, Upstream>();
+  private trustedProxies = new Set<string>();
   private closing = false;
 
-  constructor(
-    private readonly router: Router,
-    private readonly log: Logger,
-    private trustedProxies = new Set<string>(),
-  ) {
+  constructor(private readonly log: EventLog) {
     this.engine = new ProxyEngine((response, error) => this.badGateway(response, error));
     // Longer than nginx's upstream keepalive_timeout (60 s), so nginx closes idle
     // connections first and never writes a request onto one we are closing.
@@ -44,45 +57,90 @@ export class Proxy {
     this.server.closeIdleConnections();
   }
 
-  setTrustedProxies(addresses: string[]): void {
-    this.trustedProxies = new Set(addresses);
+  async stop(): Promise<void> {
+    this.close();
+    this.server.closeAllConnections();
+  }
+
+  update(table: RouteTable): void {
+    this.trustedProxies = new Set(table.trustedProxies);
+    const names = new Set(table.services.map((route) => route.name));
+    for (const [name, gone] of this.services) {
+      if (names.has(name)) continue;
+      this.services.delete(name);
+      gone.upstream = null;
+      gone.pause.resume(); // requests waiting on it get the "starting" page, not a hang
+    }
+    for (const route of table.services) {
+      const service = this.services.get(route.name) ?? { route, pause: new PauseController(), upstream: null };
+      service.route = route;
+      service.upstream = route.upstream ? this.upstreamFor(route.upstream) : null;
+      applyMode(service.pause, route);
+      this.services.set(route.name, service);
+    }
+    this.router.update(this.services.values());
+  }
+
+  whenIdle(key: number): Promise<void> {
+    return this.upstreams.get(key)?.whenIdle() ?? Promise.resolve();
+  }
+
+  async release(key: number): Promise<number> {
+    const upstream = this.upstreams.get(key);
+    this.upstreams.delete(key);
+    return upstream?.release() ?? 0;
+  }
+
+  inFlight(key: number): number {
+    return this.upstreams.get(key)?.inFlight ?? 0;
+  }
+
+  /** In-flight counts of every upstream that has any, for the worker's reports. */
+  inFlightCounts(): Array<[number, number]> {
+    return [...this.upstreams].map(([key, upstream]) => [key, upstream.inFlight]);
+  }
+
+  /** The same upstream for as long as the generation lives: a rollback finds its agent and counts. */
+  private upstreamFor(address: UpstreamAddress): Upstream {
+    let upstream = this.upstreams.get(address.key);
+    if (!upstream) {
+      upstream = new Upstream(address);
+      this.upstreams.set(address.key, upstream);
+    }
+    return upstream;
   }
 
   private handle(request: http.IncomingMessage, response: http.ServerResponse): void {
     const service = this.router.route(request);
     if (!service) return sendPage(response, NOT_FOUND);
-    admit(service, () => this.forward(service, request, response), (page) => sendPage(response, page), () => response.destroyed);
+    admit(service.pause, () => this.forward(service, request, response), (page) => sendPage(response, page), () => response.destroyed);
   }
 
-  private forward(service: Service, request: http.IncomingMessage, response: http.ServerResponse): void {
-    const generation = service.active;
-    if (!generation) return sendPage(response, STARTING);
-    this.prepare(service, request);
-    generation.requestStarted();
-    response.once('close', () => generation.requestFinished());
+  private forward(service: RoutedService, request: http.IncomingMessage, response: http.ServerResponse): void {
+    const upstream = service.upstream;
+    if (!upstream) return sendPage(response, STARTING);
+    this.prepare(service.route, request);
     if (this.closing) response.setHeader('connection', 'close');
-    this.engine.web(request, response, generation);
+    this.engine.web(request, response, upstream);
   }
 
   private handleUpgrade(request: http.IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => socket.destroy());
     const service = this.router.route(request);
     if (!service) return sendRawPage(socket, NOT_FOUND);
-    admit(service, () => this.forwardUpgrade(service, request, socket, head), (page) => sendRawPage(socket, page), () => socket.destroyed);
+    admit(service.pause, () => this.forwardUpgrade(service, request, socket, head), (page) => sendRawPage(socket, page), () => socket.destroyed);
   }
 
-  private forwardUpgrade(service: Service, request: http.IncomingMessage, socket: Duplex, head: Buffer): void {
-    const generation = service.active;
-    if (!generation) return sendRawPage(socket, STARTING);
-    this.prepare(service, request);
-    generation.trackUpgrade(socket);
-    this.engine.ws(request, socket, head, generation);
+  private forwardUpgrade(service: RoutedService, request: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    const upstream = service.upstream;
+    if (!upstream) return sendRawPage(socket, STARTING);
+    this.prepare(service.route, request);
+    this.engine.ws(request, socket, head, upstream);
   }
 
   /** The request as the app gets it: path prefix stripped, forwarding headers set. */
-  private prepare(service: Service, request: http.IncomingMessage): void {
-    const { pathPrefix, stripPathPrefix } = service.config;
-    if (pathPrefix !== null && stripPathPrefix) request.url = stripPrefix(request.url ?? '/', pathPrefix);
+  private prepare(route: ServiceRoute, request: http.IncomingMessage): void {
+    if (route.pathPrefix !== null && route.stripPathPrefix) request.url = stripPrefix(request.url ?? '/', route.pathPrefix);
     this.setForwardedHeaders(request);
   }
 
@@ -122,8 +180,7 @@ export class Proxy {
  * Lets a request through a service's pause controller: at once when it runs; when paused,
  * once it resumes (or a 503 after maxPause); when stopped, the maintenance page.
  */
-function admit(service: Service, proceed: () => void, refuse: (page: Page) => void, gone: () => boolean): void {
-  const { pause } = service;
+function admit(pause: PauseController, proceed: () => void, refuse: (page: Page) => void, gone: () => boolean): void {
   if (pause.mode === 'running') return proceed();
   if (pause.mode === 'stopped') return refuse(maintenance(pause.message));
   void pause.wait().then((resumed) => {
@@ -131,6 +188,14 @@ function admit(service: Service, proceed: () => void, refuse: (page: Page) => vo
     if (resumed) proceed();
     else refuse(pause.mode === 'stopped' ? maintenance(pause.message) : PAUSED);
   });
+}
+
+/** The table says what mode the service is in; the controller holds the requests that wait. */
+function applyMode(pause: PauseController, route: ServiceRoute): void {
+  if (route.mode === pause.mode && route.message === pause.message && route.maxPauseMs === pause.maxPauseMs) return;
+  if (route.mode === 'running') pause.resume();
+  else if (route.mode === 'stopped') pause.stop(route.message);
+  else pause.pause(route.maxPauseMs);
 }
 
 // The pages rainbowd answers itself. They name nothing internal: no ports, no addresses.

@@ -1,33 +1,37 @@
 import type { IncomingMessage } from 'node:http';
-import type { Service } from './service.js';
 
 // Host and path -> service. An exact host beats a wildcard (`*.example.com`), which beats
 // the catch-all (services with no hosts); within a host the longest path prefix wins. The
 // table is rebuilt when services change, so a request costs a map lookup and a short scan.
 
-interface Route {
-  prefix: string | null;
-  service: Service;
+/** Whatever can be routed to: it says which hosts and path prefix it answers. */
+export interface Routable {
+  route: { hosts: string[]; pathPrefix: string | null };
 }
 
-export class Router {
-  private exact = new Map<string, Route[]>();
-  private wildcards: Array<{ suffix: string; routes: Route[] }> = [];
-  private catchAll: Route[] = [];
+interface Route<T> {
+  prefix: string | null;
+  service: T;
+}
 
-  constructor(services: Iterable<Service> = []) {
+export class Router<T extends Routable> {
+  private exact = new Map<string, Array<Route<T>>>();
+  private wildcards: Array<{ suffix: string; routes: Array<Route<T>> }> = [];
+  private catchAll: Array<Route<T>> = [];
+
+  constructor(services: Iterable<T> = []) {
     this.update(services);
   }
 
-  update(services: Iterable<Service>): void {
-    const exact = new Map<string, Route[]>();
-    const wildcards = new Map<string, Route[]>();
-    const catchAll: Route[] = [];
-    const add = (table: Map<string, Route[]>, key: string, route: Route) => table.set(key, [...(table.get(key) ?? []), route]);
+  update(services: Iterable<T>): void {
+    const exact = new Map<string, Array<Route<T>>>();
+    const wildcards = new Map<string, Array<Route<T>>>();
+    const catchAll: Array<Route<T>> = [];
+    const add = (table: Map<string, Array<Route<T>>>, key: string, route: Route<T>) => table.set(key, [...(table.get(key) ?? []), route]);
     for (const service of services) {
-      const route = { prefix: service.config.pathPrefix, service };
-      if (service.config.hosts.length === 0) catchAll.push(route);
-      for (const host of service.config.hosts) {
+      const route = { prefix: service.route.pathPrefix, service };
+      if (service.route.hosts.length === 0) catchAll.push(route);
+      for (const host of service.route.hosts) {
         const name = host.toLowerCase();
         if (name.startsWith('*.')) add(wildcards, name.slice(1), route);
         else add(exact, name, route);
@@ -40,7 +44,7 @@ export class Router {
     this.catchAll = catchAll;
   }
 
-  route(request: IncomingMessage): Service | null {
+  route(request: IncomingMessage): T | null {
     const url = request.url ?? '/';
     if (this.exact.size === 0 && this.wildcards.length === 0) return match(this.catchAll, url);
     const host = hostName(request.headers.host);
@@ -59,7 +63,7 @@ export class Router {
   }
 }
 
-function match(routes: Route[], url: string): Service | null {
+function match<T>(routes: Array<Route<T>>, url: string): T | null {
   for (const { prefix, service } of routes) {
     if (prefix === null || underPrefix(url, prefix)) return service;
   }
@@ -79,7 +83,7 @@ export function stripPrefix(url: string, prefix: string): string {
   return rest.startsWith('/') ? rest : `/${rest}`;
 }
 
-function byLongestPrefix(a: Route, b: Route): number {
+function byLongestPrefix<T>(a: Route<T>, b: Route<T>): number {
   return (b.prefix?.length ?? -1) - (a.prefix?.length ?? -1);
 }
 

@@ -4,6 +4,7 @@ import { RainbowError, messageOf } from './errors.js';
 import { Generation, type GenerationStatus } from './generation.js';
 import type { Logger } from './log.js';
 import { PauseController, type ServiceMode } from './pause-controller.js';
+import type { DataPath, ServiceRoute } from './route-table.js';
 
 // A service owns its generations and runs its deploys: start the new one, switch to it,
 // drain the previous one, stop it. "What happens on a deploy" is `runDeploy` below.
@@ -53,7 +54,8 @@ interface PendingDeploy {
 export interface ServiceContext {
   log: Logger;
   runtimeDir: string;
-  /** The service's hosts or path prefix changed: the router must be rebuilt. */
+  dataPath: DataPath;
+  /** The active generation or the routes changed: the data path must get the new table. */
   routesChanged: () => void;
 }
 
@@ -64,8 +66,8 @@ const RESTART_BACKOFF_MS = { first: 500, max: 30_000, stableAfter: 30_000 };
 export class Service {
   /** Live generations, oldest first. */
   private generations: Generation[] = [];
-  /** The generation new requests go to: the data path reads this field, nothing else. */
-  active: Generation | null = null;
+  /** The generation new requests go to; the data path learns it from `route()`. */
+  private activeGeneration: Generation | null = null;
   private nextId = 1;
   private current: Promise<DeployResult> | null = null;
   private followUp: PendingDeploy | null = null;
@@ -91,6 +93,31 @@ export class Service {
 
   get name(): string {
     return this.config.name;
+  }
+
+  get active(): Generation | null {
+    return this.activeGeneration;
+  }
+
+  /** The switch: one assignment, published to the data path before anything else happens. */
+  private setActive(generation: Generation | null): void {
+    this.activeGeneration = generation;
+    this.context.routesChanged();
+  }
+
+  /** What the data path needs to route to this service. */
+  route(): ServiceRoute {
+    const { config, pause } = this;
+    return {
+      name: this.name,
+      hosts: config.hosts,
+      pathPrefix: config.pathPrefix,
+      stripPathPrefix: config.stripPathPrefix,
+      mode: pause.mode,
+      message: pause.message,
+      maxPauseMs: pause.maxPauseMs,
+      upstream: this.activeGeneration?.address ?? null,
+    };
   }
 
   /**
@@ -134,7 +161,7 @@ export class Service {
     }
     const current = this.active;
     previous.reactivate(`rollback from ${current?.label ?? 'nothing'}`);
-    this.active = previous;
+    this.setActive(previous);
     const result: DeployResult = {
       ok: true,
       service: this.name,
@@ -178,6 +205,7 @@ export class Service {
       config,
       log: this.log,
       runtimeDir: this.context.runtimeDir,
+      dataPath: this.context.dataPath,
       signal: this.shutdown.signal,
     });
     this.generations.push(generation);
@@ -202,9 +230,8 @@ export class Service {
     if (candidate && candidate !== this.config) {
       this.previousConfig = this.config;
       this.config = candidate;
-      this.context.routesChanged();
     }
-    this.active = generation;
+    this.setActive(generation);
     generation.transition('active', reason, { previous: previous?.id });
     const switchedMs = since();
     this.watchForCrash(generation);
@@ -231,7 +258,7 @@ export class Service {
   /** Drain, then stop. Each generation is retired once; later callers wait for the same end. */
   private retire(generation: Generation, reason: string, onDrained?: () => void): Promise<void> {
     generation.retirement ??= (async () => {
-      if (this.active === generation) this.active = null;
+      if (this.active === generation) this.setActive(null);
       if (generation.state === 'active' && (await generation.drain(reason)) === 'reactivated') {
         generation.retirement = null;
         return;
@@ -245,7 +272,7 @@ export class Service {
 
   private forget(generation: Generation): void {
     this.generations = this.generations.filter((candidate) => candidate !== generation);
-    if (this.active === generation) this.active = null;
+    if (this.active === generation) this.setActive(null);
   }
 
   private enforceMaxGenerations(): void {
@@ -271,7 +298,7 @@ export class Service {
       const upFor = Date.now() - generation.createdAt;
       if (upFor >= RESTART_BACKOFF_MS.stableAfter) this.crashStreak = 0;
       this.restarts++;
-      this.active = null;
+      this.setActive(null);
       const reason = `crashed: ${app.describeExit()} after ${formatDuration(upFor)}${tail ? `; last output: ${tail}` : ''}`;
       // Nothing to drain: the process is gone. Stopping cleans up whatever it left behind.
       generation.retirement = generation.stop(reason).then(() => this.forget(generation));

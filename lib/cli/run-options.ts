@@ -1,11 +1,12 @@
 import { parseArgs } from 'node:util';
 import { usageError } from '../errors.js';
 import type { LogFormat } from '../log.js';
-import type { RunOverrides } from '../config.js';
+import { MAX_WORKERS, type RunOverrides } from '../config.js';
 
 // The options of `rainbowd run`. Each can also come from the environment: flag > env >
 // config file > default. `RAINBOWD_X` wins over the plain `X` (parachute/kamal-proxy style).
-// --host has no plain variable: many shells and images set HOST to the machine's name.
+// --host has no plain variable: many shells and images set HOST to the machine's name;
+// --workers neither: WORKERS is as likely to be meant for the app.
 
 export interface RunOption {
   flag: string;
@@ -20,6 +21,7 @@ export const runOptions: RunOption[] = [
   { flag: 'control-port', env: ['RAINBOWD_CONTROL_PORT', 'CONTROL_PORT'], value: 'N', help: 'control API port (default: proxy port + 1)' },
   { flag: 'host', env: ['RAINBOWD_HOST'], value: 'ADDR', help: 'proxy listen address (default 127.0.0.1)' },
   { flag: 'control-host', env: ['RAINBOWD_CONTROL_HOST'], value: 'ADDR', help: 'control API listen address (default 127.0.0.1)' },
+  { flag: 'workers', env: ['RAINBOWD_WORKERS'], value: 'N', help: 'proxy worker processes; 0 = proxy in the daemon process (default: see README)' },
   { flag: 'log-format', env: ['RAINBOWD_LOG_FORMAT', 'LOG_FORMAT'], value: 'text|json', help: 'log lines as text or JSON (default text)' },
 ];
 
@@ -54,6 +56,12 @@ export function parseRunArguments(args: string[], env: NodeJS.ProcessEnv): RunAr
   if (host) overrides.host = host.value;
   const controlHost = pick('control-host');
   if (controlHost) overrides.controlHost = controlHost.value;
+  const workers = pick('workers');
+  if (workers) {
+    const count = Number(workers.value);
+    if (!/^\d+$/.test(workers.value) || count > MAX_WORKERS) throw usageError(`${workers.from} must be a whole number from 0 to ${MAX_WORKERS}, got ${JSON.stringify(workers.value)}`);
+    overrides.workers = count;
+  }
   const logFormat = pick('log-format');
   if (logFormat) {
     if (logFormat.value !== 'text' && logFormat.value !== 'json') throw usageError(`${logFormat.from} must be "text" or "json", got ${JSON.stringify(logFormat.value)}`);

@@ -59,6 +59,8 @@ export interface StartOptions {
   // Run in this directory instead of a fresh one (a restart: the state file is kept). The
   // directory is then not removed at cleanup: whoever created it does that.
   dir?: string;
+  // Listen on this proxy port rather than a free one (to show that it is free again).
+  proxyPort?: number;
 }
 
 export interface Exit {
@@ -192,9 +194,9 @@ export class Daemon {
 // Starts `rainbowd run` in a fresh directory and registers its cleanup on `t`: the daemon
 // is stopped (killed if it hangs), the test's marked processes are killed, the directory is
 // removed, and the daemon's output is printed if the test failed.
-export async function startDaemon(t: TestContext, { config, files = {}, marker, waitUntilActive = true, startTimeout = 15000, dir: givenDir }: StartOptions): Promise<Daemon> {
+export async function startDaemon(t: TestContext, { config, files = {}, marker, waitUntilActive = true, startTimeout = 15000, dir: givenDir, proxyPort: givenPort }: StartOptions): Promise<Daemon> {
   const dir = givenDir ?? mkdtempSync(join(tmpdir(), 'rainbowd-test-'));
-  const proxyPort = await getPort({ host: '127.0.0.1' });
+  const proxyPort = givenPort ?? (await getPort({ host: '127.0.0.1' }));
   const controlPort = await getPort({ host: '127.0.0.1', exclude: [proxyPort] });
   const configPath = join(dir, 'rainbow.conf.json');
   writeFileSync(configPath, JSON.stringify({ ...config, port: proxyPort, controlPort }, null, 2));

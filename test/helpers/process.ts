@@ -45,6 +45,17 @@ export function appProcesses(marker: string): ProcessInfo[] {
   return markedProcesses(marker).filter((info) => basename(info.exe || info.argv[0] || '') === 'node');
 }
 
+// The daemon's proxy worker processes (they name themselves rainbowd-proxy).
+export function proxyWorkers(daemonPid: number): ProcessInfo[] {
+  const found: ProcessInfo[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const info = readProcess(Number(entry));
+    if (info?.ppid === daemonPid && info.state !== 'Z' && info.argv[0] === 'rainbowd-proxy') found.push(info);
+  }
+  return found;
+}
+
 export function describeProcesses(processes: ProcessInfo[]): string {
   if (processes.length === 0) return '(none)';
   return processes.map((info) => `pid=${info.pid} ppid=${info.ppid} pgid=${info.pgid} ${info.state} ${info.argv.join(' ')}`).join('\n');

@@ -10,14 +10,18 @@ const redeploys = 12;
 const minimumLoadDuration = 10_500;
 const pauseBetweenRedeploys = 600;
 
-const apps = [
-  { onSigterm: 'graceful', description: 'shuts down gracefully on SIGTERM' },
-  { onSigterm: 'exit', description: 'exits at once on SIGTERM' },
+// Both data paths: proxy workers (the default on more than one core) and the proxy in the
+// daemon's own process.
+const cases = [
+  { onSigterm: 'graceful', description: 'shuts down gracefully on SIGTERM', workers: 2 },
+  { onSigterm: 'exit', description: 'exits at once on SIGTERM', workers: 2 },
+  { onSigterm: 'graceful', description: 'shuts down gracefully on SIGTERM', workers: 0 },
 ] as const;
 
-for (const { onSigterm, description } of apps) {
-  test(`no request fails while an app that ${description} is redeployed ${redeploys} times under load`, { timeout: 180_000 }, async (t) => {
-    const { daemon, marker } = await startAppDaemon(t, { name: `zero-downtime-${onSigterm}`, appArgs: `--on-sigterm ${onSigterm}` });
+for (const { onSigterm, description, workers } of cases) {
+  const proxy = workers === 0 ? "the proxy in the daemon's process" : `${workers} proxy workers`;
+  test(`no request fails while an app that ${description} is redeployed ${redeploys} times under load, with ${proxy}`, { timeout: 180_000 }, async (t) => {
+    const { daemon, marker } = await startAppDaemon(t, { name: `zero-downtime-${onSigterm}-${workers}`, appArgs: `--on-sigterm ${onSigterm}`, config: { workers } });
     const first = await daemon.waitForActive();
     const load = startLoad({ port: daemon.proxyPort, keepAliveClients: 16, newConnectionClients: 1, requestTimeout: 10_000, maxDuration: 120_000 });
     const loadStarted = Date.now();

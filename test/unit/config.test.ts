@@ -6,6 +6,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { parseRunArguments } from '../../lib/cli/run-options.js';
 import { loadConfig } from '../../lib/config.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
@@ -57,6 +58,7 @@ const badConfigs: Array<[string, string, RegExp]> = [
   ['a control API open to the network', '{"run": "x", "controlHost": "0.0.0.0"}', /"controlHost" must be a loopback address \(127\.0\.0\.1, ::1 or localhost\): the control API has no authentication, got "0\.0\.0\.0"/],
   ['a bad service host', '{"services": {"api": {"target": "127.0.0.1:1", "host": "api example"}}}', /"services.api.host" must be host names like "app.example.com"/],
   ['an unknown service key', '{"services": {"api": {"target": "127.0.0.1:1", "hots": "x"}}}', /unknown key "services.api.hots"/],
+  ['too many proxy workers', '{"run": "x", "workers": 100}', /"workers" must be a whole number from 0 to 64, got number 100/],
   ['a bad service name', '{"services": {"a b": {"target": "127.0.0.1:1"}}}', /"services.a b" must be named with letters, digits/],
 ];
 
@@ -81,6 +83,21 @@ test('an explicit --config that does not exist is one line and exit 2', async ()
   const result = await promisify(execFile)(process.execPath, [cli, '--config', missing]).catch((error: { code: number; stderr: string }) => error);
   assert.equal((result as { code: number }).code, 2);
   assert.equal((result as { stderr: string }).stderr, `rainbowd: ${missing}: no such file\n`);
+});
+
+test('workers: one per core up to 4 by default, the file, then RAINBOWD_WORKERS and --workers win', async () => {
+  const file = await configFile('{"run": "x", "workers": 3}');
+  const cores = os.availableParallelism();
+  assert.equal((await loadConfig(await configFile('{"run": "x"}'))).workers, cores < 2 ? 0 : Math.min(cores, 4));
+  assert.equal((await loadConfig(file)).workers, 3);
+  assert.equal((await loadConfig(file, parseRunArguments([], { RAINBOWD_WORKERS: '0' }).overrides)).workers, 0);
+  assert.equal((await loadConfig(file, parseRunArguments(['--workers', '1'], { RAINBOWD_WORKERS: '0' }).overrides)).workers, 1);
+});
+
+test('a bad --workers is a usage error, exit 2', async () => {
+  const result = await promisify(execFile)(process.execPath, [cli, 'run', '--workers', 'many']).catch((error: { code: number; stderr: string }) => error);
+  assert.equal((result as { code: number }).code, 2);
+  assert.equal((result as { stderr: string }).stderr, 'rainbowd: --workers must be a whole number from 0 to 64, got "many" (see rainbowd help)\n');
 });
 
 test('an unknown flag is a usage error, exit 2', async () => {

@@ -6,14 +6,11 @@ import { after, before, test } from 'node:test';
 import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { validateConfig } from '../../lib/config.js';
 import { Logger } from '../../lib/log.js';
 import { Proxy, listen } from '../../lib/proxy.js';
-import { Router } from '../../lib/router.js';
-import { Service } from '../../lib/service.js';
 
 // Regression tests for the traps of http-proxy 1.18.1, through the real data path:
-// a real proxy listener, a real upstream server, a real external-target service.
+// a real proxy listener, a real upstream server, routed to as one generation.
 
 const log = new Logger('text', new PassThrough().resume());
 
@@ -23,13 +20,15 @@ async function serverOn(handler: http.RequestListener): Promise<{ server: http.S
   return { server, port: (server.address() as net.AddressInfo).port };
 }
 
-async function proxyTo(upstreamPort: number, trustedProxies: string[] = []): Promise<{ proxy: Proxy; port: number; service: Service }> {
-  const config = validateConfig({ target: `127.0.0.1:${upstreamPort}`, drainTimeout: '1s' }, 'test.json');
-  const service = new Service(config.services[0]!, { log, runtimeDir: '/tmp', routesChanged: () => undefined });
-  await service.redeploy('test');
-  const proxy = new Proxy(new Router([service]), log, new Set(trustedProxies));
+const UPSTREAM_KEY = 1;
+
+async function proxyTo(upstreamPort: number, trustedProxies: string[] = []): Promise<{ proxy: Proxy; port: number }> {
+  const proxy = new Proxy(log);
+  const upstream = { key: UPSTREAM_KEY, host: '127.0.0.1', port: upstreamPort };
+  proxy.update({ services: [{ name: 'default', hosts: [], pathPrefix: null, stripPathPrefix: true, mode: 'running', message: null, maxPauseMs: 30_000, upstream }], trustedProxies });
   await proxy.listen(0, '127.0.0.1');
-  return { proxy, port: (proxy.server.address() as net.AddressInfo).port, service };
+  cleanup.push(() => proxy.stop());
+  return { proxy, port: (proxy.server.address() as net.AddressInfo).port };
 }
 
 function get(port: number, headers: http.OutgoingHttpHeaders = {}): Promise<{ status: number; body: string }> {
@@ -54,9 +53,8 @@ after(async () => {
 
 test('a dead upstream gets a 503 to retry (nothing listens) and the proxy keeps running', async () => {
   const upstream = await serverOn((_request, response) => response.end('ok'));
-  const { proxy, port, service } = await proxyTo(upstream.port);
-  cleanup.push(() => proxy.close(), () => service.stopAll('test over'));
-  upstream.server.close();
+  const { port } = await proxyTo(upstream.port);
+    upstream.server.close();
   upstream.server.closeAllConnections();
   const answer = await get(port);
   assert.equal(answer.status, 503);
@@ -70,8 +68,8 @@ test('an upstream that resets the connection mid-request gets a 502', async () =
     if (request.url === '/') return void response.end('ok'); // health check
     request.socket.destroy();
   });
-  const { proxy, port, service } = await proxyTo(upstream.port);
-  cleanup.push(() => upstream.server.close(), () => proxy.close(), () => service.stopAll('test over'));
+  const { port } = await proxyTo(upstream.port);
+  cleanup.push(() => upstream.server.close());
   const answer = await new Promise<number>((resolve, reject) => {
     http.get({ host: '127.0.0.1', port, path: '/reset', agent: false }, (response) => resolve(response.statusCode ?? 0)).on('error', reject);
   });
@@ -88,22 +86,22 @@ test('a client that goes away aborts its upstream request', async () => {
     upstreamGot();
     response.on('close', () => upstreamClosed());
   });
-  const { proxy, port, service } = await proxyTo(upstream.port);
-  cleanup.push(() => upstream.server.close(), () => proxy.close(), () => service.stopAll('test over'));
+  const { proxy, port } = await proxyTo(upstream.port);
+  cleanup.push(() => upstream.server.close());
   const client = http.get({ host: '127.0.0.1', port, path: '/hang', agent: false });
   client.on('error', () => undefined);
   await got;
-  assert.equal(service.active?.inFlight, 1);
+  assert.equal(proxy.inFlight(UPSTREAM_KEY), 1);
   client.destroy();
   const aborted = await Promise.race([closed.then(() => true), new Promise((resolve) => setTimeout(resolve, 2000, false))]);
   assert.equal(aborted, true, 'the upstream request should be closed when the client leaves');
-  assert.equal(service.active?.inFlight, 0);
+  assert.equal(proxy.inFlight(UPSTREAM_KEY), 0);
 });
 
 test('client-sent X-Forwarded-* headers are replaced, Host is preserved', async () => {
   const upstream = await serverOn((request, response) => response.end(JSON.stringify(request.headers)));
-  const { proxy, port, service } = await proxyTo(upstream.port);
-  cleanup.push(() => upstream.server.close(), () => proxy.close(), () => service.stopAll('test over'));
+  const { port } = await proxyTo(upstream.port);
+  cleanup.push(() => upstream.server.close());
   const answer = await get(port, { host: 'shop.example.com', 'x-forwarded-for': '6.6.6.6', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'evil.example', 'x-forwarded-port': '1' });
   const seen = JSON.parse(answer.body) as Record<string, string>;
   assert.equal(seen['x-forwarded-for'], '127.0.0.1');
@@ -115,8 +113,8 @@ test('client-sent X-Forwarded-* headers are replaced, Host is preserved', async 
 
 test('from a trusted proxy (the local nginx) X-Forwarded-* are kept and extended', async () => {
   const upstream = await serverOn((request, response) => response.end(JSON.stringify(request.headers)));
-  const { proxy, port, service } = await proxyTo(upstream.port, ['127.0.0.1']);
-  cleanup.push(() => upstream.server.close(), () => proxy.close(), () => service.stopAll('test over'));
+  const { port } = await proxyTo(upstream.port, ['127.0.0.1']);
+  cleanup.push(() => upstream.server.close());
   const answer = await get(port, { host: 'shop.example.com', 'x-forwarded-for': '203.0.113.9', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'www.example.com' });
   const seen = JSON.parse(answer.body) as Record<string, string>;
   assert.equal(seen['x-forwarded-for'], '203.0.113.9, 127.0.0.1');
@@ -126,8 +124,8 @@ test('from a trusted proxy (the local nginx) X-Forwarded-* are kept and extended
 
 test('X-Request-ID is added when absent and kept when sent', async () => {
   const upstream = await serverOn((request, response) => response.end(String(request.headers['x-request-id'])));
-  const { proxy, port, service } = await proxyTo(upstream.port);
-  cleanup.push(() => upstream.server.close(), () => proxy.close(), () => service.stopAll('test over'));
+  const { port } = await proxyTo(upstream.port);
+  cleanup.push(() => upstream.server.close());
   assert.match((await get(port)).body, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
   assert.equal((await get(port, { 'x-request-id': 'abc-123' })).body, 'abc-123');
 });
@@ -138,8 +136,8 @@ test('a client reset during a WebSocket upgrade does not crash the proxy', async
     // Answer late, after the client is gone.
     setTimeout(() => socket.end('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n'), 200);
   });
-  const { proxy, port, service } = await proxyTo(upstream.port);
-  cleanup.push(() => upstream.server.close(), () => proxy.close(), () => service.stopAll('test over'));
+  const { proxy, port } = await proxyTo(upstream.port);
+  cleanup.push(() => upstream.server.close());
   for (let attempt = 0; attempt < 5; attempt++) {
     const socket = net.connect(port, '127.0.0.1');
     socket.on('error', () => undefined);
@@ -150,7 +148,7 @@ test('a client reset during a WebSocket upgrade does not crash the proxy', async
   }
   await new Promise((resolve) => setTimeout(resolve, 400));
   assert.equal((await get(port)).status, 200, 'the proxy still serves');
-  assert.equal(service.active?.inFlight, 0, 'reset upgrades are no longer counted in flight');
+  assert.equal(proxy.inFlight(UPSTREAM_KEY), 0, 'reset upgrades are no longer counted in flight');
 });
 
 test('an idempotent request on a kept-alive socket the app just closed is retried once', async () => {
@@ -167,8 +165,8 @@ test('an idempotent request on a kept-alive socket the app just closed is retrie
   });
   await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
   const upstreamPort = (upstream.address() as net.AddressInfo).port;
-  const { proxy, port, service } = await proxyTo(upstreamPort);
-  cleanup.push(() => upstream.close(), () => proxy.close(), () => service.stopAll('test over'));
+  const { port } = await proxyTo(upstreamPort);
+  cleanup.push(() => upstream.close());
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   cleanup.push(() => agent.destroy());
   for (let i = 0; i < 5; i++) {
@@ -180,6 +178,33 @@ test('an idempotent request on a kept-alive socket the app just closed is retrie
     });
     assert.equal(status, 200, `request ${i + 1}`);
   }
+});
+
+test('a request whose new connection is reset before any answer is retried once if idempotent; a POST gets a 502', async () => {
+  // An app dying as the proxy connects: every other connection is reset on its first byte.
+  let connections = 0;
+  const upstream = net.createServer((socket) => {
+    const reset = connections++ % 2 === 0;
+    socket.on('error', () => undefined);
+    socket.once('data', () => {
+      if (reset) return void socket.resetAndDestroy();
+      socket.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok');
+    });
+  });
+  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+  const { port } = await proxyTo((upstream.address() as net.AddressInfo).port);
+  cleanup.push(() => upstream.close());
+  const send = (method: string) =>
+    new Promise<number>((resolve, reject) => {
+      http.request({ host: '127.0.0.1', port, path: '/', method, agent: false }, (response) => {
+        response.resume();
+        response.on('end', () => resolve(response.statusCode ?? 0));
+      }).on('error', reject).end();
+    });
+  assert.equal(await send('GET'), 200, 'the GET was retried on a new connection');
+  assert.equal(connections, 2);
+  assert.equal(await send('POST'), 502, 'a POST may have reached the app: not retried');
+  assert.equal(connections, 3);
 });
 
 let deprecationScript: string;

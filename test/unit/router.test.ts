@@ -2,10 +2,14 @@ import assert from 'node:assert/strict';
 import type { IncomingMessage } from 'node:http';
 import { test } from 'node:test';
 import { Router, stripPrefix, underPrefix } from '../../lib/router.js';
-import type { Service } from '../../lib/service.js';
 
-function service(name: string, hosts: string[], pathPrefix: string | null = null): Service {
-  return { name, config: { hosts, pathPrefix } } as unknown as Service;
+interface Named {
+  name: string;
+  route: { hosts: string[]; pathPrefix: string | null };
+}
+
+function service(name: string, hosts: string[], pathPrefix: string | null = null): Named {
+  return { name, route: { hosts, pathPrefix } };
 }
 
 function requestFor(host: string | undefined, url = '/'): IncomingMessage {

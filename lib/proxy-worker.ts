@@ -1,0 +1,56 @@
+import { Proxy } from './proxy.js';
+import type { PrimaryMessage, WorkerMessage } from './proxy-workers.js';
+
+// One proxy worker process (see proxy-workers.ts): the data path, driven by the supervisor.
+
+const REPORT_INTERVAL_MS = 200;
+
+function send(message: WorkerMessage): void {
+  if (process.connected) process.send!(message);
+}
+
+process.title = 'rainbowd-proxy';
+// Ctrl-C and `kill` reach the whole process group; the supervisor decides when we stop,
+// after the drains. If it dies, node:cluster ends this process.
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGUSR1'] as const) process.on(signal, () => undefined);
+
+const proxy = new Proxy({ event: (event, fields = {}) => send({ type: 'event', event, fields }) });
+
+// In-flight counts for `rainbowd status`; drains do not use them, they ask.
+let lastReport = '';
+setInterval(() => {
+  const counts = proxy.inFlightCounts();
+  const report = JSON.stringify(counts);
+  if (report === lastReport) return;
+  lastReport = report;
+  send({ type: 'in-flight', counts });
+}, REPORT_INTERVAL_MS).unref();
+
+process.on('message', (message: PrimaryMessage) => {
+  switch (message.type) {
+    case 'listen':
+      proxy.update(message.table);
+      proxy.listen(message.port, message.host).then(
+        () => send({ type: 'listening' }),
+        (error: NodeJS.ErrnoException) => send({ type: 'listen-failed', code: error.code, message: error.message }),
+      );
+      break;
+    case 'update':
+      proxy.update(message.table);
+      break;
+    case 'when-idle':
+      void proxy.whenIdle(message.key).then(() => send({ type: 'answer', id: message.id, value: 0 }));
+      break;
+    case 'release':
+      void proxy.release(message.key).then((cut) => send({ type: 'answer', id: message.id, value: cut }));
+      break;
+    case 'close':
+      proxy.close();
+      break;
+    case 'stop':
+      void proxy.stop().then(() => process.exit(0));
+      break;
+  }
+});
+// Messages that arrive before the listener above exists are lost: the primary waits for this.
+send({ type: 'ready' });

@@ -1,0 +1,183 @@
+import cluster, { type Worker } from 'node:cluster';
+import { fileURLToPath } from 'node:url';
+import type { EventFields, Logger } from './log.js';
+import type { DataPath, RouteTable } from './route-table.js';
+
+// The data path in several processes (node:cluster) sharing the proxy's listener, so it
+// can use more than one core. The supervisor stays here: it publishes the route table to
+// every worker, and a drain asks each worker to say when it has nothing in flight to the
+// old generation. A worker's messages arrive in the order they were sent, so a worker
+// always has the switch before it is asked about the drain that follows it.
+
+export type PrimaryMessage =
+  | { type: 'listen'; port: number; host: string; table: RouteTable }
+  | { type: 'update'; table: RouteTable }
+  | { type: 'when-idle'; id: number; key: number }
+  | { type: 'release'; id: number; key: number }
+  | { type: 'close' }
+  | { type: 'stop' };
+
+export type WorkerMessage =
+  | { type: 'ready' }
+  | { type: 'listening' }
+  | { type: 'listen-failed'; code: string | undefined; message: string }
+  | { type: 'answer'; id: number; value: number }
+  | { type: 'in-flight'; counts: Array<[number, number]> }
+  | { type: 'event'; event: string; fields: EventFields };
+
+const WORKER_SCRIPT = fileURLToPath(new URL('./proxy-worker.js', import.meta.url));
+const RESTART_DELAY_MS = 1000;
+const STOP_TIMEOUT_MS = 5000;
+
+interface WorkerState {
+  /** It has its message listener: before that, what we send it is lost. */
+  ready: boolean;
+  listening: boolean;
+  /** In-flight requests by upstream key, as of the worker's last report. */
+  counts: Map<number, number>;
+}
+
+/** A question to every worker (is it idle? release it); the answer is the sum of theirs. */
+interface Question {
+  waiting: Set<Worker>;
+  total: number;
+  resolve: (total: number) => void;
+}
+
+export class ProxyWorkers implements DataPath {
+  private readonly workers = new Map<Worker, WorkerState>();
+  private readonly questions = new Map<number, Question>();
+  private table: RouteTable = { services: [], trustedProxies: [] };
+  private address: { port: number; host: string } | null = null;
+  private nextQuestion = 1;
+  private closing = false;
+  private stopping = false;
+
+  constructor(
+    private readonly count: number,
+    private readonly log: Logger,
+  ) {
+    cluster.setupPrimary({ exec: WORKER_SCRIPT, args: [], execArgv: [] });
+  }
+
+  async listen(port: number, host: string): Promise<void> {
+    this.address = { port, host };
+    try {
+      await Promise.all(Array.from({ length: this.count }, () => this.fork()));
+    } catch (error) {
+      await this.stop();
+      throw error;
+    }
+  }
+
+  update(table: RouteTable): void {
+    this.table = table;
+    this.broadcast({ type: 'update', table });
+  }
+
+  async whenIdle(key: number): Promise<void> {
+    await this.ask((id) => ({ type: 'when-idle', id, key }));
+  }
+
+  release(key: number): Promise<number> {
+    return this.ask((id) => ({ type: 'release', id, key }));
+  }
+
+  inFlight(key: number): number {
+    let total = 0;
+    for (const state of this.workers.values()) total += state.counts.get(key) ?? 0;
+    return total;
+  }
+
+  close(): void {
+    this.closing = true;
+    this.broadcast({ type: 'close' });
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await Promise.all(
+      [...this.workers.keys()].map((worker) => {
+        const exited = new Promise((resolve) => worker.once('exit', resolve));
+        const timer = setTimeout(() => worker.kill('SIGKILL'), STOP_TIMEOUT_MS);
+        send(worker, { type: 'stop' });
+        return exited.finally(() => clearTimeout(timer));
+      }),
+    );
+  }
+
+  /** Starts one worker; resolves once it listens, rejects with the listen error (its `code` kept). */
+  private fork(): Promise<void> {
+    const worker = cluster.fork();
+    const state: WorkerState = { ready: false, listening: false, counts: new Map() };
+    this.workers.set(worker, state);
+    return new Promise((resolve, reject) => {
+      worker.on('message', (message: WorkerMessage) => {
+        if (message.type === 'ready') {
+          state.ready = true;
+          const { port, host } = this.address!;
+          send(worker, { type: 'listen', port, host, table: this.table });
+        } else if (message.type === 'listening') {
+          state.listening = true;
+          resolve();
+        } else if (message.type === 'listen-failed') {
+          reject(Object.assign(new Error(message.message), { code: message.code }));
+        } else if (message.type === 'answer') {
+          this.answered(worker, message.id, message.value);
+        } else if (message.type === 'in-flight') {
+          state.counts = new Map(message.counts);
+        } else {
+          this.log.event(message.event, { ...message.fields, worker: worker.process.pid });
+        }
+      });
+      worker.on('exit', (code, signal) => {
+        this.workers.delete(worker);
+        // What it had in flight is gone with it: it no longer holds up a drain.
+        for (const id of [...this.questions.keys()]) this.answered(worker, id, 0);
+        if (!state.listening) return reject(new Error(`the proxy worker exited before it listened (${signal ?? `exit code ${code}`})`));
+        if (this.closing || this.stopping) return;
+        this.log.event('proxy-worker-exited', { pid: worker.process.pid, reason: `${signal ?? `exit code ${code}`}; starting another in ${RESTART_DELAY_MS} ms` });
+        setTimeout(() => this.replace(), RESTART_DELAY_MS);
+      });
+    });
+  }
+
+  private replace(): void {
+    if (this.closing || this.stopping) return;
+    this.fork().catch(
+      (error: unknown) => this.log.event('proxy-worker-failed', { reason: `${(error as Error).message}; ${this.workers.size} worker(s) left` }),
+    );
+  }
+
+  private ask(message: (id: number) => PrimaryMessage): Promise<number> {
+    const id = this.nextQuestion++;
+    const workers = this.readyWorkers();
+    if (workers.length === 0) return Promise.resolve(0);
+    return new Promise((resolve) => {
+      this.questions.set(id, { waiting: new Set(workers), total: 0, resolve });
+      for (const worker of workers) send(worker, message(id));
+    });
+  }
+
+  private answered(worker: Worker, id: number, value: number): void {
+    const question = this.questions.get(id);
+    if (!question?.waiting.delete(worker)) return;
+    question.total += value;
+    if (question.waiting.size > 0) return;
+    this.questions.delete(id);
+    question.resolve(question.total);
+  }
+
+  /** A worker not ready yet gets the table with its `listen`, and has nothing in flight. */
+  private broadcast(message: PrimaryMessage): void {
+    for (const worker of this.readyWorkers()) send(worker, message);
+  }
+
+  private readyWorkers(): Worker[] {
+    return [...this.workers].filter(([, state]) => state.ready).map(([worker]) => worker);
+  }
+}
+
+function send(worker: Worker, message: PrimaryMessage): void {
+  if (worker.isConnected()) worker.send(message);
+}

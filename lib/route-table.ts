@@ -1,0 +1,48 @@
+import type { ServiceMode } from './pause-controller.js';
+
+// What the data path knows of the services: a plain-data table the supervisor publishes on
+// every switch, route change or pause, so a proxy in a worker process routes exactly like
+// one in the daemon's own process.
+
+/** One generation as the proxy sees it; `key` is unique for the daemon's life. */
+export interface UpstreamAddress {
+  key: number;
+  host: string;
+  port: number;
+}
+
+export interface ServiceRoute {
+  name: string;
+  hosts: string[];
+  pathPrefix: string | null;
+  stripPathPrefix: boolean;
+  mode: ServiceMode;
+  message: string | null;
+  maxPauseMs: number;
+  /** The active generation; null while none serves (starting, crashed, failed deploy). */
+  upstream: UpstreamAddress | null;
+}
+
+export interface RouteTable {
+  services: ServiceRoute[];
+  trustedProxies: string[];
+}
+
+/**
+ * The proxy as the supervisor drives it, in this process or in workers. A deploy publishes
+ * the table with the new generation, waits until the previous one is idle, then releases it.
+ */
+export interface DataPath {
+  listen(port: number, host: string): Promise<void>;
+  update(table: RouteTable): void;
+  /** Resolves once no request or upgraded connection is in flight to the upstream. */
+  whenIdle(key: number): Promise<void>;
+  /** Closes the upstream's sockets, cutting whatever is still in flight; resolves to how many were cut. */
+  release(key: number): Promise<number>;
+  /** Requests in flight to the upstream (from workers: as of their last report). */
+  inFlight(key: number): number;
+  /** Stops accepting connections; requests in flight go on. */
+  close(): void;
+  /** Ends the data path for good, after everything has drained. */
+  stop(): Promise<void>;
+}
