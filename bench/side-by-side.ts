@@ -1,10 +1,11 @@
-// One app with every target in front of it (nothing, rainbowd with proxy workers and as one
-// process, nginx, haproxy), driven by
+// One app with every target in front of it (nothing, rainbowd as one process and with proxy
+// workers, nginx, haproxy), driven by
 // the same load in interleaved rounds: round-robin over the targets, each round starting
 // one target further, so drift of the machine (heat, other jobs) spreads over all of them.
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import getPort from 'get-port';
+import { defaultWorkers } from '../lib/config.js';
 import type { FixtureApp } from './apps.js';
 import { waitForHttp } from './http.js';
 import { describeLoad, errorCount, runWrk, type LoadSpec, type SocketErrors, type WrkResult } from './load.js';
@@ -16,13 +17,16 @@ import { Rainbowd } from './rainbowd.js';
 import { median, sum } from './stats.js';
 import type { Tools } from './tools.js';
 
-export type TargetName = 'direct' | 'rainbowd' | 'rainbowd-single' | 'nginx' | 'haproxy';
-export const TARGET_ORDER: readonly TargetName[] = ['direct', 'rainbowd', 'rainbowd-single', 'nginx', 'haproxy'];
+export type TargetName = 'direct' | 'rainbowd' | 'rainbowd-workers' | 'nginx' | 'haproxy';
+export const TARGET_ORDER: readonly TargetName[] = ['direct', 'rainbowd', 'rainbowd-workers', 'nginx', 'haproxy'];
 
-/** The two ways rainbowd can run its proxy: its default (workers on a multi-core machine), and in the daemon's process. */
-const RAINBOWD_VARIANTS: ReadonlyArray<{ name: TargetName; workers: number | undefined }> = [
-  { name: 'rainbowd', workers: undefined },
-  { name: 'rainbowd-single', workers: 0 },
+/** The proxy workers of the rainbowd-workers target: the default where it has some, else 2. */
+export const BENCH_WORKERS = Math.max(2, defaultWorkers());
+
+/** The two ways rainbowd can run its proxy: in the daemon's process, and in worker processes. */
+const RAINBOWD_VARIANTS: ReadonlyArray<{ name: TargetName; workers: number }> = [
+  { name: 'rainbowd', workers: 0 },
+  { name: 'rainbowd-workers', workers: BENCH_WORKERS },
 ];
 
 // A run during which other processes took more than DISTURBED_SHARE of the CPU is run again,

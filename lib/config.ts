@@ -363,10 +363,14 @@ class Validator {
   }
 }
 
-/** One proxy worker per core, up to 4: past that the app and the load need the cores more. */
+/**
+ * On 1 or 2 cores the proxy shares them with the app and nginx: measured on 2 cores, workers
+ * added CPU per request and ~50 MB each, and throughput only where the app left a core idle
+ * (bench/README.md). With more cores there is room for them: one per core, up to 4.
+ */
 export function defaultWorkers(): number {
   const cores = os.availableParallelism();
-  return cores < 2 ? 0 : Math.min(cores, 4);
+  return cores <= 2 ? 0 : Math.min(cores, 4);
 }
 
 function asConfigError(error: unknown, file?: string): RainbowError {

@@ -46,6 +46,10 @@ export interface RedeployAnswer {
   elapsedMs: number;
 }
 
+// The daemons under test run the data path in proxy workers, its more involved mode, unless
+// a test's config says otherwise (zero-downtime runs it in the daemon's process too).
+export const TEST_WORKERS = 2;
+
 export interface StartOptions {
   // The config file's content; `port` and `controlPort` are filled in with free ports.
   config: Record<string, unknown>;
@@ -199,7 +203,7 @@ export async function startDaemon(t: TestContext, { config, files = {}, marker, 
   const proxyPort = givenPort ?? (await getPort({ host: '127.0.0.1' }));
   const controlPort = await getPort({ host: '127.0.0.1', exclude: [proxyPort] });
   const configPath = join(dir, 'rainbow.conf.json');
-  writeFileSync(configPath, JSON.stringify({ ...config, port: proxyPort, controlPort }, null, 2));
+  writeFileSync(configPath, JSON.stringify({ workers: TEST_WORKERS, ...config, port: proxyPort, controlPort }, null, 2));
   for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), content);
 
   const child = spawn(process.execPath, [daemonBin, 'run', '--config', configPath], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -10,8 +10,8 @@ const redeploys = 12;
 const minimumLoadDuration = 10_500;
 const pauseBetweenRedeploys = 600;
 
-// Both data paths: proxy workers (the default on more than one core) and the proxy in the
-// daemon's own process.
+// Both data paths: proxy workers (the default on more than 2 cores) and the proxy in the
+// daemon's own process (the default on 1 or 2).
 const cases = [
   { onSigterm: 'graceful', description: 'shuts down gracefully on SIGTERM', workers: 2 },
   { onSigterm: 'exit', description: 'exits at once on SIGTERM', workers: 2 },

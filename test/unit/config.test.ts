@@ -85,10 +85,10 @@ test('an explicit --config that does not exist is one line and exit 2', async ()
   assert.equal((result as { stderr: string }).stderr, `rainbowd: ${missing}: no such file\n`);
 });
 
-test('workers: one per core up to 4 by default, the file, then RAINBOWD_WORKERS and --workers win', async () => {
+test('workers: none on 1-2 cores, else one per core up to 4 by default; the file, then RAINBOWD_WORKERS and --workers win', async () => {
   const file = await configFile('{"run": "x", "workers": 3}');
   const cores = os.availableParallelism();
-  assert.equal((await loadConfig(await configFile('{"run": "x"}'))).workers, cores < 2 ? 0 : Math.min(cores, 4));
+  assert.equal((await loadConfig(await configFile('{"run": "x"}'))).workers, cores <= 2 ? 0 : Math.min(cores, 4));
   assert.equal((await loadConfig(file)).workers, 3);
   assert.equal((await loadConfig(file, parseRunArguments([], { RAINBOWD_WORKERS: '0' }).overrides)).workers, 0);
   assert.equal((await loadConfig(file, parseRunArguments(['--workers', '1'], { RAINBOWD_WORKERS: '0' }).overrides)).workers, 1);
