@@ -14,6 +14,8 @@ import { median } from './stats.js';
 export interface DeployPlan {
   app: FixtureApp;
   deploys: number;
+  /** rainbowd's proxy workers; undefined: its default. */
+  workers: number | undefined;
   /** Its duration is that of the steady run before the deploys, for comparison. */
   load: LoadSpec;
   warmupSeconds: number;
@@ -52,6 +54,8 @@ export interface DeployRecord {
 
 export interface DeployOutcome {
   app: string;
+  /** rainbowd's proxy workers during the redeploys (0: one process). */
+  workers: number;
   command: string | null;
   deploys: DeployRecord[];
   medians: Record<(typeof STEP_NAMES)[number], number | null>;
@@ -76,7 +80,7 @@ export async function benchmarkDeploys(context: BenchContext, plan: DeployPlan):
   await mkdir(directory, { recursive: true });
   const notes: string[] = [];
   progress(`deploy: starting rainbowd in front of the ${plan.app.name} app`);
-  const rainbowd = await Rainbowd.start(registry, context.root, path.join(directory, 'rainbowd'), plan.app.runLine);
+  const rainbowd = await Rainbowd.start(registry, context.root, path.join(directory, 'rainbowd'), plan.app.runLine, plan.workers);
   let load: RunningLoad | undefined;
   try {
     let steady: WrkResult | null = null;
@@ -136,6 +140,7 @@ export async function benchmarkDeploys(context: BenchContext, plan: DeployPlan):
     if (missing.length) notes.push(`not found in rainbowd's log: ${missing.join(', ')}`);
     return {
       app: plan.app.name,
+      workers: (await rainbowd.status()).proxy.workers,
       command: tools.wrk ? `wrk -t${plan.load.threads} -c${plan.load.connections} --latency, running through every deploy` : null,
       deploys,
       medians,

@@ -10,6 +10,7 @@ export const USAGE = `usage: npm run bench [-- options]
   --rounds N       interleaved rounds per app (default: 5 for hello-world, 3 for the others)
   --duration S     seconds per wrk run (default 8)
   --deploys N      redeploys under load (default 10)
+  --workers N      rainbowd's proxy workers in the redeploy benchmark (default: rainbowd's own)
   --only LIST      run only these parts: hello,slow,gunicorn,deploy
   --without LIST   act as if these were not installed: wrk,nginx,haproxy,gunicorn
   --compare FILE   also show this run next to an earlier results file (\`last\`: the newest one)
@@ -25,6 +26,8 @@ export interface Plan {
   quietWaitMs: number;
   /** Redeploys under load; 0: that part is not run. */
   deploys: number;
+  /** rainbowd's proxy workers for the redeploys; undefined: its default. */
+  deployWorkers: number | undefined;
   without: (keyof Tools)[];
   compare?: string;
   keep: boolean;
@@ -38,6 +41,7 @@ export function parseOptions(argv: string[]): Plan {
       rounds: { type: 'string' },
       duration: { type: 'string' },
       deploys: { type: 'string' },
+      workers: { type: 'string' },
       only: { type: 'string', default: '' },
       without: { type: 'string', default: '' },
       compare: { type: 'string' },
@@ -58,6 +62,8 @@ export function parseOptions(argv: string[]): Plan {
   const rounds = positive('rounds', values.rounds);
   const duration = positive('duration', values.duration);
   const deploys = positive('deploys', values.deploys);
+  if (values.workers !== undefined && !/^\d+$/.test(values.workers)) throw new TypeError(`--workers must be a whole number ≥ 0, got ${JSON.stringify(values.workers)}`);
+  const deployWorkers = values.workers === undefined ? undefined : Number(values.workers);
   const quick = values.quick;
   const without = list('without', values.without, ['wrk', 'nginx', 'haproxy', 'gunicorn'] as const);
   const parts = ['hello', 'slow', 'gunicorn', 'deploy'] as const;
@@ -79,6 +85,7 @@ export function parseOptions(argv: string[]): Plan {
     // --quick checks that everything works (CI): it does not wait for a quiet machine.
     quietWaitMs: quick ? 0 : 20_000,
     deploys: wanted('deploy') ? (deploys ?? (quick ? 3 : 10)) : 0,
+    deployWorkers,
     without,
     compare: values.compare,
     keep: values.keep,

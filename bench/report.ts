@@ -111,7 +111,7 @@ function renderMemory(apps: AppOutcome[]): string | undefined {
 }
 
 function renderDeploy(deploy: DeployOutcome): string {
-  const lines: string[] = [`### Redeploys under load: ${deploy.deploys.length} deploys of the ${deploy.app} app`];
+  const lines: string[] = [`### Redeploys under load: ${deploy.deploys.length} deploys of the ${deploy.app} app, rainbowd ${deploy.workers === 0 ? 'as one process' : `with ${deploy.workers} proxy workers`}`];
   if (deploy.load && deploy.errors !== null) {
     const load = deploy.load;
     const summary = (result: WrkResult) =>
