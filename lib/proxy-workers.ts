@@ -97,10 +97,12 @@ export class ProxyWorkers implements DataPath {
   async stop(): Promise<void> {
     this.stopping = true;
     await Promise.all(
-      [...this.workers.keys()].map((worker) => {
+      [...this.workers].map(([worker, state]) => {
         const exited = new Promise((resolve) => worker.once('exit', resolve));
         const timer = setTimeout(() => worker.kill('SIGKILL'), STOP_TIMEOUT_MS);
-        send(worker, { type: 'stop' });
+        // One not ready yet would miss the message; it has no connection to finish anyway.
+        if (state.ready) send(worker, { type: 'stop' });
+        else worker.kill();
         return exited.finally(() => clearTimeout(timer));
       }),
     );
@@ -115,6 +117,8 @@ export class ProxyWorkers implements DataPath {
       worker.on('message', (message: WorkerMessage) => {
         if (message.type === 'ready') {
           state.ready = true;
+          // Started just as rainbowd began to shut down: there is nothing for it to do.
+          if (this.closing || this.stopping) return void worker.kill();
           const { port, host } = this.address!;
           send(worker, { type: 'listen', port, host, table: this.table });
         } else if (message.type === 'listening') {
