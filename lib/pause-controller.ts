@@ -44,10 +44,6 @@ export class PauseController {
     });
   }
 
-  get waitingCount(): number {
-    return this.waiting.size;
-  }
-
   describe(): string {
     if (this.mode === 'paused') return `paused (requests wait up to ${formatDuration(this.maxPauseMs)})`;
     if (this.mode === 'stopped') return `stopped${this.message ? `: ${this.message}` : ''}`;

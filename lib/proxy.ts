@@ -95,7 +95,7 @@ export class Proxy implements DataPath {
     return this.upstreams.get(key)?.inFlight ?? 0;
   }
 
-  /** In-flight counts of every upstream that has any, for the worker's reports. */
+  /** In-flight count by upstream, for the worker's reports to the supervisor. */
   inFlightCounts(): Array<[number, number]> {
     return [...this.upstreams].map(([key, upstream]) => [key, upstream.inFlight]);
   }
