@@ -28,6 +28,11 @@ export type WorkerMessage =
 const WORKER_SCRIPT = fileURLToPath(new URL('./proxy-worker.js', import.meta.url));
 const RESTART_DELAY_MS = 1000;
 const STOP_TIMEOUT_MS = 5000;
+// Workers are killed with SIGKILL on the process, not worker.kill(): that one first waits for
+// the worker to disconnect, which a hung worker never does, and they ignore SIGTERM.
+// Releasing is immediate in a healthy worker; one that does not answer in this time is hung,
+// and would otherwise hold up the end of every deploy from now on.
+const RELEASE_ANSWER_MS = 5000;
 
 interface WorkerState {
   /** It has its message listener: before that, what we send it is lost. */
@@ -80,7 +85,7 @@ export class ProxyWorkers implements DataPath {
   }
 
   release(key: number): Promise<number> {
-    return this.ask((id) => ({ type: 'release', id, key }));
+    return this.ask((id) => ({ type: 'release', id, key }), RELEASE_ANSWER_MS);
   }
 
   inFlight(key: number): number {
@@ -99,10 +104,10 @@ export class ProxyWorkers implements DataPath {
     await Promise.all(
       [...this.workers].map(([worker, state]) => {
         const exited = new Promise((resolve) => worker.once('exit', resolve));
-        const timer = setTimeout(() => worker.kill('SIGKILL'), STOP_TIMEOUT_MS);
+        const timer = setTimeout(() => worker.process.kill('SIGKILL'), STOP_TIMEOUT_MS);
         // One not ready yet would miss the message; it has no connection to finish anyway.
         if (state.ready) send(worker, { type: 'stop' });
-        else worker.kill();
+        else worker.process.kill('SIGKILL');
         return exited.finally(() => clearTimeout(timer));
       }),
     );
@@ -118,7 +123,7 @@ export class ProxyWorkers implements DataPath {
         if (message.type === 'ready') {
           state.ready = true;
           // Started just as rainbowd began to shut down: there is nothing for it to do.
-          if (this.closing || this.stopping) return void worker.kill();
+          if (this.closing || this.stopping) return void worker.process.kill('SIGKILL');
           const { port, host } = this.address!;
           send(worker, { type: 'listen', port, host, table: this.table });
         } else if (message.type === 'listening') {
@@ -153,14 +158,23 @@ export class ProxyWorkers implements DataPath {
     );
   }
 
-  private ask(message: (id: number) => PrimaryMessage): Promise<number> {
+  /** With `deadlineMs`, a worker that has not answered by then is killed (and replaced): its exit answers for it. */
+  private ask(message: (id: number) => PrimaryMessage, deadlineMs?: number): Promise<number> {
     const id = this.nextQuestion++;
     const workers = this.readyWorkers();
     if (workers.length === 0) return Promise.resolve(0);
+    if (deadlineMs !== undefined) setTimeout(() => this.killSilent(id, deadlineMs), deadlineMs);
     return new Promise((resolve) => {
       this.questions.set(id, { waiting: new Set(workers), total: 0, resolve });
       for (const worker of workers) send(worker, message(id));
     });
+  }
+
+  private killSilent(id: number, waitedMs: number): void {
+    for (const worker of this.questions.get(id)?.waiting ?? []) {
+      this.log.event('proxy-worker-unresponsive', { pid: worker.process.pid, reason: `no answer in ${waitedMs} ms; killing it` });
+      worker.process.kill('SIGKILL');
+    }
   }
 
   private answered(worker: Worker, id: number, value: number): void {

@@ -63,3 +63,18 @@ test('a drain waits for a request in flight on any worker; status shows it', { t
   assert.deepEqual(Object.keys(loadResult.byStatus), ['200'], describeLoad(loadResult));
   assert.doesNotMatch(daemon.log(), /drained .*cut=/, 'nothing was cut');
 });
+
+test('a hung proxy worker does not hold up a deploy: it is killed and replaced', { timeout: 60_000 }, async (t) => {
+  const { daemon } = await startAppDaemon(t, { name: 'worker-hung', config: { workers: 2, drainTimeout: '1s' } });
+  const workers = await waitFor(() => (proxyWorkers(daemon.pid).length === 2 ? proxyWorkers(daemon.pid) : undefined), { timeout: 5000, what: 'two proxy workers' });
+  const hung = workers[0]!.pid;
+  process.kill(hung, 'SIGSTOP'); // alive, but answers nothing
+  t.after(() => {
+    if (isAlive(hung)) process.kill(hung, 'SIGKILL');
+  });
+  const answer = await daemon.redeploy({ timeout: 30_000 });
+  assert.equal(answer.status, 200, JSON.stringify(answer.body));
+  assert.equal((await daemon.service()).generations.length, 1, 'the old generation was stopped');
+  assert.match(daemon.log(), new RegExp(`proxy-worker-unresponsive pid=${hung}`));
+  await waitFor(() => !isAlive(hung) && proxyWorkers(daemon.pid).length === 2, { timeout: 10_000, what: 'the hung worker gone and replaced' });
+});
