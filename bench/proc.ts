@@ -18,7 +18,7 @@ export function groupMemoryOf(groupId: number): Memory | undefined {
   let rssKiB = 0;
   let peakKiB = 0;
   let found = false;
-  for (const pid of groupMembers(groupId)) {
+  for (const { pid } of groupMembers(groupId)) {
     try {
       const status = readFileSync(`/proc/${pid}/status`, 'utf8');
       const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0);
@@ -35,18 +35,20 @@ export function groupMemoryOf(groupId: number): Memory | undefined {
 /** CPU seconds (user + system) used so far by the live processes of process group `groupId`. */
 export function groupCpuSeconds(groupId: number): number {
   let ticks = 0;
-  for (const pid of groupMembers(groupId)) {
-    // Fields after the command name: state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
-    const fields = statFields(pid);
-    if (fields) ticks += Number(fields[11]) + Number(fields[12]);
-  }
+  // Fields after the command name: state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
+  for (const { fields } of groupMembers(groupId)) ticks += Number(fields[11]) + Number(fields[12]);
   return ticks / TICKS_PER_SECOND;
 }
 
-function groupMembers(groupId: number): number[] {
-  return readdirSync('/proc')
-    .filter((name) => /^\d+$/.test(name) && Number(statFields(Number(name))?.[2]) === groupId)
-    .map(Number);
+/** The live processes of a process group, with their /proc/PID/stat fields. */
+function groupMembers(groupId: number): Array<{ pid: number; fields: string[] }> {
+  const members: Array<{ pid: number; fields: string[] }> = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const fields = statFields(Number(name));
+    if (fields && Number(fields[2]) === groupId) members.push({ pid: Number(name), fields });
+  }
+  return members;
 }
 
 export function groupOf(pid: number): number | undefined {

@@ -163,14 +163,14 @@ export class ProxyWorkers implements DataPath {
     const id = this.nextQuestion++;
     const workers = this.readyWorkers();
     if (workers.length === 0) return Promise.resolve(0);
-    if (deadlineMs !== undefined) setTimeout(() => this.killSilent(id, deadlineMs), deadlineMs);
+    if (deadlineMs !== undefined) setTimeout(() => this.killUnanswered(id, deadlineMs), deadlineMs);
     return new Promise((resolve) => {
       this.questions.set(id, { waiting: new Set(workers), total: 0, resolve });
       for (const worker of workers) send(worker, message(id));
     });
   }
 
-  private killSilent(id: number, waitedMs: number): void {
+  private killUnanswered(id: number, waitedMs: number): void {
     for (const worker of this.questions.get(id)?.waiting ?? []) {
       this.log.event('proxy-worker-unresponsive', { pid: worker.process.pid, reason: `no answer in ${waitedMs} ms; killing it` });
       worker.process.kill('SIGKILL');

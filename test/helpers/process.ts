@@ -30,14 +30,7 @@ export function isAlive(pid: number): boolean {
 // Every live process (zombies excluded) whose command line contains `marker`: the wrapper
 // shells rainbowd spawns as well as the apps.
 export function markedProcesses(marker: string): ProcessInfo[] {
-  const found: ProcessInfo[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const info = readProcess(Number(entry));
-    if (info === undefined || info.pid === process.pid || info.state === 'Z') continue;
-    if (info.argv.some((arg) => arg.includes(marker))) found.push(info);
-  }
-  return found;
+  return liveProcesses().filter((info) => info.pid !== process.pid && info.argv.some((arg) => arg.includes(marker)));
 }
 
 // The marked processes that are the fixture app itself (node), not a shell around it.
@@ -47,11 +40,15 @@ export function appProcesses(marker: string): ProcessInfo[] {
 
 // The daemon's proxy worker processes (they name themselves rainbowd-proxy).
 export function proxyWorkers(daemonPid: number): ProcessInfo[] {
+  return liveProcesses().filter((info) => info.ppid === daemonPid && info.argv[0] === 'rainbowd-proxy');
+}
+
+function liveProcesses(): ProcessInfo[] {
   const found: ProcessInfo[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     const info = readProcess(Number(entry));
-    if (info?.ppid === daemonPid && info.state !== 'Z' && info.argv[0] === 'rainbowd-proxy') found.push(info);
+    if (info !== undefined && info.state !== 'Z') found.push(info);
   }
   return found;
 }
