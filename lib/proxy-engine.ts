@@ -10,9 +10,15 @@ import type { Upstream } from './upstream.js';
 //   request (it only listens for `aborted`, which a finished request no longer emits);
 // - when the upstream response breaks off after its headers were sent (the app died, or a
 //   drain timed out and closed the upstream sockets), the client's response is left open;
-// - on Node 22+ it triggers DEP0060 (util._extend) warnings in users' logs.
+// - it parses the request target with url.parse, which throws on some malformed ones
+//   (`GET http://[x/ HTTP/1.1`); thrown from a request handler, that took the daemon down;
+// - it triggers deprecation warnings in users' logs: DEP0060 (util._extend) on Node 22+,
+//   DEP0169 (url.parse) on Node 24+.
 
 export type ErrorResponder = (response: http.ServerResponse, error: NodeJS.ErrnoException) => void;
+
+/** A request the engine cannot forward as it was sent: the client's fault, a 400. */
+export const UNFORWARDABLE = 'UNFORWARDABLE';
 
 const upstreamRequest = Symbol('upstreamRequest');
 const upstreamUsed = Symbol('upstreamUsed');
@@ -26,7 +32,7 @@ interface TrackedRequest extends http.IncomingMessage {
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS']);
 
-silenceUtilExtendDeprecation();
+silenceEngineDeprecations();
 
 export class ProxyEngine {
   private readonly proxy = httpProxy.createProxyServer({ xfwd: false, ws: true, changeOrigin: false });
@@ -61,13 +67,21 @@ export class ProxyEngine {
       upstream.requestFinished();
       if (!response.writableFinished) tracked[upstreamRequest]?.destroy();
     });
-    this.proxy.web(request, response, { target: upstream.proxyTarget, agent: upstream.agent });
+    try {
+      this.proxy.web(request, response, { target: upstream.proxyTarget, agent: upstream.agent });
+    } catch (error) {
+      this.respondWithError(response, unforwardable(request, error));
+    }
   }
 
   /** The caller has put an `error` listener on `socket`: a client reset mid-upgrade would otherwise crash us. */
   ws(request: http.IncomingMessage, socket: Duplex, head: Buffer, upstream: Upstream): void {
     upstream.trackUpgrade(socket);
-    this.proxy.ws(request, socket, head, { target: upstream.proxyTarget });
+    try {
+      this.proxy.ws(request, socket, head, { target: upstream.proxyTarget });
+    } catch {
+      socket.destroy(); // as for any other error on an upgrade: there is no response to answer on
+    }
   }
 
   /**
@@ -86,12 +100,20 @@ export class ProxyEngine {
   }
 }
 
-function silenceUtilExtendDeprecation(): void {
+function unforwardable(request: http.IncomingMessage, error: unknown): NodeJS.ErrnoException {
+  const reason = error instanceof Error ? error.message : String(error);
+  return Object.assign(new Error(`cannot forward ${JSON.stringify(request.url)}: ${reason}`), { code: UNFORWARDABLE });
+}
+
+const SILENCED_DEPRECATIONS = new Set(['DEP0060', 'DEP0169']);
+
+function silenceEngineDeprecations(): void {
   const emitWarning = process.emitWarning.bind(process);
   process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
     const options = rest[0];
     const code = typeof options === 'object' && options !== null ? (options as { code?: string }).code : rest[1];
-    if (code === 'DEP0060' || (warning instanceof Error && (warning as NodeJS.ErrnoException).code === 'DEP0060')) return;
+    const errorCode = warning instanceof Error ? (warning as NodeJS.ErrnoException).code : undefined;
+    if (SILENCED_DEPRECATIONS.has(String(code)) || SILENCED_DEPRECATIONS.has(String(errorCode))) return;
     (emitWarning as (...args: unknown[]) => void)(warning, ...rest);
   }) as typeof process.emitWarning;
 }

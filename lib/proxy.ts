@@ -4,7 +4,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from './log.js';
 import { PauseController } from './pause-controller.js';
-import { ProxyEngine } from './proxy-engine.js';
+import { ProxyEngine, UNFORWARDABLE } from './proxy-engine.js';
 import type { DataPath, RouteTable, ServiceRoute, UpstreamAddress } from './route-table.js';
 import { Router, stripPrefix } from './router.js';
 import { Upstream } from './upstream.js';
@@ -34,7 +34,7 @@ export class Proxy implements DataPath {
   private closing = false;
 
   constructor(private readonly log: EventLog) {
-    this.engine = new ProxyEngine((response, error) => this.badGateway(response, error));
+    this.engine = new ProxyEngine((response, error) => this.answerError(response, error));
     // Longer than nginx's upstream keepalive_timeout (60 s), so nginx closes idle
     // connections first and never writes a request onto one we are closing.
     this.server = http.createServer({ keepAliveTimeout: 65_000, headersTimeout: 66_000, requestTimeout: 0 });
@@ -144,7 +144,11 @@ export class Proxy implements DataPath {
     this.setForwardedHeaders(request);
   }
 
-  private badGateway(response: http.ServerResponse, error: NodeJS.ErrnoException): void {
+  private answerError(response: http.ServerResponse, error: NodeJS.ErrnoException): void {
+    if (error.code === UNFORWARDABLE) {
+      this.log.event('bad-request', { reason: `${error.message}; answered 400` });
+      return sendPage(response, BAD_REQUEST);
+    }
     // Refused: nothing listens, the app is down (it crashed and is being restarted); that
     // is a 503 to retry, not a broken gateway.
     const refused = error.code === 'ECONNREFUSED';
@@ -210,6 +214,7 @@ const NOT_FOUND: Page = { status: 404, title: 'Not Found', text: 'There is no si
 const STARTING: Page = { status: 503, title: 'Service Unavailable', text: 'The app is starting or restarting. Try again in a moment.', retryAfter: 1 };
 const RESTARTING: Page = { status: 503, title: 'Service Unavailable', text: 'The app is restarting. Try again in a moment.', retryAfter: 1 };
 const PAUSED: Page = { status: 503, title: 'Service Unavailable', text: 'The app is paused. Try again in a moment.', retryAfter: 5 };
+const BAD_REQUEST: Page = { status: 400, title: 'Bad Request', text: 'The request could not be understood.' };
 const BAD_GATEWAY: Page = { status: 502, title: 'Bad Gateway', text: 'The app did not answer.' };
 
 function maintenance(message: string | null): Page {

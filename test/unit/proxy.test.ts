@@ -151,6 +151,33 @@ test('a client reset during a WebSocket upgrade does not crash the proxy', async
   assert.equal(proxy.inFlight(UPSTREAM_KEY), 0, 'reset upgrades are no longer counted in flight');
 });
 
+/** Sends `raw` on a new connection; resolves with everything the proxy answered before it closed. */
+function sendRaw(port: number, raw: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let answer = '';
+    const socket = net.connect(port, '127.0.0.1', () => socket.write(raw));
+    socket.setTimeout(5000, () => socket.destroy(new Error('no answer within 5 s')));
+    socket.on('data', (chunk) => (answer += chunk));
+    socket.on('error', reject);
+    socket.on('close', () => resolve(answer));
+  });
+}
+
+test('a request target the engine cannot parse gets a 400, on plain requests and upgrades, and the proxy keeps serving', async () => {
+  // http-proxy 1.18.1 runs url.parse on the target, which throws on this one: it took the daemon down.
+  const upstream = await serverOn((_request, response) => response.end('ok'));
+  upstream.server.on('upgrade', (_request, socket: net.Socket) => socket.destroy());
+  const { proxy, port } = await proxyTo(upstream.port);
+  cleanup.push(() => upstream.server.close());
+  const answer = await sendRaw(port, 'GET http://[bad/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+  assert.match(answer, /^HTTP\/1\.1 400 Bad Request\r\n/);
+  assert.doesNotMatch(answer, /url|parse|\[bad/i, 'nothing internal in the page');
+  const upgrade = await sendRaw(port, 'GET http://[bad/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+  assert.equal(upgrade, '', 'the upgrade is closed without an answer, as other failed upgrades are');
+  assert.equal((await get(port)).status, 200, 'the proxy still serves');
+  assert.equal(proxy.inFlight(UPSTREAM_KEY), 0, 'neither is left counted in flight');
+});
+
 test('an idempotent request on a kept-alive socket the app just closed is retried once', async () => {
   // An app that answers one request per connection and then resets the connection when a
   // second request arrives on it: the race between the app's keep-alive timeout and reuse.
@@ -212,11 +239,12 @@ before(() => {
   const engine = fileURLToPath(new URL('../../lib/proxy-engine.js', import.meta.url));
   deprecationScript = `await import(${JSON.stringify(engine)});
     process.emitWarning('util._extend is deprecated', { type: 'DeprecationWarning', code: 'DEP0060' });
+    process.emitWarning('url.parse() is deprecated', 'DeprecationWarning', 'DEP0169');
     process.emitWarning('some other warning', { type: 'DeprecationWarning', code: 'DEP0999' });`;
 });
 
-test('the DEP0060 warning http-proxy triggers on Node 22+ stays out of the logs; others do not', async () => {
+test('the deprecation warnings http-proxy triggers on Node 22+ (DEP0060) and 24+ (DEP0169) stay out of the logs; others do not', async () => {
   const { stderr } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', deprecationScript]);
-  assert.doesNotMatch(stderr, /DEP0060/);
+  assert.doesNotMatch(stderr, /DEP0060|DEP0169/);
   assert.match(stderr, /DEP0999/, 'other warnings still show');
 });
