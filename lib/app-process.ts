@@ -109,6 +109,11 @@ export class AppProcess {
     return groupMembers(this.groupId).length > 0;
   }
 
+  /** SIGTERM to the whole group at once, without waiting or escalating: rainbowd is crashing. */
+  terminateNow(): void {
+    signalGroup(this.groupId, 'SIGTERM');
+  }
+
   /**
    * SIGTERM to the app's main process (the pidfile's pid, else the whole group: dash does not
    * exec, so the wrapper's pid is not the app), then SIGKILL to everything after `timeoutMs`.

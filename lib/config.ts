@@ -5,6 +5,8 @@ import { parseDuration } from './duration.js';
 import { configError, RainbowError } from './errors.js';
 import type { LogFormat } from './log.js';
 
+export const DEFAULT_STOP_TIMEOUT_MS = 10_000;
+
 export interface HealthCheckConfig {
   path: string;
   intervalMs: number;
@@ -356,7 +358,7 @@ class Validator {
       ...(warmupMs === undefined ? {} : { warmupMs }),
       deployTimeoutMs: this.duration(config.deployTimeout, `${prefix}deployTimeout`) ?? 60_000,
       drainTimeoutMs: this.duration(config.drainTimeout, `${prefix}drainTimeout`) ?? 30_000,
-      stopTimeoutMs: this.duration(config.stopTimeout, `${prefix}stopTimeout`) ?? 10_000,
+      stopTimeoutMs: this.duration(config.stopTimeout, `${prefix}stopTimeout`) ?? DEFAULT_STOP_TIMEOUT_MS,
       maxGenerations: this.integer(config.maxGenerations, `${prefix}maxGenerations`, 1, 100) ?? 10,
       watch: (this.stringList(config.watch, `${prefix}watch`) ?? []).map((watched) => path.resolve(dir, watched)),
     };

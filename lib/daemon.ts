@@ -2,11 +2,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
-import { DEFAULT_SERVICE, findRouteClash, loadConfig, validateServiceDefinition, type DaemonConfig, type RunOverrides, type ServiceConfig } from './config.js';
+import { DEFAULT_SERVICE, DEFAULT_STOP_TIMEOUT_MS, findRouteClash, loadConfig, validateServiceDefinition, type DaemonConfig, type RunOverrides, type ServiceConfig } from './config.js';
 import { ControlServer } from './control.js';
-import { parseDuration } from './duration.js';
+import { formatDuration, parseDuration } from './duration.js';
 import { RainbowError, isRainbowError, messageOf } from './errors.js';
 import type { Logger } from './log.js';
+import { findOrphans, ownerEnvironment, stopOrphan } from './orphans.js';
 import { Proxy } from './proxy.js';
 import { ProxyWorkers } from './proxy-workers.js';
 import type { DataPath } from './route-table.js';
@@ -59,7 +60,13 @@ export class Daemon {
   }
 
   private createService(config: ServiceConfig, origin: ServiceOrigin): Service {
-    const context = { log: this.log, runtimeDir: this.runtimeDir, dataPath: this.dataPath, routesChanged: () => this.publishRoutes() };
+    const context = {
+      log: this.log,
+      runtimeDir: this.runtimeDir,
+      ownerEnv: this.config.file ? ownerEnvironment(this.config.file) : {},
+      dataPath: this.dataPath,
+      routesChanged: () => this.publishRoutes(),
+    };
     return new Service(config, context, origin);
   }
 
@@ -91,7 +98,9 @@ export class Daemon {
       pid: process.pid,
     });
     this.installSignalHandlers();
+    this.installCrashHandler();
     this.watchFiles();
+    await this.stopOrphans();
     await this.restoreState();
     this.publishRoutes();
     for (const service of this.services.values()) {
@@ -293,6 +302,36 @@ export class Daemon {
       this.log.event('stopped', { reason: 'every generation is stopped' });
     })();
     return this.shuttingDown;
+  }
+
+  /** Apps a predecessor on this config left running when it died: stopped before anything is deployed. */
+  private async stopOrphans(): Promise<void> {
+    const orphans = this.config.file ? findOrphans(this.config.file) : [];
+    if (orphans.length === 0) return;
+    // Which service an orphan was is only a name from its environment: give it the longest stopTimeout.
+    const timeoutMs = Math.max(...this.config.services.map((service) => service.stopTimeoutMs), 0) || DEFAULT_STOP_TIMEOUT_MS;
+    await Promise.all(
+      orphans.map(async (orphan) => {
+        const who = { service: orphan.service, generation: Number(orphan.generation) || undefined, pid: orphan.groupId };
+        this.log.event('orphan-stopping', { ...who, reason: `left running by rainbowd pid ${orphan.daemonPid}, which exited without stopping it (killed or crashed); SIGTERM to its ${orphan.pids.length} process(es)` });
+        const how = await stopOrphan(orphan, timeoutMs);
+        this.log.event('orphan-stopped', { ...who, reason: how === 'SIGTERM' ? 'exited after SIGTERM' : `still running ${formatDuration(timeoutMs)} after SIGTERM: SIGKILLed` });
+      }),
+    );
+  }
+
+  /**
+   * An exception nothing caught is a bug in rainbowd, and Node cannot safely go on after
+   * one: say so, SIGTERM every app rather than leave them running with nobody to stop them,
+   * and exit 1 for a supervisor to restart us. Only synchronous work is safe here.
+   */
+  private installCrashHandler(): void {
+    process.on('uncaughtException', (error: unknown) => {
+      const what = error instanceof Error ? (error.stack ?? error.message) : String(error);
+      this.log.event('crashed', { reason: `internal error, please report it: ${what}; every app was sent SIGTERM` });
+      for (const service of this.services.values()) service.terminateAppsNow();
+      process.exit(1);
+    });
   }
 
   private installSignalHandlers(): void {

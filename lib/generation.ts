@@ -35,6 +35,7 @@ export interface GenerationContext {
   config: ServiceConfig;
   log: Logger;
   runtimeDir: string;
+  ownerEnv: Record<string, string>;
   dataPath: DataPath;
   /** Aborts a start that is under way (rainbowd is shutting down). */
   signal: AbortSignal;
@@ -124,7 +125,7 @@ export class Generation {
         port: this.port,
         pidfile: path.join(this.context.runtimeDir, `${this.service}-${this.id}.pid`),
         cwd: config.cwd,
-        env: config.env,
+        env: { ...config.env, ...this.context.ownerEnv },
         onOutput: (line) => log.appOutput(this.service, this.id, line),
       });
       this.app = app;

@@ -51,6 +51,12 @@ export function groupMembers(groupId: number): number[] {
   return members;
 }
 
+/** The process group of a live process, or null (gone, a zombie, or no /proc to ask). */
+export function groupOf(pid: number): number | null {
+  const stat = readStat(pid);
+  return stat === null || stat.state === 'Z' ? null : stat.groupId;
+}
+
 export function isAlive(pid: number): boolean {
   if (procAvailable) {
     const stat = readStat(pid);

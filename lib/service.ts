@@ -54,6 +54,8 @@ interface PendingDeploy {
 export interface ServiceContext {
   log: Logger;
   runtimeDir: string;
+  /** Added to every app's environment: it names the rainbowd that launched the app. */
+  ownerEnv: Record<string, string>;
   dataPath: DataPath;
   /** The active generation or the routes changed: the data path must get the new table. */
   routesChanged: () => void;
@@ -205,6 +207,7 @@ export class Service {
       config,
       log: this.log,
       runtimeDir: this.context.runtimeDir,
+      ownerEnv: this.context.ownerEnv,
       dataPath: this.context.dataPath,
       signal: this.shutdown.signal,
     });
@@ -336,6 +339,11 @@ export class Service {
     this.followUp = null;
     await this.current?.catch(() => undefined);
     await Promise.all(this.generations.map((generation) => this.retire(generation, reason)));
+  }
+
+  /** SIGTERM to every live generation's processes, without waiting: for a rainbowd that is crashing. */
+  terminateAppsNow(): void {
+    for (const generation of this.generations) if (generation.isLive) generation.app?.terminateNow();
   }
 
   status(): ServiceStatus {

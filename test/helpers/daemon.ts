@@ -65,6 +65,8 @@ export interface StartOptions {
   dir?: string;
   // Listen on this proxy port rather than a free one (to show that it is free again).
   proxyPort?: number;
+  // Options for the daemon's node, before its script (e.g. `--import` of a module that injects a bug).
+  nodeArgs?: string[];
 }
 
 export interface Exit {
@@ -198,7 +200,7 @@ export class Daemon {
 // Starts `rainbowd run` in a fresh directory and registers its cleanup on `t`: the daemon
 // is stopped (killed if it hangs), the test's marked processes are killed, the directory is
 // removed, and the daemon's output is printed if the test failed.
-export async function startDaemon(t: TestContext, { config, files = {}, marker, waitUntilActive = true, startTimeout = 15000, dir: givenDir, proxyPort: givenPort }: StartOptions): Promise<Daemon> {
+export async function startDaemon(t: TestContext, { config, files = {}, marker, waitUntilActive = true, startTimeout = 15000, dir: givenDir, proxyPort: givenPort, nodeArgs = [] }: StartOptions): Promise<Daemon> {
   const dir = givenDir ?? mkdtempSync(join(tmpdir(), 'rainbowd-test-'));
   const proxyPort = givenPort ?? (await getPort({ host: '127.0.0.1' }));
   const controlPort = await getPort({ host: '127.0.0.1', exclude: [proxyPort] });
@@ -206,7 +208,7 @@ export async function startDaemon(t: TestContext, { config, files = {}, marker, 
   writeFileSync(configPath, JSON.stringify({ workers: TEST_WORKERS, ...config, port: proxyPort, controlPort }, null, 2));
   for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), content);
 
-  const child = spawn(process.execPath, [daemonBin, 'run', '--config', configPath], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...nodeArgs, daemonBin, 'run', '--config', configPath], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   const daemon = new Daemon(child, dir, proxyPort, controlPort);
 
   t.after(async () => {
@@ -257,12 +259,13 @@ export interface AppDaemonOptions {
   config?: Record<string, unknown>;
   files?: Record<string, string>;
   waitUntilActive?: boolean;
+  nodeArgs?: string[];
 }
 
 // The common case: rainbowd supervising test/fixtures/app.mjs, health-checked on /health.
-export async function startAppDaemon(t: TestContext, { name, appArgs = '', pidfile = true, config = {}, files, waitUntilActive }: AppDaemonOptions): Promise<{ daemon: Daemon; marker: string }> {
+export async function startAppDaemon(t: TestContext, { name, appArgs = '', pidfile = true, config = {}, files, waitUntilActive, nodeArgs }: AppDaemonOptions): Promise<{ daemon: Daemon; marker: string }> {
   const marker = uniqueMarker(name);
   const run = appRunLine(marker, appArgs, { pidfile });
-  const daemon = await startDaemon(t, { marker, files, waitUntilActive, config: { run, healthCheckPath: '/health', ...config } });
+  const daemon = await startDaemon(t, { marker, files, waitUntilActive, nodeArgs, config: { run, healthCheckPath: '/health', ...config } });
   return { daemon, marker };
 }

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startAppDaemon } from '../helpers/daemon.js';
+import { startAppDaemon, startDaemon } from '../helpers/daemon.js';
 import { header, request } from '../helpers/http.js';
-import { appProcesses, describeProcesses, markedProcesses } from '../helpers/process.js';
+import { appProcesses, describeProcesses, isAlive, markedProcesses, proxyWorkers } from '../helpers/process.js';
 import { waitFor } from '../helpers/wait.js';
 
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
@@ -43,4 +45,36 @@ test('an app that ignores SIGTERM does not keep the daemon from shutting down', 
   assert.deepEqual(exit, { code: 0, signal: null });
   assert.ok(Date.now() - started >= 700, 'the daemon did not give the app its stopTimeout');
   assert.equal(describeProcesses(markedProcesses(marker)), '(none)', 'processes left after the daemon exited');
+});
+
+test('apps a SIGKILLed rainbowd left running are stopped by the next one started on the same config, before it deploys', { timeout: 60_000 }, async (t) => {
+  const { daemon: first, marker } = await startAppDaemon(t, { name: 'orphans', appArgs: '--workers 2' });
+  await waitFor(() => appProcesses(marker).length === 3, { timeout: 10_000, what: 'the master and its 2 workers' });
+  first.signal('SIGKILL');
+  await first.exited;
+  const left = appProcesses(marker);
+  assert.equal(left.length, 3, 'the app outlives a SIGKILLed rainbowd: what the next one must clean up');
+
+  const config = JSON.parse(readFileSync(join(first.dir, 'rainbow.conf.json'), 'utf8')) as Record<string, unknown>;
+  const second = await startDaemon(t, { config, dir: first.dir, marker });
+  assert.match(second.log(), new RegExp(`default#1 orphan-stopping pid=\\d+ reason="left running by rainbowd pid ${first.pid}, which exited without stopping it`));
+  const stoppedAt = second.output.findIndex((line) => /default#1 orphan-stopped .*reason="exited after SIGTERM"/.test(line));
+  const deployAt = second.output.findIndex((line) => / default#1 deploy /.test(line));
+  assert.ok(stoppedAt !== -1 && stoppedAt < deployAt, `the orphan is stopped before the first deploy:\n${second.log()}`);
+  assert.deepEqual(left.filter((info) => isAlive(info.pid)), [], "the first rainbowd's app processes are gone");
+  assert.equal(appProcesses(marker).length, 3, "the second rainbowd's own app runs");
+});
+
+// Makes the daemon throw from a signal handler: a stand-in for a bug in rainbowd.
+const INJECT_BUG = `data:text/javascript,process.on('SIGUSR2', () => { throw new Error('injected bug'); });`;
+
+test('a crash (an exception nothing caught) is logged as a bug, the apps get SIGTERM and rainbowd exits 1', { timeout: 60_000 }, async (t) => {
+  const { daemon, marker } = await startAppDaemon(t, { name: 'crashed', appArgs: '--workers 2', nodeArgs: ['--import', INJECT_BUG] });
+  await waitFor(() => appProcesses(marker).length === 3, { timeout: 10_000, what: 'the master and its 2 workers' });
+
+  daemon.signal('SIGUSR2');
+  const exit = await Promise.race([daemon.exited, sleep(10_000, undefined, { ref: false })]);
+  assert.deepEqual(exit, { code: 1, signal: null });
+  assert.match(daemon.log(), /rainbowd crashed reason="internal error, please report it: Error: injected bug\\n.*; every app was sent SIGTERM"/);
+  await waitFor(() => markedProcesses(marker).length === 0 && proxyWorkers(daemon.pid).length === 0, { timeout: 10_000, what: 'the apps and proxy workers to exit' });
 });

@@ -1,0 +1,91 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { groupOf, isAlive, signalGroup, signalProcess, waitFor } from './process-group.js';
+
+// An app whose rainbowd died without stopping it (SIGKILL, the OOM killer, a crash) goes on
+// running, holding its port and memory, with nobody left to stop it. Every app gets the
+// config file and the pid of the rainbowd that launched it in its environment, so that the
+// next rainbowd started with the same config finds what its predecessor left and stops it
+// before its own first deploy. Linux only (/proc); elsewhere nothing is found.
+
+const CONFIG_VARIABLE = 'RAINBOWD_CONFIG';
+const DAEMON_PID_VARIABLE = 'RAINBOWD_DAEMON_PID';
+
+/** The environment rainbowd adds for every app it launches. */
+export function ownerEnvironment(configFile: string): Record<string, string> {
+  return { [CONFIG_VARIABLE]: configFile, [DAEMON_PID_VARIABLE]: String(process.pid) };
+}
+
+/** The processes of one generation that outlived their rainbowd. */
+export interface Orphan {
+  service: string;
+  generation: string;
+  groupId: number;
+  pids: number[];
+  /** The rainbowd that launched it, no longer running. */
+  daemonPid: number;
+  configFile: string;
+}
+
+export function findOrphans(configFile: string): Orphan[] {
+  const orphans = new Map<string, Orphan>();
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return [];
+  }
+  // Never our own group: a rainbowd started from an app's shell inherits its environment.
+  const ownGroup = groupOf(process.pid);
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    const env = readEnvironment(entry);
+    if (env?.get(CONFIG_VARIABLE) !== configFile) continue;
+    const pid = Number(entry);
+    const daemonPid = Number(env.get(DAEMON_PID_VARIABLE));
+    const groupId = groupOf(pid);
+    // A rainbowd that still runs (another one on this config, with other ports) owns its apps.
+    if (groupId === null || groupId === ownGroup || !Number.isSafeInteger(daemonPid) || daemonPid === process.pid || isAlive(daemonPid)) continue;
+    const service = env.get('RAINBOWD_SERVICE') ?? '?';
+    const generation = env.get('RAINBOWD_GENERATION') ?? '?';
+    const key = `${daemonPid}/${service}/${generation}`;
+    const orphan = orphans.get(key) ?? { service, generation, groupId, pids: [], daemonPid, configFile };
+    orphan.pids.push(pid);
+    orphans.set(key, orphan);
+  }
+  return [...orphans.values()];
+}
+
+/**
+ * SIGTERM to the group and to any process that left it, SIGKILL to whatever is left after
+ * `timeoutMs`. Says which it took.
+ */
+export async function stopOrphan(orphan: Orphan, timeoutMs: number): Promise<'SIGTERM' | 'SIGKILL'> {
+  // Checked again before each signal: a pid that ended meanwhile may belong to someone else now.
+  const live = () => orphan.pids.filter((pid) => readEnvironment(String(pid))?.get(CONFIG_VARIABLE) === orphan.configFile);
+  const signalAll = (signal: NodeJS.Signals) => {
+    signalGroup(orphan.groupId, signal);
+    for (const pid of live()) signalProcess(pid, signal);
+  };
+  const gone = () => live().length === 0;
+  signalAll('SIGTERM');
+  if (await waitFor(gone, timeoutMs)) return 'SIGTERM';
+  signalAll('SIGKILL');
+  await waitFor(gone, 2000);
+  return 'SIGKILL';
+}
+
+function readEnvironment(pid: string): Map<string, string> | null {
+  let raw: Buffer;
+  try {
+    raw = readFileSync(`/proc/${pid}/environ`);
+  } catch {
+    return null; // gone, or not ours to read
+  }
+  if (!raw.includes(CONFIG_VARIABLE)) return null;
+  const env = new Map<string, string>();
+  for (const pair of raw.toString('utf8').split('\0')) {
+    const equals = pair.indexOf('=');
+    if (equals > 0) env.set(pair.slice(0, equals), pair.slice(equals + 1));
+  }
+  return env;
+}
