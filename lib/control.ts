@@ -44,9 +44,9 @@ export class ControlServer {
   }
 
   private async handle(request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
-    const url = new URL(request.url ?? '/', 'http://control');
+    const { url, parts } = parseTarget(request.url ?? '/');
     const body = await readBody(request);
-    const [, first, name, action, extra] = url.pathname.split('/').map((part) => decodeURIComponent(part));
+    const [, first, name, action, extra] = parts;
     const method = request.method ?? 'GET';
     const route = `${method} /${first ?? ''}${name === undefined ? '' : '/NAME'}${action === undefined ? '' : `/${action}`}`;
     if (extra !== undefined) return notFound(response, method, url.pathname);
@@ -89,6 +89,16 @@ export class ControlServer {
       return sendJson(response, 202, { ok: true, accepted: true });
     }
     sendJson(response, 200, await operation);
+  }
+}
+
+/** The request's URL and its path's decoded segments; a malformed one is the client's error. */
+function parseTarget(target: string): { url: URL; parts: string[] } {
+  try {
+    const url = new URL(target, 'http://control');
+    return { url, parts: url.pathname.split('/').map((part) => decodeURIComponent(part)) };
+  } catch (error) {
+    throw new RainbowError('BAD_REQUEST', `the request target ${JSON.stringify(target)} is not a valid URL: ${messageOf(error)}`);
   }
 }
 

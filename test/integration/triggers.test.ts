@@ -66,11 +66,15 @@ test('rainbowd redeploy without a daemon says where it looked, exit 1', async ()
   assert.equal(answer.stderr, 'rainbowd: no rainbowd at 127.0.0.1:1 (nothing is listening there); is it running? Pass --control-port or run this where its config is\n');
 });
 
-test('a redeploy of an unknown service is a 404 with the reason', { timeout: 30_000 }, async (t) => {
+test('a redeploy of an unknown service is a 404, of a malformed path a 400, each with the reason', { timeout: 30_000 }, async (t) => {
   const { daemon } = await startAppDaemon(t, { name: 'unknown' });
   const answer = await request(daemon.controlPort, '/services/nope/redeploy?wait=0', { method: 'POST' });
   assert.equal(answer.status, 404);
   assert.deepEqual(JSON.parse(answer.body), { ok: false, error: { code: 'SERVICE_NOT_FOUND', message: 'no service named "nope"' } });
+  const malformed = await request(daemon.controlPort, '/services/%zz/redeploy', { method: 'POST' });
+  assert.equal(malformed.status, 400);
+  assert.deepEqual(JSON.parse(malformed.body), { ok: false, error: { code: 'BAD_REQUEST', message: 'the request target "/services/%zz/redeploy" is not a valid URL: URI malformed' } });
+  assert.equal((await daemon.service()).activeGeneration, 1, 'nothing was deployed');
 });
 
 test('a change to a watched file triggers one debounced redeploy', { timeout: 60_000 }, async (t) => {
