@@ -12,8 +12,15 @@ import type { Upstream } from './upstream.js';
 //   drain timed out and closed the upstream sockets), the client's response is left open;
 // - it parses the request target with url.parse, which throws on some malformed ones
 //   (`GET http://[x/ HTTP/1.1`); thrown from a request handler, that took the daemon down;
+// - it copies the app's status line onto the response, which throws on a status below 100 or
+//   on bytes node:http will not write (`HTTP/1.1 200 O\x01K`; both get past the parser): the
+//   same crash, caused by an app;
+// - an error on the app's connection after its answer arrived (bytes after a complete answer)
+//   sent it to the `error` handler, whose error page then collided with the answer being
+//   streamed: write after end, an unhandled `error` event, the same crash;
 // - it triggers deprecation warnings in users' logs: DEP0060 (util._extend) on Node 22+,
-//   DEP0169 (url.parse) on Node 24+.
+//   DEP0169 (url.parse) on Node 24+, and DEP0170 (url.parse of an invalid URL) on any client's
+//   `GET http://a,:b/`.
 
 export type ErrorResponder = (response: http.ServerResponse, error: NodeJS.ErrnoException) => void;
 
@@ -23,14 +30,18 @@ export const UNFORWARDABLE = 'UNFORWARDABLE';
 const upstreamRequest = Symbol('upstreamRequest');
 const upstreamUsed = Symbol('upstreamUsed');
 const retried = Symbol('retried');
+const upstreamAnswer = Symbol('upstreamAnswer');
 
 interface TrackedRequest extends http.IncomingMessage {
   [upstreamRequest]?: http.ClientRequest;
   [upstreamUsed]?: Upstream;
   [retried]?: boolean;
+  [upstreamAnswer]?: http.IncomingMessage;
 }
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS']);
+/** What node:http refuses to write in a header value or reason phrase. */
+const INVALID_HEADER_TEXT = /[^\t\x20-\x7e\x80-\xff]/;
 
 silenceEngineDeprecations();
 
@@ -41,14 +52,33 @@ export class ProxyEngine {
     this.proxy.on('proxyReq', (proxyRequest, request) => {
       (request as TrackedRequest)[upstreamRequest] = proxyRequest;
     });
-    this.proxy.on('proxyRes', (upstreamResponse, _request, response) => {
+    this.proxy.on('proxyRes', (upstreamResponse, request, response) => {
       upstreamResponse.once('close', () => {
-        if (!upstreamResponse.complete) response.destroy();
+        if (!upstreamResponse.complete && !response.writableEnded) response.destroy();
       });
+      // This runs before http-proxy copies the status line on, where a status below 100 or a
+      // reason phrase with bytes node:http will not write (the parser lets both through)
+      // threw out of the response handler. A response already answered is not copied on.
+      const status = upstreamResponse.statusCode ?? 0;
+      if (status < 100) {
+        upstreamResponse.resume();
+        this.respondWithError(response, new Error(`the app answered with status ${status}, which is not an HTTP status`));
+        return;
+      }
+      if (upstreamResponse.statusMessage && INVALID_HEADER_TEXT.test(upstreamResponse.statusMessage)) upstreamResponse.statusMessage = '';
+      (request as TrackedRequest)[upstreamAnswer] = upstreamResponse;
     });
     this.proxy.on('error', (error: NodeJS.ErrnoException, request, response) => {
       if (!(response instanceof http.ServerResponse)) {
         (response as Duplex).destroy();
+        return;
+      }
+      // Once the app's answer is on its way to the client (not yet written: headers go with
+      // the first chunk), an error page would collide with it (write after end, unhandled):
+      // a complete answer flows on (the error is about bytes after it), a broken one is cut.
+      const answer = (request as TrackedRequest)[upstreamAnswer];
+      if (answer) {
+        if (!answer.complete) response.destroy();
         return;
       }
       if (this.retryBrokenBeforeAnswer(error, request as TrackedRequest, response)) return;
@@ -105,7 +135,7 @@ function unforwardable(request: http.IncomingMessage, error: unknown): NodeJS.Er
   return Object.assign(new Error(`cannot forward ${JSON.stringify(request.url)}: ${reason}`), { code: UNFORWARDABLE });
 }
 
-const SILENCED_DEPRECATIONS = new Set(['DEP0060', 'DEP0169']);
+const SILENCED_DEPRECATIONS = new Set(['DEP0060', 'DEP0169', 'DEP0170']);
 
 function silenceEngineDeprecations(): void {
   const emitWarning = process.emitWarning.bind(process);

@@ -178,6 +178,52 @@ test('a request target the engine cannot parse gets a 400, on plain requests and
   assert.equal(proxy.inFlight(UPSTREAM_KEY), 0, 'neither is left counted in flight');
 });
 
+test('an app answering with a status line Node will not write on: a bad reason phrase becomes the standard one, a status below 100 or a bad header value is a 502; the proxy keeps serving', async () => {
+  // The status and reason phrase reached http-proxy, and writing them threw out of the response handler.
+  const answers = [
+    { head: 'HTTP/1.1 200 O\x01K', status: 200, reason: 'OK' },
+    { head: 'HTTP/1.1 000 Zero', status: 502, reason: 'Bad Gateway' },
+    { head: 'HTTP/1.1 099 Low', status: 502, reason: 'Bad Gateway' },
+    { head: 'HTTP/1.1 200 OK\r\nX-Bad: a\x01b', status: 502, reason: 'Bad Gateway' },
+    { head: 'HTTP/1.1 200 OK\r\nX-Bad: a\x7fb', status: 502, reason: 'Bad Gateway' },
+  ];
+  const upstream = net.createServer((socket) => {
+    socket.on('error', () => undefined);
+    socket.once('data', (data) => {
+      const which = Number(/GET \/(\d)/.exec(data.toString('latin1'))?.[1] ?? -1);
+      socket.end(`${answers[which]?.head ?? 'HTTP/1.1 200 OK'}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok`, 'latin1');
+    });
+  });
+  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+  const { proxy, port } = await proxyTo((upstream.address() as net.AddressInfo).port);
+  cleanup.push(() => upstream.close());
+  for (const [index, answer] of answers.entries()) {
+    const got = await new Promise<{ status: number; reason: string }>((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port, path: `/${index}`, agent: false }, (response) => {
+        response.resume();
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, reason: response.statusMessage ?? '' }));
+      }).on('error', reject);
+    });
+    assert.deepEqual(got, { status: answer.status, reason: answer.reason }, JSON.stringify(answer.head));
+  }
+  assert.equal((await get(port)).status, 200, 'the proxy still serves');
+  assert.equal(proxy.inFlight(UPSTREAM_KEY), 0);
+});
+
+test('an app that sends bytes after a complete answer: the client gets the answer, and the proxy keeps serving', async () => {
+  // The parse error on the extra bytes made the engine write an error page into the answer
+  // being streamed: write after end, an unhandled error event.
+  const upstream = net.createServer((socket) => {
+    socket.on('error', () => undefined);
+    socket.once('data', () => socket.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok?'));
+  });
+  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+  const { proxy, port } = await proxyTo((upstream.address() as net.AddressInfo).port);
+  cleanup.push(() => upstream.close());
+  for (let i = 0; i < 3; i++) assert.deepEqual(await get(port), { status: 200, body: 'ok' });
+  assert.equal(proxy.inFlight(UPSTREAM_KEY), 0);
+});
+
 test('an idempotent request on a kept-alive socket the app just closed is retried once', async () => {
   // An app that answers one request per connection and then resets the connection when a
   // second request arrives on it: the race between the app's keep-alive timeout and reuse.
@@ -240,11 +286,12 @@ before(() => {
   deprecationScript = `await import(${JSON.stringify(engine)});
     process.emitWarning('util._extend is deprecated', { type: 'DeprecationWarning', code: 'DEP0060' });
     process.emitWarning('url.parse() is deprecated', 'DeprecationWarning', 'DEP0169');
+    process.emitWarning('The URL http://a,:b/ is invalid', 'DeprecationWarning', 'DEP0170');
     process.emitWarning('some other warning', { type: 'DeprecationWarning', code: 'DEP0999' });`;
 });
 
-test('the deprecation warnings http-proxy triggers on Node 22+ (DEP0060) and 24+ (DEP0169) stay out of the logs; others do not', async () => {
+test('the deprecation warnings http-proxy triggers (DEP0060 on Node 22+, DEP0169 on 24+, DEP0170 on odd targets) stay out of the logs; others do not', async () => {
   const { stderr } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', deprecationScript]);
-  assert.doesNotMatch(stderr, /DEP0060|DEP0169/);
+  assert.doesNotMatch(stderr, /DEP0060|DEP0169|DEP0170/);
   assert.match(stderr, /DEP0999/, 'other warnings still show');
 });
