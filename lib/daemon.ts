@@ -312,10 +312,12 @@ export class Daemon {
     const timeoutMs = Math.max(...this.config.services.map((service) => service.stopTimeoutMs), 0) || DEFAULT_STOP_TIMEOUT_MS;
     await Promise.all(
       orphans.map(async (orphan) => {
-        const who = { service: orphan.service, generation: Number(orphan.generation) || undefined, pid: orphan.groupId };
-        this.log.event('orphan-stopping', { ...who, reason: `left running by rainbowd pid ${orphan.daemonPid}, which exited without stopping it (killed or crashed); SIGTERM to its ${orphan.pids.length} process(es)` });
+        // Not `service#generation`: this rainbowd numbers its own generations from 1 again.
+        const who = { service: orphan.service, pid: orphan.groupId };
+        const what = `generation ${orphan.generation} of rainbowd pid ${orphan.daemonPid}`;
+        this.log.event('orphan-stopping', { ...who, reason: `${what}, left running when that rainbowd exited without stopping it (killed or crashed); SIGTERM to its ${orphan.pids.length} process(es)` });
         const how = await stopOrphan(orphan, timeoutMs);
-        this.log.event('orphan-stopped', { ...who, reason: how === 'SIGTERM' ? 'exited after SIGTERM' : `still running ${formatDuration(timeoutMs)} after SIGTERM: SIGKILLed` });
+        this.log.event('orphan-stopped', { ...who, reason: `${what}: ${how === 'SIGTERM' ? 'exited after SIGTERM' : `still running ${formatDuration(timeoutMs)} after SIGTERM, SIGKILLed`}` });
       }),
     );
   }

@@ -57,8 +57,8 @@ test('apps a SIGKILLed rainbowd left running are stopped by the next one started
 
   const config = JSON.parse(readFileSync(join(first.dir, 'rainbow.conf.json'), 'utf8')) as Record<string, unknown>;
   const second = await startDaemon(t, { config, dir: first.dir, marker });
-  assert.match(second.log(), new RegExp(`default#1 orphan-stopping pid=\\d+ reason="left running by rainbowd pid ${first.pid}, which exited without stopping it`));
-  const stoppedAt = second.output.findIndex((line) => /default#1 orphan-stopped .*reason="exited after SIGTERM"/.test(line));
+  assert.match(second.log(), new RegExp(`default orphan-stopping pid=\\d+ reason="generation 1 of rainbowd pid ${first.pid}, left running when that rainbowd exited without stopping it`));
+  const stoppedAt = second.output.findIndex((line) => /default orphan-stopped .*reason="generation 1 of rainbowd pid \d+: exited after SIGTERM"/.test(line));
   const deployAt = second.output.findIndex((line) => / default#1 deploy /.test(line));
   assert.ok(stoppedAt !== -1 && stoppedAt < deployAt, `the orphan is stopped before the first deploy:\n${second.log()}`);
   assert.deepEqual(left.filter((info) => isAlive(info.pid)), [], "the first rainbowd's app processes are gone");
