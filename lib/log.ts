@@ -13,10 +13,22 @@ export interface EventFields {
 }
 
 export class Logger {
+  private broken = false;
+
   constructor(
     private format: LogFormat,
     private readonly out: NodeJS.WritableStream = process.stdout,
-  ) {}
+  ) {
+    // A log nobody reads any more (a closed pipe, a terminal gone after logout) must not take
+    // the proxy down with an unhandled write error: lines are dropped from then on.
+    out.on('error', () => {
+      this.broken = true;
+    });
+  }
+
+  private write(line: string): void {
+    if (!this.broken) this.out.write(line);
+  }
 
   setFormat(format: LogFormat): void {
     this.format = format;
@@ -25,7 +37,7 @@ export class Logger {
   event(event: string, fields: EventFields = {}): void {
     const time = new Date().toISOString();
     if (this.format === 'json') {
-      this.out.write(`${JSON.stringify({ time, event, ...fields })}\n`);
+      this.write(`${JSON.stringify({ time, event, ...fields })}\n`);
       return;
     }
     const { service, generation, reason, ...rest } = fields;
@@ -34,16 +46,16 @@ export class Logger {
       .filter(([, value]) => value !== undefined && value !== null)
       .map(([key, value]) => `${key}=${formatValue(value)}`);
     if (reason !== undefined) details.push(`reason=${JSON.stringify(reason)}`);
-    this.out.write(`${time} ${who} ${event}${details.length ? ` ${details.join(' ')}` : ''}\n`);
+    this.write(`${time} ${who} ${event}${details.length ? ` ${details.join(' ')}` : ''}\n`);
   }
 
   /** A line the app printed, prefixed with whose it is. */
   appOutput(service: string, generation: number, line: string): void {
     if (this.format === 'json') {
-      this.out.write(`${JSON.stringify({ time: new Date().toISOString(), event: 'output', service, generation, line })}\n`);
+      this.write(`${JSON.stringify({ time: new Date().toISOString(), event: 'output', service, generation, line })}\n`);
       return;
     }
-    this.out.write(`[${service}#${generation}] ${line}\n`);
+    this.write(`[${service}#${generation}] ${line}\n`);
   }
 }
 
