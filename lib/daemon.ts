@@ -1,5 +1,4 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import { DEFAULT_SERVICE, DEFAULT_STOP_TIMEOUT_MS, findRouteClash, loadConfig, validateServiceDefinition, type DaemonConfig, type RunOverrides, type ServiceConfig } from './config.js';
@@ -7,7 +6,7 @@ import { ControlServer } from './control.js';
 import { formatDuration, parseDuration } from './duration.js';
 import { RainbowError, isRainbowError, messageOf } from './errors.js';
 import type { Logger } from './log.js';
-import { findOrphans, ownerEnvironment, stopOrphan } from './orphans.js';
+import { findOrphans, ownerEnvironment, removeRuntimeDirs, runtimeDirPrefix, stopOrphan } from './orphans.js';
 import { Proxy } from './proxy.js';
 import { ProxyWorkers } from './proxy-workers.js';
 import type { DataPath } from './route-table.js';
@@ -34,7 +33,7 @@ export class Daemon {
   private readonly services = new Map<string, Service>();
   private readonly dataPath: DataPath;
   private readonly control: ControlServer;
-  private readonly runtimeDir = mkdtempSync(path.join(os.tmpdir(), 'rainbowd-'));
+  private readonly runtimeDir = mkdtempSync(runtimeDirPrefix());
   private readonly startedAt = Date.now();
   private watchers: FSWatcher[] = [];
   private shuttingDown: Promise<void> | null = null;
@@ -320,6 +319,7 @@ export class Daemon {
         this.log.event('orphan-stopped', { ...who, reason: `${what}: ${how === 'SIGTERM' ? 'exited after SIGTERM' : `still running ${formatDuration(timeoutMs)} after SIGTERM, SIGKILLed`}` });
       }),
     );
+    for (const daemonPid of new Set(orphans.map((orphan) => orphan.daemonPid))) removeRuntimeDirs(daemonPid);
   }
 
   /**

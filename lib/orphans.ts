@@ -1,11 +1,14 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { groupOf, isAlive, signalGroup, signalProcess, waitFor } from './process-group.js';
 
 // An app whose rainbowd died without stopping it (SIGKILL, the OOM killer, a crash) goes on
 // running, holding its port and memory, with nobody left to stop it. Every app gets the
 // config file and the pid of the rainbowd that launched it in its environment, so that the
 // next rainbowd started with the same config finds what its predecessor left and stops it
-// before its own first deploy. Linux only (/proc); elsewhere nothing is found.
+// before its own first deploy, and removes its runtime directory (pidfiles), which is named
+// for its pid. Linux only (/proc); elsewhere nothing is found.
 
 const CONFIG_VARIABLE = 'RAINBOWD_CONFIG';
 const DAEMON_PID_VARIABLE = 'RAINBOWD_DAEMON_PID';
@@ -13,6 +16,19 @@ const DAEMON_PID_VARIABLE = 'RAINBOWD_DAEMON_PID';
 /** The environment rainbowd adds for every app it launches. */
 export function ownerEnvironment(configFile: string): Record<string, string> {
   return { [CONFIG_VARIABLE]: configFile, [DAEMON_PID_VARIABLE]: String(process.pid) };
+}
+
+/** Where a rainbowd keeps its apps' pidfiles: `mkdtemp` adds a random suffix. */
+export function runtimeDirPrefix(daemonPid = process.pid): string {
+  return path.join(os.tmpdir(), `rainbowd-${daemonPid}-`);
+}
+
+/** The runtime directories a dead rainbowd left. */
+export function removeRuntimeDirs(daemonPid: number): void {
+  const prefix = path.basename(runtimeDirPrefix(daemonPid));
+  for (const entry of readdirSync(os.tmpdir())) {
+    if (entry.startsWith(prefix)) rmSync(path.join(os.tmpdir(), entry), { recursive: true, force: true });
+  }
 }
 
 /** The processes of one generation that outlived their rainbowd. */

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -50,6 +51,8 @@ test('an app that ignores SIGTERM does not keep the daemon from shutting down', 
 test('apps a SIGKILLed rainbowd left running are stopped by the next one started on the same config, before it deploys', { timeout: 60_000 }, async (t) => {
   const { daemon: first, marker } = await startAppDaemon(t, { name: 'orphans', appArgs: '--workers 2' });
   await waitFor(() => appProcesses(marker).length === 3, { timeout: 10_000, what: 'the master and its 2 workers' });
+  const runtimeDirs = () => readdirSync(tmpdir()).filter((entry) => entry.startsWith(`rainbowd-${first.pid}-`));
+  assert.equal(runtimeDirs().length, 1, 'the first rainbowd keeps its pidfiles in a directory named for its pid');
   first.signal('SIGKILL');
   await first.exited;
   const left = appProcesses(marker);
@@ -63,6 +66,7 @@ test('apps a SIGKILLed rainbowd left running are stopped by the next one started
   assert.ok(stoppedAt !== -1 && stoppedAt < deployAt, `the orphan is stopped before the first deploy:\n${second.log()}`);
   assert.deepEqual(left.filter((info) => isAlive(info.pid)), [], "the first rainbowd's app processes are gone");
   assert.equal(appProcesses(marker).length, 3, "the second rainbowd's own app runs");
+  assert.deepEqual(runtimeDirs(), [], "the first rainbowd's runtime directory is removed");
 });
 
 // Makes the daemon throw from a signal handler: a stand-in for a bug in rainbowd.
