@@ -332,6 +332,7 @@ export class Daemon {
       const what = error instanceof Error ? (error.stack ?? error.message) : String(error);
       this.log.event('crashed', { reason: `internal error, please report it: ${what}; every app was sent SIGTERM` });
       for (const service of this.services.values()) service.terminateAppsNow();
+      rmSync(this.runtimeDir, { recursive: true, force: true });
       process.exit(1);
     });
   }

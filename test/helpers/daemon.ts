@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import getPort from 'get-port';
+import { removeRuntimeDirs } from '../../lib/orphans.js';
 import { request, type Response } from './http.js';
 import { appRunLine, daemonBin } from './paths.js';
 import { killMarkedProcesses, uniqueMarker } from './process.js';
@@ -221,6 +222,7 @@ export async function startDaemon(t: TestContext, { config, files = {}, marker, 
       }
     }
     if (marker !== undefined) killMarkedProcesses(marker);
+    removeRuntimeDirs(daemon.pid); // left behind by a daemon a test killed
     if (!(t as TestContext & { passed?: boolean }).passed) {
       t.diagnostic(`rainbowd output (${dir}):`);
       for (const line of daemon.output) t.diagnostic(`  ${line}`);

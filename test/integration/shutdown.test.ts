@@ -80,5 +80,6 @@ test('a crash (an exception nothing caught) is logged as a bug, the apps get SIG
   const exit = await Promise.race([daemon.exited, sleep(10_000, undefined, { ref: false })]);
   assert.deepEqual(exit, { code: 1, signal: null });
   assert.match(daemon.log(), /rainbowd crashed reason="internal error, please report it: Error: injected bug\\n.*; every app was sent SIGTERM"/);
+  assert.deepEqual(readdirSync(tmpdir()).filter((entry) => entry.startsWith(`rainbowd-${daemon.pid}-`)), [], 'its runtime directory is removed');
   await waitFor(() => markedProcesses(marker).length === 0 && proxyWorkers(daemon.pid).length === 0, { timeout: 10_000, what: 'the apps and proxy workers to exit' });
 });
