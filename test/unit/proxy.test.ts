@@ -14,10 +14,23 @@ import { Proxy, listen } from '../../lib/proxy.js';
 
 const log = new Logger('text', new PassThrough().resume());
 
+/** An app on node:http; it is closed at the end. */
 async function serverOn(handler: http.RequestListener): Promise<{ server: http.Server; port: number }> {
   const server = http.createServer(handler);
   await listen(server, 0, '127.0.0.1');
+  cleanup.push(() => server.close());
   return { server, port: (server.address() as net.AddressInfo).port };
+}
+
+/** An app written on raw sockets, for answers node:http would not send; it is closed at the end. */
+async function rawAppOn(onConnection: (socket: net.Socket) => void): Promise<number> {
+  const server = net.createServer((socket) => {
+    socket.on('error', () => undefined);
+    onConnection(socket);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanup.push(() => server.close());
+  return (server.address() as net.AddressInfo).port;
 }
 
 const UPSTREAM_KEY = 1;
@@ -54,7 +67,7 @@ after(async () => {
 test('a dead upstream gets a 503 to retry (nothing listens) and the proxy keeps running', async () => {
   const upstream = await serverOn((_request, response) => response.end('ok'));
   const { port } = await proxyTo(upstream.port);
-    upstream.server.close();
+  upstream.server.close();
   upstream.server.closeAllConnections();
   const answer = await get(port);
   assert.equal(answer.status, 503);
@@ -69,7 +82,6 @@ test('an upstream that resets the connection mid-request gets a 502', async () =
     request.socket.destroy();
   });
   const { port } = await proxyTo(upstream.port);
-  cleanup.push(() => upstream.server.close());
   const answer = await new Promise<number>((resolve, reject) => {
     http.get({ host: '127.0.0.1', port, path: '/reset', agent: false }, (response) => resolve(response.statusCode ?? 0)).on('error', reject);
   });
@@ -87,7 +99,6 @@ test('a client that goes away aborts its upstream request', async () => {
     response.on('close', () => upstreamClosed());
   });
   const { proxy, port } = await proxyTo(upstream.port);
-  cleanup.push(() => upstream.server.close());
   const client = http.get({ host: '127.0.0.1', port, path: '/hang', agent: false });
   client.on('error', () => undefined);
   await got;
@@ -101,7 +112,6 @@ test('a client that goes away aborts its upstream request', async () => {
 test('client-sent X-Forwarded-* headers are replaced, Host is preserved', async () => {
   const upstream = await serverOn((request, response) => response.end(JSON.stringify(request.headers)));
   const { port } = await proxyTo(upstream.port);
-  cleanup.push(() => upstream.server.close());
   const answer = await get(port, { host: 'shop.example.com', 'x-forwarded-for': '6.6.6.6', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'evil.example', 'x-forwarded-port': '1' });
   const seen = JSON.parse(answer.body) as Record<string, string>;
   assert.equal(seen['x-forwarded-for'], '127.0.0.1');
@@ -114,7 +124,6 @@ test('client-sent X-Forwarded-* headers are replaced, Host is preserved', async 
 test('from a trusted proxy (the local nginx) X-Forwarded-* are kept and extended', async () => {
   const upstream = await serverOn((request, response) => response.end(JSON.stringify(request.headers)));
   const { port } = await proxyTo(upstream.port, ['127.0.0.1']);
-  cleanup.push(() => upstream.server.close());
   const answer = await get(port, { host: 'shop.example.com', 'x-forwarded-for': '203.0.113.9', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'www.example.com' });
   const seen = JSON.parse(answer.body) as Record<string, string>;
   assert.equal(seen['x-forwarded-for'], '203.0.113.9, 127.0.0.1');
@@ -125,7 +134,6 @@ test('from a trusted proxy (the local nginx) X-Forwarded-* are kept and extended
 test('X-Request-ID is added when absent and kept when sent', async () => {
   const upstream = await serverOn((request, response) => response.end(String(request.headers['x-request-id'])));
   const { port } = await proxyTo(upstream.port);
-  cleanup.push(() => upstream.server.close());
   assert.match((await get(port)).body, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
   assert.equal((await get(port, { 'x-request-id': 'abc-123' })).body, 'abc-123');
 });
@@ -137,7 +145,6 @@ test('a client reset during a WebSocket upgrade does not crash the proxy', async
     setTimeout(() => socket.end('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n'), 200);
   });
   const { proxy, port } = await proxyTo(upstream.port);
-  cleanup.push(() => upstream.server.close());
   for (let attempt = 0; attempt < 5; attempt++) {
     const socket = net.connect(port, '127.0.0.1');
     socket.on('error', () => undefined);
@@ -168,7 +175,6 @@ test('a request target the engine cannot parse gets a 400, on plain requests and
   const upstream = await serverOn((_request, response) => response.end('ok'));
   upstream.server.on('upgrade', (_request, socket: net.Socket) => socket.destroy());
   const { proxy, port } = await proxyTo(upstream.port);
-  cleanup.push(() => upstream.server.close());
   const answer = await sendRaw(port, 'GET http://[bad/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
   assert.match(answer, /^HTTP\/1\.1 400 Bad Request\r\n/);
   assert.doesNotMatch(answer, /url|parse|\[bad/i, 'nothing internal in the page');
@@ -187,16 +193,13 @@ test('an app answering with a status line Node will not write on: a bad reason p
     { head: 'HTTP/1.1 200 OK\r\nX-Bad: a\x01b', status: 502, reason: 'Bad Gateway' },
     { head: 'HTTP/1.1 200 OK\r\nX-Bad: a\x7fb', status: 502, reason: 'Bad Gateway' },
   ];
-  const upstream = net.createServer((socket) => {
-    socket.on('error', () => undefined);
+  const upstreamPort = await rawAppOn((socket) => {
     socket.once('data', (data) => {
       const which = Number(/GET \/(\d)/.exec(data.toString('latin1'))?.[1] ?? -1);
       socket.end(`${answers[which]?.head ?? 'HTTP/1.1 200 OK'}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok`, 'latin1');
     });
   });
-  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
-  const { proxy, port } = await proxyTo((upstream.address() as net.AddressInfo).port);
-  cleanup.push(() => upstream.close());
+  const { proxy, port } = await proxyTo(upstreamPort);
   for (const [index, answer] of answers.entries()) {
     const got = await new Promise<{ status: number; reason: string }>((resolve, reject) => {
       http.get({ host: '127.0.0.1', port, path: `/${index}`, agent: false }, (response) => {
@@ -213,13 +216,10 @@ test('an app answering with a status line Node will not write on: a bad reason p
 test('an app that sends bytes after a complete answer: the client gets the answer, and the proxy keeps serving', async () => {
   // The parse error on the extra bytes made the engine write an error page into the answer
   // being streamed: write after end, an unhandled error event.
-  const upstream = net.createServer((socket) => {
-    socket.on('error', () => undefined);
+  const upstreamPort = await rawAppOn((socket) => {
     socket.once('data', () => socket.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok?'));
   });
-  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
-  const { proxy, port } = await proxyTo((upstream.address() as net.AddressInfo).port);
-  cleanup.push(() => upstream.close());
+  const { proxy, port } = await proxyTo(upstreamPort);
   for (let i = 0; i < 3; i++) assert.deepEqual(await get(port), { status: 200, body: 'ok' });
   assert.equal(proxy.inFlight(UPSTREAM_KEY), 0);
 });
@@ -227,19 +227,15 @@ test('an app that sends bytes after a complete answer: the client gets the answe
 test('an idempotent request on a kept-alive socket the app just closed is retried once', async () => {
   // An app that answers one request per connection and then resets the connection when a
   // second request arrives on it: the race between the app's keep-alive timeout and reuse.
-  const upstream = net.createServer((socket) => {
+  const upstreamPort = await rawAppOn((socket) => {
     let answered = false;
-    socket.on('error', () => undefined);
     socket.on('data', () => {
       if (answered) return void socket.resetAndDestroy();
       answered = true;
       socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok');
     });
   });
-  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
-  const upstreamPort = (upstream.address() as net.AddressInfo).port;
   const { port } = await proxyTo(upstreamPort);
-  cleanup.push(() => upstream.close());
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   cleanup.push(() => agent.destroy());
   for (let i = 0; i < 5; i++) {
@@ -256,17 +252,14 @@ test('an idempotent request on a kept-alive socket the app just closed is retrie
 test('a request whose new connection is reset before any answer is retried once if idempotent; a POST gets a 502', async () => {
   // An app dying as the proxy connects: every other connection is reset on its first byte.
   let connections = 0;
-  const upstream = net.createServer((socket) => {
+  const upstreamPort = await rawAppOn((socket) => {
     const reset = connections++ % 2 === 0;
-    socket.on('error', () => undefined);
     socket.once('data', () => {
       if (reset) return void socket.resetAndDestroy();
       socket.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok');
     });
   });
-  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
-  const { port } = await proxyTo((upstream.address() as net.AddressInfo).port);
-  cleanup.push(() => upstream.close());
+  const { port } = await proxyTo(upstreamPort);
   const send = (method: string) =>
     new Promise<number>((resolve, reject) => {
       http.request({ host: '127.0.0.1', port, path: '/', method, agent: false }, (response) => {
