@@ -256,6 +256,11 @@ export class Daemon {
       this.log.event('reload-failed', { reason: `${messageOf(error)}; keeping the running config` });
       return;
     }
+    const clash = this.clashWithDeployed(next);
+    if (clash) {
+      this.log.event('reload-failed', { reason: `${clash}; keeping the running config` });
+      return;
+    }
     const needRestart = (['host', 'port', 'controlHost', 'controlPort', 'workers'] as const).filter((key) => next[key] !== this.config[key]);
     for (const key of needRestart) {
       this.log.event('reload-ignored', { key, running: this.config[key], configured: next[key], reason: `changing "${key}" needs a restart of rainbowd` });
@@ -267,6 +272,23 @@ export class Daemon {
     this.publishRoutes();
     this.watchFiles();
     this.log.event('reloaded', { config: this.config.file, reason: `${why}; new values apply from the next deploy` });
+  }
+
+  /**
+   * `rainbowd deploy` refuses a host another service owns; a reload must not take one from a
+   * deployed service either, or requests would silently go to one of the two.
+   */
+  private clashWithDeployed(next: DaemonConfig): string | null {
+    const deployed = [...this.services.values()].filter((service) => service.origin === 'deploy').map((service) => service.config);
+    const taken = [...deployed, ...this.deploying.values()];
+    for (const config of next.services) {
+      // A config service named like a deployed one is ignored by the reload (see below).
+      if (taken.some((other) => other.name === config.name)) continue;
+      const clash = findRouteClash(taken, config);
+      const key = config.name === DEFAULT_SERVICE ? 'the top-level service' : `"services.${config.name}"`;
+      if (clash) return `${next.file}: ${key}: ${clash}, deployed with rainbowd deploy (remove it first, or choose another host)`;
+    }
+    return null;
   }
 
   /** Services added to the config start, removed ones stop, the others change from their next deploy. */

@@ -14,6 +14,7 @@ export type ErrorCode =
   | 'HOST_IN_USE'
   | 'SERVICE_EXISTS'
   | 'NO_ROLLBACK'
+  | 'ROLLED_BACK'
   | 'BAD_REQUEST';
 
 const httpStatusByCode: Record<ErrorCode, number> = {
@@ -28,6 +29,8 @@ const httpStatusByCode: Record<ErrorCode, number> = {
   HOST_IN_USE: 409,
   SERVICE_EXISTS: 409,
   NO_ROLLBACK: 409,
+  // The deploy (or rollback) switched, then a rollback undid it while it was draining.
+  ROLLED_BACK: 409,
   BAD_REQUEST: 400,
 };
 

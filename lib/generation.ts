@@ -1,6 +1,6 @@
 import path from 'node:path';
 import getPort from 'get-port';
-import { AppProcess, type StopOutcome } from './app-process.js';
+import { AppProcess } from './app-process.js';
 import type { ServiceConfig } from './config.js';
 import { formatDuration } from './duration.js';
 import { deployFailed, messageOf } from './errors.js';
@@ -17,12 +17,17 @@ const allowedTransitions: Record<GenerationState, readonly GenerationState[]> = 
   starting: ['healthy', 'failed'],
   healthy: ['active', 'stopping', 'failed'],
   active: ['draining', 'stopping'],
-  // back to active: a rollback to a generation that is still draining
+  // back to active: a rollback while the drain is under way; once it ends (idle, cut short
+  // or timed out) the generation is `stopping` and its sockets are closed: no way back
   draining: ['stopping', 'active'],
   stopping: ['stopped'],
   stopped: [],
   failed: [],
 };
+
+/** How a retirement ended: stopped, or taken back into service by a rollback during its drain. */
+export type Retirement = 'stopped' | 'reactivated';
+type DrainEnd = 'idle' | 'cut' | 'reactivated';
 
 const LIVE_STATES: readonly GenerationState[] = ['starting', 'healthy', 'active', 'draining', 'stopping'];
 const PORT_ATTEMPTS = 3;
@@ -59,9 +64,9 @@ export class Generation {
   app: AppProcess | null = null;
   readonly key = nextKey++;
   readonly createdAt = Date.now();
-  /** Set once the generation is being drained and stopped; see Service.retire. */
-  retirement: Promise<void> | null = null;
-  private onReactivate: (() => void) | null = null;
+  private retirement: Promise<Retirement> | null = null;
+  /** Aborted, with how it ended, when the drain under way ends. */
+  private drainEnd: AbortController | null = null;
 
   constructor(
     readonly service: string,
@@ -171,27 +176,55 @@ export class Generation {
   }
 
   /**
-   * Waits until nothing is in flight (bounded by `drainTimeout`), then closes every upstream
-   * socket so nothing new can race onto this generation. A rollback may take it back first.
-   * The switch was published before this is called, so the data path sends nothing new here.
+   * Takes the generation out of service for good: drains it if it served (unless it crashed:
+   * nothing is left to drain), then stops it. Each retirement runs once; later callers wait
+   * for the same end. It ends `reactivated` when a rollback took the generation back first.
    */
-  async drain(reason: string): Promise<'drained' | 'reactivated'> {
+  retire(reason: string, { drain = true, onDrained }: { drain?: boolean; onDrained?: () => void } = {}): Promise<Retirement> {
+    this.retirement ??= this.drainAndStop(reason, drain, onDrained);
+    return this.retirement;
+  }
+
+  private async drainAndStop(reason: string, drain: boolean, onDrained: (() => void) | undefined): Promise<Retirement> {
+    if (this.state === 'stopped') return 'stopped';
+    if (drain && this.state === 'active') {
+      if ((await this.drain(reason)) === 'reactivated') return 'reactivated';
+      onDrained?.();
+    } else {
+      this.transition('stopping', reason);
+      void this.context.dataPath.release(this.key);
+    }
+    await this.stopApp();
+    return 'stopped';
+  }
+
+  /**
+   * Waits until nothing is in flight (bounded by `drainTimeout`), then closes every upstream
+   * socket so nothing new can race onto this generation. The switch was published before
+   * this is called, so the data path sends nothing new here. The drain's end is decided in
+   * one synchronous step: a rollback either takes the generation back while it is still
+   * `draining`, or finds it `stopping`, with its sockets being closed, and is refused.
+   */
+  private async drain(reason: string): Promise<'released' | 'reactivated'> {
     const { config, dataPath } = this.context;
     this.transition('draining', reason, { inFlight: this.inFlight });
     const started = Date.now();
-    let timer: NodeJS.Timeout | undefined;
-    const outcome = await new Promise<'idle' | 'cut' | 'reactivated'>((resolve) => {
-      void dataPath.whenIdle(this.key).then(() => resolve('idle'));
-      this.cutDrainShort = () => resolve('cut');
-      this.onReactivate = () => resolve('reactivated');
-      timer = setTimeout(() => resolve('cut'), config.drainTimeoutMs);
+    const ended = new AbortController();
+    this.drainEnd = ended;
+    const how = await new Promise<DrainEnd>((resolve) => {
+      const timer = setTimeout(() => ended.abort('cut'), config.drainTimeoutMs);
+      ended.signal.addEventListener('abort', () => {
+        clearTimeout(timer);
+        this.drainEnd = null;
+        const end = ended.signal.reason as DrainEnd;
+        if (end !== 'reactivated') this.transition('stopping', reason);
+        resolve(end);
+      }, { once: true });
+      void dataPath.whenIdle(this.key).then(() => ended.abort('idle'));
     });
-    clearTimeout(timer);
-    this.onReactivate = null;
-    this.cutDrainShort = () => {};
-    if (outcome === 'reactivated') return outcome;
+    if (how === 'reactivated') return how;
     const cut = await dataPath.release(this.key);
-    const drained = outcome === 'idle' || cut === 0;
+    const drained = how === 'idle' || cut === 0;
     this.context.log.event('drained', {
       service: this.service,
       generation: this.id,
@@ -200,24 +233,28 @@ export class Generation {
       tookMs: Date.now() - started,
       ...(drained ? {} : { cut, reason: `${cut} request(s) still in flight; closing them` }),
     });
-    return 'drained';
+    return 'released';
   }
 
-  /** Takes a draining generation back into service; false when it is past draining. */
+  /**
+   * Takes a draining generation back into service (a rollback). False when it cannot serve
+   * again: its drain is over and its sockets are being closed, or its app has exited.
+   */
   reactivate(reason: string): boolean {
-    if (this.state !== 'draining' || !this.onReactivate) return false;
-    this.onReactivate();
+    if (this.state !== 'draining' || this.app?.exitInfo) return false;
+    this.drainEnd?.abort('reactivated');
+    this.retirement = null;
     this.transition('active', reason);
     return true;
   }
 
   /** Ends a drain under way at once (too many generations alive, or shutting down hard). */
-  cutDrainShort: () => void = () => {};
+  cutDrainShort(): void {
+    this.drainEnd?.abort('cut');
+  }
 
-  /** Stops the process (supervised) after the drain; external targets are just forgotten. */
-  async stop(reason: string): Promise<StopOutcome | null> {
-    this.transition('stopping', reason);
-    void this.context.dataPath.release(this.key);
+  /** Stops the process (supervised); external targets are just forgotten. */
+  private async stopApp(): Promise<void> {
     const outcome = this.app ? await this.app.stop(this.context.config.stopTimeoutMs) : null;
     const how =
       outcome === null ? 'forgotten'
@@ -225,7 +262,6 @@ export class Generation {
       : outcome.how === 'SIGKILL' ? `did not stop within ${formatDuration(this.context.config.stopTimeoutMs)} of SIGTERM to ${outcome.signalled}: SIGKILLed`
       : `SIGTERM to ${outcome.signalled}${outcome.leftoversKilled ? `; ${outcome.leftoversKilled} leftover process(es) SIGKILLed` : ''}`;
     this.transition('stopped', how);
-    return outcome;
   }
 
   status(): GenerationStatus {

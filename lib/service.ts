@@ -1,7 +1,7 @@
 import type { ServiceConfig } from './config.js';
 import { formatDuration } from './duration.js';
 import { RainbowError, messageOf } from './errors.js';
-import { Generation, type GenerationStatus } from './generation.js';
+import { Generation, type GenerationStatus, type Retirement } from './generation.js';
 import type { Logger } from './log.js';
 import { PauseController, type ServiceMode } from './pause-controller.js';
 import type { DataPath, ServiceRoute } from './route-table.js';
@@ -82,6 +82,8 @@ export class Service {
   readonly pause = new PauseController();
   /** The config before the last `deploy` of a new target: what `rollback` goes back to. */
   private previousConfig: ServiceConfig | null = null;
+  /** What the last switch took traffic away from (null: nothing served): what `rollback` takes back. */
+  private replaced: Generation | null = null;
 
   private readonly log: Logger;
 
@@ -105,6 +107,14 @@ export class Service {
   private setActive(generation: Generation | null): void {
     this.activeGeneration = generation;
     this.context.routesChanged();
+  }
+
+  /** A switch to `generation`: a rollback undoes the last one, taking back what it replaced. */
+  private switchTo(generation: Generation): Generation | null {
+    const previous = this.activeGeneration;
+    this.replaced = previous;
+    this.setActive(generation);
+    return previous;
   }
 
   /** What the data path needs to route to this service. */
@@ -151,31 +161,22 @@ export class Service {
    * target; a supervised one takes back its previous generation if it is still draining.
    */
   async rollback(): Promise<DeployResult> {
+    if (this.shutdown.signal.aborted) throw new RainbowError('SHUTTING_DOWN', 'rainbowd is shutting down; rollback refused');
     if (this.current) throw new RainbowError('NO_ROLLBACK', `a deploy of ${this.name} is under way; roll back after it`);
     if (this.config.run === undefined) {
       const previous = this.previousConfig;
       if (!previous) throw new RainbowError('NO_ROLLBACK', `${this.name} has no previous target to roll back to`);
       return this.redeploy(`rollback to ${previous.target}`, previous);
     }
-    const previous = this.generations.findLast((generation) => generation.state === 'draining');
-    if (!previous) {
-      throw new RainbowError('NO_ROLLBACK', `${this.name} has no previous generation alive (it stops once drained); redeploy instead`);
-    }
+    const previous = this.replaced;
     const current = this.active;
-    previous.reactivate(`rollback from ${current?.label ?? 'nothing'}`);
-    this.setActive(previous);
-    const result: DeployResult = {
-      ok: true,
-      service: this.name,
-      generation: previous.id,
-      port: previous.port,
-      pid: previous.pid,
-      reason: 'rollback',
-      previous: current?.id ?? null,
-      target: null,
-      timings: { healthyMs: 0, switchedMs: 0, drainedMs: null, stoppedMs: null },
-    };
-    if (current) await this.retire(current, `rolled back to ${previous.label}`);
+    if (!previous?.reactivate(`rollback from ${current?.label ?? 'nothing'}`)) throw noRollback(this.name, previous);
+    this.clearRestart();
+    this.switchTo(previous);
+    const result = this.resultOf(previous, 'rollback', current, null, { healthyMs: 0, switchedMs: 0 });
+    if (current && (await this.retire(current, `rolled back to ${previous.label}`)) === 'reactivated') {
+      throw undone(`rolled back ${this.name} to ${previous.label}`, current);
+    }
     return result;
   }
 
@@ -229,18 +230,27 @@ export class Service {
       await this.retire(generation, 'rainbowd is shutting down');
       throw new RainbowError('SHUTTING_DOWN', 'rainbowd is shutting down; deploy cancelled');
     }
-    const previous = this.active;
     if (candidate && candidate !== this.config) {
       this.previousConfig = this.config;
       this.config = candidate;
     }
-    this.setActive(generation);
+    const previous = this.switchTo(generation);
     generation.transition('active', reason, { previous: previous?.id });
     const switchedMs = since();
     this.watchForCrash(generation);
     this.lastDeploy = { at: new Date().toISOString(), ok: true, generation: generation.id, message: reason };
     switched();
-    const result: DeployResult = {
+    const result = this.resultOf(generation, reason, previous, config.target ?? null, { healthyMs, switchedMs });
+    if (previous) {
+      const end = await this.retire(previous, `replaced by ${generation.label}`, { onDrained: () => (result.timings.drainedMs = since()) });
+      if (end === 'reactivated') throw undone(`deployed ${generation.label}`, previous);
+      result.timings.stoppedMs = since();
+    }
+    return result;
+  }
+
+  private resultOf(generation: Generation, reason: string, previous: Generation | null, target: string | null, timings: { healthyMs: number; switchedMs: number }): DeployResult {
+    return {
       ok: true,
       service: this.name,
       generation: generation.id,
@@ -248,29 +258,17 @@ export class Service {
       pid: generation.pid,
       reason,
       previous: previous?.id ?? null,
-      target: config.target ?? null,
-      timings: { healthyMs, switchedMs, drainedMs: null, stoppedMs: null },
+      target,
+      timings: { ...timings, drainedMs: null, stoppedMs: null },
     };
-    if (previous) {
-      await this.retire(previous, `replaced by ${generation.label}`, () => (result.timings.drainedMs = since()));
-      result.timings.stoppedMs = since();
-    }
-    return result;
   }
 
-  /** Drain, then stop. Each generation is retired once; later callers wait for the same end. */
-  private retire(generation: Generation, reason: string, onDrained?: () => void): Promise<void> {
-    generation.retirement ??= (async () => {
-      if (this.active === generation) this.setActive(null);
-      if (generation.state === 'active' && (await generation.drain(reason)) === 'reactivated') {
-        generation.retirement = null;
-        return;
-      }
-      onDrained?.();
-      if (generation.state === 'draining' || generation.state === 'healthy') await generation.stop(reason);
-      this.forget(generation);
-    })();
-    return generation.retirement;
+  /** Out of service, drained unless `drain` is false, then stopped and forgotten, unless a rollback took it back first. */
+  private async retire(generation: Generation, reason: string, options?: Parameters<Generation['retire']>[1]): Promise<Retirement> {
+    if (this.active === generation) this.setActive(null);
+    const end = await generation.retire(reason, options);
+    if (end === 'stopped') this.forget(generation);
+    return end;
   }
 
   private forget(generation: Generation): void {
@@ -301,12 +299,11 @@ export class Service {
       const upFor = Date.now() - generation.createdAt;
       if (upFor >= RESTART_BACKOFF_MS.stableAfter) this.crashStreak = 0;
       this.restarts++;
-      this.setActive(null);
       const reason = `crashed: ${app.describeExit()} after ${formatDuration(upFor)}${tail ? `; last output: ${tail}` : ''}`;
       // Nothing to drain: the process is gone. Stopping cleans up whatever it left behind.
-      generation.retirement = generation.stop(reason).then(() => this.forget(generation));
+      const retired = this.retire(generation, reason, { drain: false });
       this.scheduleRestart(`${generation.label} crashed`);
-      await generation.retirement;
+      await retired;
     });
   }
 
@@ -364,4 +361,18 @@ export class Service {
       generations: this.generations.filter((generation) => generation.isLive).map((generation) => generation.status()),
     };
   }
+}
+
+function noRollback(service: string, previous: Generation | null): RainbowError {
+  const why =
+    previous === null ? `${service} has no previous generation to roll back to`
+    : previous.state === 'stopped' ? `${service} has no previous generation alive (${previous.label} drained and stopped)`
+    : previous.state === 'draining' ? `${service} cannot roll back: the app of ${previous.label} has exited`
+    : `${service} cannot roll back: ${previous.label} has finished draining and is ${previous.state}`;
+  return new RainbowError('NO_ROLLBACK', `${why}; redeploy instead`);
+}
+
+/** The answer to a deploy or rollback that a later rollback undid, by taking `takenBack` back into service. */
+function undone(what: string, takenBack: Generation): RainbowError {
+  return new RainbowError('ROLLED_BACK', `${what}, but a rollback then took ${takenBack.label} back into service before it had drained; ${takenBack.label} serves`);
 }

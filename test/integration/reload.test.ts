@@ -2,8 +2,11 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { cli, describeCli } from '../helpers/cli.js';
 import { startAppDaemon } from '../helpers/daemon.js';
-import { request } from '../helpers/http.js';
+import { header, request } from '../helpers/http.js';
+import { uniqueMarker } from '../helpers/process.js';
+import { startTarget } from '../helpers/target.js';
 
 function editConfig(dir: string, change: (config: Record<string, unknown>) => void): void {
   const file = join(dir, 'rainbow.conf.json');
@@ -40,4 +43,22 @@ test('a port change is reported as needing a restart, never silently ignored', {
   const line = await daemon.waitForLog(/reload-ignored/);
   assert.match(line, /key=port .*changing \\?"port\\?" needs a restart of rainbowd/);
   assert.equal((await request(daemon.proxyPort, '/')).status, 200, 'still listening on the old port');
+});
+
+test('a reload that gives a config service a host owned by a deployed service is refused, and the running config stays', { timeout: 60_000 }, async (t) => {
+  const { daemon } = await startAppDaemon(t, { name: 'reload-clash' });
+  const api = await startTarget(t, { service: 'api', label: 'api1', marker: uniqueMarker('reload-clash-target') });
+  const deployed = await cli(daemon, ['deploy', 'api', '--target', api.address, '--host', 'x.test', '--health-check-path', '/health']);
+  assert.equal(deployed.code, 0, describeCli(deployed));
+  const before = (await daemon.status()).services.map((service) => service.name);
+
+  editConfig(daemon.dir, (config) => (config.services = { site: { run: config.run, host: 'x.test', healthCheckPath: '/health' } }));
+  daemon.signal('SIGHUP');
+  const line = await daemon.waitForLog(/rainbowd reload-failed /);
+  assert.match(line, /services\.site.*host x\.test belongs to \\?"api\\?".*keeping the running config/);
+  assert.doesNotMatch(daemon.log(), /rainbowd reloaded /);
+
+  assert.deepEqual((await daemon.status()).services.map((service) => service.name), before, 'the services listed changed');
+  const routed = await request(daemon.proxyPort, '/', { headers: { host: 'x.test' } });
+  assert.equal(header(routed, 'x-service'), 'api', 'x.test no longer goes to the deployed service');
 });

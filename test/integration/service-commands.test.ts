@@ -46,6 +46,17 @@ function get(daemon: Daemon, host: string, path = '/', timeout = 5000): Promise<
   return request(daemon.proxyPort, path, { headers: { host }, timeout }).then((response) => ({ ...response, at: Date.now() }));
 }
 
+/** Until the request just sent is in flight on the service's active generation. */
+async function waitForOneInFlight(daemon: Daemon, name: string): Promise<void> {
+  await waitFor(
+    async () => {
+      const service = await daemon.service(name);
+      return service.generations.find((generation) => generation.id === service.activeGeneration)?.inFlight === 1;
+    },
+    { timeout: 5000, what: `a request in flight on the active generation of ${name}` },
+  );
+}
+
 function assertNoFailure(result: LoadResult, service: string): void {
   assert.equal(result.errorCount, 0, `transport errors under load:\n${describeLoad(result)}`);
   assert.deepEqual(Object.keys(result.byStatus), ['200'], `non-200 responses under load:\n${describeLoad(result)}`);
@@ -180,9 +191,8 @@ test('rollback of a supervised service takes back the previous generation while 
   const { daemon, marker } = await startServices(t, { drainTimeout: '30s' });
   const first = await daemon.waitForActive({ service: 'app' });
   const slow = get(daemon, 'app.test', '/slow?ms=6000', 15_000);
-  await sleep(300);
-  const accepted = await daemon.redeploy({ service: 'app', wait: false });
-  assert.equal(accepted.status, 202);
+  await waitForOneInFlight(daemon, 'app');
+  const redeploy = cli(daemon, ['redeploy', 'app']);
   const second = await daemon.waitForActive({ service: 'app', after: first.id });
   await waitFor(async () => (await daemon.service('app')).generations.find((generation) => generation.id === first.id)?.state === 'draining', {
     timeout: 5000,
@@ -191,6 +201,10 @@ test('rollback of a supervised service takes back the previous generation while 
 
   const rolledBack = await expectOk(cli(daemon, ['rollback', 'app']));
   assert.match(rolledBack.stdout, new RegExp(`generation #${first.id}\\b`));
+  // The redeploy under way does not claim that its generation serves.
+  const redeployed = await redeploy;
+  assert.equal(redeployed.code, 1, describeCli(redeployed));
+  assert.match(redeployed.stderr, new RegExp(`deployed app#${second.id}, but a rollback then took app#${first.id} back into service`));
   const after = await get(daemon, 'app.test');
   assert.equal(header(after, 'x-generation'), String(first.id), 'new requests did not go back to the previous generation');
   const held = await slow;
@@ -219,7 +233,7 @@ test('remove drains the service (a request in flight completes), then its host a
   const { daemon, marker } = await startServices(t, { drainTimeout: '20s' });
   assert.equal(appProcesses(marker).length, 1);
   const slow = get(daemon, 'app.test', '/slow?ms=2000', 15_000);
-  await sleep(300);
+  await waitForOneInFlight(daemon, 'app');
   const removed = await expectOk(cli(daemon, ['remove', 'app']));
   const held = await slow;
   assert.equal(held.status, 200, 'the request in flight was cut by remove');
