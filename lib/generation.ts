@@ -6,6 +6,7 @@ import { formatDuration } from './duration.js';
 import { deployFailed, messageOf } from './errors.js';
 import { HealthCheckFailed, sleep, waitUntilHealthy } from './health.js';
 import type { EventFields, Logger } from './log.js';
+import { describeOutput } from './output-excerpt.js';
 import type { DataPath, UpstreamAddress } from './route-table.js';
 
 // One deployed instance of a service: a process rainbowd launched, or an external address.
@@ -148,8 +149,7 @@ export class Generation {
           await app.stop(config.stopTimeoutMs);
           continue;
         }
-        const lastLines = tail.length ? `; last output: ${tail.slice(-5).join(' | ')}` : '; it printed nothing';
-        throw new Error(`${app.describeExit()} before it was healthy${lastLines}`);
+        throw new Error(`${app.describeExit()} before it was healthy; ${describeOutput(tail)}`);
       }
     }
   }

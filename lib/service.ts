@@ -3,6 +3,7 @@ import { formatDuration } from './duration.js';
 import { RainbowError, messageOf } from './errors.js';
 import { Generation, type GenerationStatus } from './generation.js';
 import type { Logger } from './log.js';
+import { describeOutput } from './output-excerpt.js';
 import { PauseController, type ServiceMode } from './pause-controller.js';
 import type { DataPath, ServiceRoute } from './route-table.js';
 
@@ -297,12 +298,11 @@ export class Service {
     void generation.app?.exited.then(async () => {
       if (generation.state !== 'active') return;
       const app = generation.app!;
-      const tail = app.outputTail().slice(-3).join(' | ');
       const upFor = Date.now() - generation.createdAt;
       if (upFor >= RESTART_BACKOFF_MS.stableAfter) this.crashStreak = 0;
       this.restarts++;
       this.setActive(null);
-      const reason = `crashed: ${app.describeExit()} after ${formatDuration(upFor)}${tail ? `; last output: ${tail}` : ''}`;
+      const reason = `crashed: ${app.describeExit()} after ${formatDuration(upFor)}; ${describeOutput(app.outputTail())}`;
       // Nothing to drain: the process is gone. Stopping cleans up whatever it left behind.
       generation.retirement = generation.stop(reason).then(() => this.forget(generation));
       this.scheduleRestart(`${generation.label} crashed`);
