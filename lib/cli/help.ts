@@ -1,4 +1,5 @@
 import { usageError } from '../errors.js';
+import { didYouMean } from '../suggest.js';
 import { runOptions } from './run-options.js';
 import { version } from './version.js';
 
@@ -19,7 +20,8 @@ Commands:
   stop NAME [--message M] / start NAME
                       maintenance: answer 503 with a message / serve again
   rollback NAME       back to the previous target or still-draining generation
-  help [COMMAND]      this text, or one command's
+  help [COMMAND]      this text, or one command's (also: rainbowd COMMAND --help)
+  --version           the installed version
 
 The daemon reads rainbow.conf.json (or .rainbowrc, rainbow.config.js, package.json "rainbow")
 from the working directory, e.g. {"run": "node server.js --port $1", "healthCheckPath": "/health"}.
@@ -83,9 +85,10 @@ Stops routing to the service, waits for its requests in flight (drainTimeout), s
 processes rainbowd launched for it and forgets it.
 ${clientFlags}
 `,
-  list: () => `Usage: rainbowd list [--json]
+  list: () => `Usage: rainbowd list [--json] [OPTIONS]
 
 One line per service: name, hosts, path prefix, target (or active generation) and state.
+  --json             every service's full status as JSON (GET /services), generations included
 ${clientFlags}
 `,
   pause: () => `Usage: rainbowd pause NAME [--max-pause D]
@@ -114,7 +117,7 @@ ${clientFlags}
 export function helpText(command?: string): string {
   if (command === undefined) return general;
   const text = texts[command];
-  if (!text) throw usageError(`no help for unknown command "${command}"`);
+  if (!text) throw usageError(`no help for unknown command "${command}"${didYouMean(command, Object.keys(texts))}`);
   return text();
 }
 
