@@ -1,7 +1,7 @@
 import path from 'node:path';
 import getPort from 'get-port';
 import { AppProcess, type StopOutcome } from './app-process.js';
-import type { ServiceConfig } from './config.js';
+import { isDirectory, type ServiceConfig } from './config.js';
 import { formatDuration } from './duration.js';
 import { deployFailed, messageOf } from './errors.js';
 import { HealthCheckFailed, sleep, waitUntilHealthy } from './health.js';
@@ -117,6 +117,9 @@ export class Generation {
 
   private async launchWithPortRetry(run: string): Promise<void> {
     const { config, log } = this.context;
+    // The config was checked at load; the directory may have gone since (a deploy script that
+    // replaces it). Said plainly, rather than a process that never started.
+    if (!isDirectory(config.cwd)) throw new Error(`cannot start: its "cwd" ${config.cwd} is not a directory any more`);
     for (let attempt = 1; ; attempt++) {
       this.port = await getPort({ host: '127.0.0.1' });
       const app = new AppProcess({

@@ -1,3 +1,4 @@
+import { describeSearchPlaces } from '../config.js';
 import { usageError } from '../errors.js';
 import { didYouMean } from '../suggest.js';
 import { runOptions } from './run-options.js';
@@ -23,8 +24,9 @@ Commands:
   help [COMMAND]      this text, or one command's (also: rainbowd COMMAND --help)
   --version           the installed version
 
-The daemon reads rainbow.conf.json (or .rainbowrc, rainbow.config.js, package.json "rainbow")
-from the working directory, e.g. {"run": "node server.js --port $1", "healthCheckPath": "/health"}.
+The daemon reads its config from the working directory, the first found of:
+  ${describeSearchPlaces()}
+e.g. rainbow.conf.json: {"run": "node server.js --port $1", "healthCheckPath": "/health"}.
 Its proxy listens on 127.0.0.1:7000 and its control API on 127.0.0.1:7001:
   curl -d '' localhost:7001/redeploy     the same as \`rainbowd redeploy\`
 Signals: SIGUSR1 redeploys, SIGHUP reloads the config, SIGTERM/SIGINT drain and stop.

@@ -1,9 +1,13 @@
 // What a git pusher reads when a release does not start: the error the app printed, not the
 // last lines of its stack trace. Real Node and Python apps, through a real daemon and CLI.
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { cli, describeCli } from '../helpers/cli.js';
-import { startDaemon } from '../helpers/daemon.js';
+import { startAppDaemon, startDaemon } from '../helpers/daemon.js';
+import { request } from '../helpers/http.js';
 import { findExecutable } from '../helpers/executables.js';
 import { shellQuote } from '../helpers/paths.js';
 
@@ -47,3 +51,14 @@ for (const release of releases) {
     assert.match(refused.stderr.trim(), release.reason, describeCli(refused));
   });
 }
+
+test('a redeploy after the app\'s cwd was deleted names the directory, and the running generation keeps serving', { timeout: 60_000 }, async (t) => {
+  const cwd = mkdtempSync(join(tmpdir(), 'rainbowd-cwd-'));
+  t.after(() => rmSync(cwd, { recursive: true, force: true }));
+  const { daemon } = await startAppDaemon(t, { name: 'gone-cwd', config: { cwd, workers: 0 } });
+  rmSync(cwd, { recursive: true });
+  const refused = await cli(daemon, ['redeploy']);
+  assert.equal(refused.code, 1, describeCli(refused));
+  assert.equal(refused.stderr.trim(), `rainbowd: default#2 cannot start: its "cwd" ${cwd} is not a directory any more`);
+  assert.equal((await request(daemon.proxyPort, '/')).headers['x-generation'], '1');
+});
