@@ -25,7 +25,8 @@ export type StopOutcome =
   | { how: 'SIGTERM'; signalled: string; leftoversKilled: number }
   | { how: 'SIGKILL'; signalled: string; afterMs: number };
 
-const OUTPUT_TAIL_LINES = 10;
+// Enough for the error line above a Node stack trace (CommonJS: 17 lines from the end).
+const OUTPUT_TAIL_LINES = 40;
 
 export class AppProcess {
   private readonly subprocess: ResultPromise<{ detached: true; buffer: false; all: true; reject: false; stdin: 'ignore' }>;

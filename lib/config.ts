@@ -1,8 +1,11 @@
+import { statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { cosmiconfig, defaultLoaders, type Loader } from 'cosmiconfig';
 import { parseDuration } from './duration.js';
 import { configError, RainbowError } from './errors.js';
+import { didYouMean } from './suggest.js';
 import type { LogFormat } from './log.js';
 
 export const DEFAULT_STOP_TIMEOUT_MS = 10_000;
@@ -75,6 +78,11 @@ export const searchPlaces = [
   'package.json',
 ];
 
+/** The names looked for, as a person reads them: in messages and help. */
+export function describeSearchPlaces(): string {
+  return searchPlaces.map((name) => (name === 'package.json' ? 'package.json "rainbow"' : name)).join(', ');
+}
+
 // JSON.parse's own message names a position; users want a line and column.
 const loadJson: Loader = (filepath, content) => {
   try {
@@ -84,6 +92,46 @@ const loadJson: Loader = (filepath, content) => {
     const where = position === undefined ? '' : ` at ${lineAndColumn(content, Number(position))}`;
     throw new RainbowError('CONFIG_INVALID', `${filepath}: not valid JSON${where}: ${firstLine(error)}`);
   }
+};
+
+// Every loader's error names its file: cosmiconfig's JS loaders do not, and its YAML loader
+// puts the reason on a line after "YAML Error in FILE:". A config that is `null` is said so:
+// cosmiconfig would take the file for missing.
+function naming(loader: Loader): Loader {
+  return async (filepath, content) => {
+    let config: unknown;
+    try {
+      config = await loader(filepath, content);
+    } catch (error) {
+      throw error instanceof RainbowError ? error : new RainbowError('CONFIG_INVALID', `${filepath}: ${describeLoadError(error, filepath)}`);
+    }
+    if (config === null) throw new RainbowError('CONFIG_INVALID', `${filepath}: the config is null; it must be an object like {"run": "..."}`);
+    return config;
+  };
+}
+
+// import() alone: cosmiconfig falls back to require() when import() fails, and on Node 20.19+
+// (which can require ES modules) that replaces a syntax error with a misleading one.
+const loadModule: Loader = async (filepath) => ((await import(pathToFileURL(filepath).href)) as { default?: unknown }).default;
+
+function describeLoadError(error: unknown, filepath: string): string {
+  if (!(error instanceof Error)) return String(error);
+  const reason = error.message.split('\n').find((line) => line.trim() !== '' && !line.startsWith('YAML Error in'))?.trim() ?? error.message;
+  const line = error.stack?.match(new RegExp(`${escapeRegExp(filepath)}:(\\d+)`))?.[1];
+  const kind = error.name === 'Error' || error.name === 'YAMLException' ? '' : `${error.name}: `;
+  return `${line === undefined ? '' : `line ${line}: `}${kind}${reason}`;
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+const loaders = {
+  '.json': naming(loadJson),
+  '.js': naming(loadModule),
+  '.mjs': naming(loadModule),
+  '.cjs': naming(loadModule),
+  noExt: naming(defaultLoaders.noExt),
 };
 
 // Options the config file may set, besides the keys of the default service.
@@ -109,12 +157,8 @@ const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 const SERVICE_NAME = /^[a-z0-9][a-z0-9_.-]{0,62}$/i;
 
 export async function findConfigFile(cwd: string): Promise<string | null> {
-  const explorer = cosmiconfig('rainbow', {
-    searchPlaces,
-    searchStrategy: 'none',
-    cache: false,
-    loaders: { '.json': loadJson, noExt: defaultLoaders.noExt },
-  });
+  // An empty rainbow.conf.json is found, and then reported as empty, not as missing.
+  const explorer = cosmiconfig('rainbow', { searchPlaces, searchStrategy: 'none', cache: false, loaders, ignoreEmptySearchPlaces: false });
   const found = await explorer.search(cwd).catch((error: unknown) => {
     throw asConfigError(error);
   });
@@ -126,11 +170,14 @@ export async function findConfigFile(cwd: string): Promise<string | null> {
  * off), which is what a reload needs.
  */
 export async function loadConfig(file: string, overrides: RunOverrides = {}): Promise<DaemonConfig> {
-  const explorer = cosmiconfig('rainbow', { cache: false, loaders: { '.json': loadJson, noExt: defaultLoaders.noExt } });
+  const explorer = cosmiconfig('rainbow', { cache: false, loaders });
   const loaded = await explorer.load(file).catch((error: unknown) => {
     throw asConfigError(error, file);
   });
-  return validateConfig(loaded?.config ?? {}, file, overrides);
+  if (loaded === null || loaded.isEmpty) {
+    throw new RainbowError('CONFIG_INVALID', `${file}: the file is empty; it needs at least {"run": "..."} (the command that starts the app)`);
+  }
+  return validateConfig(loaded.config, file, overrides);
 }
 
 export function validateConfig(raw: unknown, file: string, overrides: RunOverrides = {}): DaemonConfig {
@@ -153,16 +200,27 @@ export function validateConfig(raw: unknown, file: string, overrides: RunOverrid
     if (clash) throw new RainbowError('CONFIG_INVALID', `${file}: "services.${name}": ${clash}`);
     services.push(service);
   }
-  const port = overrides.port ?? v.port(config.port, 'port') ?? 7000;
+  // The file's values are checked even where a flag overrides them: the next run without
+  // the flag must not be the first to hear that the file is wrong.
+  const fromFile = {
+    host: v.string(config.host, 'host'),
+    port: v.port(config.port, 'port'),
+    controlHost: v.string(config.controlHost, 'controlHost'),
+    controlPort: v.port(config.controlPort, 'controlPort'),
+    logFormat: v.oneOf(config.logFormat, 'logFormat', ['text', 'json'] as const),
+    workers: v.integer(config.workers, 'workers', 0, MAX_WORKERS),
+  };
+  if (fromFile.controlHost !== undefined) v.loopback(fromFile.controlHost, 'controlHost');
+  const port = overrides.port ?? fromFile.port ?? 7000;
   return {
     file,
-    host: overrides.host ?? v.string(config.host, 'host') ?? '127.0.0.1',
+    host: overrides.host ?? fromFile.host ?? '127.0.0.1',
     port,
-    controlHost: v.loopback(overrides.controlHost ?? v.string(config.controlHost, 'controlHost') ?? '127.0.0.1', 'controlHost'),
-    controlPort: overrides.controlPort ?? v.port(config.controlPort, 'controlPort') ?? port + 1,
-    logFormat: overrides.logFormat ?? v.oneOf(config.logFormat, 'logFormat', ['text', 'json'] as const) ?? 'text',
+    controlHost: v.loopback(overrides.controlHost ?? fromFile.controlHost ?? '127.0.0.1', 'controlHost'),
+    controlPort: overrides.controlPort ?? fromFile.controlPort ?? port + 1,
+    logFormat: overrides.logFormat ?? fromFile.logFormat ?? 'text',
     trustedProxies: v.stringList(config.trustedProxies, 'trustedProxies') ?? [],
-    workers: overrides.workers ?? v.integer(config.workers, 'workers', 0, MAX_WORKERS) ?? defaultWorkers(),
+    workers: overrides.workers ?? fromFile.workers ?? defaultWorkers(),
     services,
   };
 }
@@ -216,10 +274,8 @@ class Validator {
   knownKeys(object: Record<string, unknown>, known: readonly string[], prefix: string): void {
     for (const key of Object.keys(object)) {
       if (!known.includes(key)) {
-        throw new RainbowError(
-          'CONFIG_INVALID',
-          `${this.file}: unknown key "${prefix}${key}" (expected one of: ${known.join(', ')})`,
-        );
+        const suggestion = didYouMean(key, known, (name) => `"${prefix}${name}"`);
+        throw new RainbowError('CONFIG_INVALID', `${this.file}: unknown key "${prefix}${key}"${suggestion} (expected one of: ${known.join(', ')})`);
       }
     }
   }
@@ -237,18 +293,14 @@ class Validator {
   }
 
   port(value: unknown, key: string): number | undefined {
-    if (value === undefined) return undefined;
-    if (!Number.isInteger(value) || (value as number) < 1 || (value as number) > 65535) {
-      this.fail(key, 'a port number from 1 to 65535', value);
-    }
-    return value as number;
+    return this.integer(value, key, 1, 65535, 'a port number from 1 to 65535');
   }
 
-  integer(value: unknown, key: string, min: number, max: number): number | undefined {
+  integer(value: unknown, key: string, min: number, max: number, expected = `a whole number from ${min} to ${max}`): number | undefined {
     if (value === undefined) return undefined;
-    if (!Number.isInteger(value) || (value as number) < min || (value as number) > max) {
-      this.fail(key, `a whole number from ${min} to ${max}`, value);
-    }
+    // "7000" in quotes is the commonest slip: say what to write instead.
+    if (typeof value === 'string' && /^\s*-?\d+\s*$/.test(value)) this.fail(key, `${expected}, written without quotes: ${value.trim()}, not ${JSON.stringify(value)}`);
+    if (!Number.isInteger(value) || (value as number) < min || (value as number) > max) this.fail(key, expected, value);
     return value as number;
   }
 
@@ -300,11 +352,9 @@ class Validator {
   healthCheck(config: Record<string, unknown>, prefix: string): HealthCheckConfig {
     const fine = config.healthCheck === undefined ? {} : this.object(config.healthCheck, `${prefix}healthCheck`);
     this.knownKeys(fine, ['path', 'interval', 'timeout'], `${prefix}healthCheck.`);
-    const healthPath =
-      this.string(fine.path, `${prefix}healthCheck.path`) ??
-      this.string(config.healthCheckPath, `${prefix}healthCheckPath`) ??
-      '/';
-    if (!healthPath.startsWith('/')) this.fail(`${prefix}healthCheckPath`, 'a path starting with "/"', healthPath);
+    const pathKey = fine.path === undefined ? `${prefix}healthCheckPath` : `${prefix}healthCheck.path`;
+    const healthPath = this.string(fine.path ?? config.healthCheckPath, pathKey) ?? '/';
+    if (!healthPath.startsWith('/')) this.fail(pathKey, 'a path starting with "/"', healthPath);
     return {
       path: healthPath,
       intervalMs: this.duration(fine.interval, `${prefix}healthCheck.interval`) ?? 50,
@@ -347,12 +397,14 @@ class Validator {
       );
     }
     const warmupMs = this.duration(config.warmupTime, `${prefix}warmupTime`);
+    const cwd = path.resolve(dir, this.string(config.cwd, `${prefix}cwd`) ?? '.');
+    if (run !== undefined && !isDirectory(cwd)) this.fail(`${prefix}cwd`, `an existing directory (the app is started there), but ${cwd} is not one`);
     return {
       name,
       ...(run === undefined ? {} : { run }),
       ...(target === undefined ? {} : { target }),
       ...routes,
-      cwd: path.resolve(dir, this.string(config.cwd, `${prefix}cwd`) ?? '.'),
+      cwd,
       env: this.env(config.env, `${prefix}env`),
       healthCheck: this.healthCheck(config, prefix),
       ...(warmupMs === undefined ? {} : { warmupMs }),
@@ -375,13 +427,20 @@ export function defaultWorkers(): number {
   return cores <= 2 ? 0 : Math.min(cores, 4);
 }
 
+export function isDirectory(dir: string): boolean {
+  try {
+    return statSync(dir).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
 function asConfigError(error: unknown, file?: string): RainbowError {
   if (error instanceof RainbowError) return error;
   const code = (error as NodeJS.ErrnoException).code;
   if (code === 'ENOENT') return new RainbowError('CONFIG_NOT_FOUND', `${file ?? 'config'}: no such file`);
   if (code === 'EACCES') return new RainbowError('CONFIG_INVALID', `${file ?? 'config'}: permission denied`);
-  const where = file ?? (/in (\S+)/.exec(String(error))?.[1] ?? 'config');
-  return new RainbowError('CONFIG_INVALID', `${where}: ${firstLine(error)}`);
+  return new RainbowError('CONFIG_INVALID', `${file ?? 'config'}: ${firstLine(error)}`);
 }
 
 function firstLine(error: unknown): string {

@@ -1,11 +1,12 @@
 import path from 'node:path';
 import getPort from 'get-port';
 import { AppProcess } from './app-process.js';
-import type { ServiceConfig } from './config.js';
+import { isDirectory, type ServiceConfig } from './config.js';
 import { formatDuration } from './duration.js';
 import { deployFailed, messageOf } from './errors.js';
 import { HealthCheckFailed, sleep, waitUntilHealthy } from './health.js';
 import type { EventFields, Logger } from './log.js';
+import { describeOutput } from './output-excerpt.js';
 import type { DataPath, UpstreamAddress } from './route-table.js';
 
 // One deployed instance of a service: a process rainbowd launched, or an external address.
@@ -121,6 +122,9 @@ export class Generation {
 
   private async launchWithPortRetry(run: string): Promise<void> {
     const { config, log } = this.context;
+    // The config was checked at load; the directory may have gone since (a deploy script that
+    // replaces it). Said plainly, rather than a process that never started.
+    if (!isDirectory(config.cwd)) throw new Error(`cannot start: its "cwd" ${config.cwd} is not a directory any more`);
     for (let attempt = 1; ; attempt++) {
       this.port = await getPort({ host: '127.0.0.1' });
       const app = new AppProcess({
@@ -153,8 +157,7 @@ export class Generation {
           await app.stop(config.stopTimeoutMs);
           continue;
         }
-        const lastLines = tail.length ? `; last output: ${tail.slice(-5).join(' | ')}` : '; it printed nothing';
-        throw new Error(`${app.describeExit()} before it was healthy${lastLines}`);
+        throw new Error(`${app.describeExit()} before it was healthy; ${describeOutput(tail)}`);
       }
     }
   }

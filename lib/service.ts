@@ -3,6 +3,7 @@ import { formatDuration } from './duration.js';
 import { RainbowError, messageOf } from './errors.js';
 import { Generation, type GenerationStatus, type Retirement } from './generation.js';
 import type { Logger } from './log.js';
+import { describeOutput } from './output-excerpt.js';
 import { PauseController, type ServiceMode } from './pause-controller.js';
 import type { DataPath, ServiceRoute } from './route-table.js';
 
@@ -295,11 +296,10 @@ export class Service {
     void generation.app?.exited.then(async () => {
       if (generation.state !== 'active') return;
       const app = generation.app!;
-      const tail = app.outputTail().slice(-3).join(' | ');
       const upFor = Date.now() - generation.createdAt;
       if (upFor >= RESTART_BACKOFF_MS.stableAfter) this.crashStreak = 0;
       this.restarts++;
-      const reason = `crashed: ${app.describeExit()} after ${formatDuration(upFor)}${tail ? `; last output: ${tail}` : ''}`;
+      const reason = `crashed: ${app.describeExit()} after ${formatDuration(upFor)}; ${describeOutput(app.outputTail())}`;
       // Nothing to drain: the process is gone. Stopping cleans up whatever it left behind.
       const retired = this.retire(generation, reason, { drain: false });
       this.scheduleRestart(`${generation.label} crashed`);

@@ -1,8 +1,9 @@
 import http from 'node:http';
 import path from 'node:path';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { ParseArgsConfig } from 'node:util';
 import { findConfigFile, loadConfig } from '../config.js';
 import { RainbowError, type ErrorCode } from '../errors.js';
+import { parseCommandLine } from './args.js';
 import { parsePort } from './run-options.js';
 
 // The one client of the control API that every subcommand uses. It finds the daemon from
@@ -18,8 +19,8 @@ const clientOptions = {
   config: { type: 'string', short: 'c' },
 } as const satisfies ParseArgsConfig['options'];
 
-export function parseCommandArgs<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T) {
-  return parseArgs({ args, options: { ...clientOptions, ...options }, strict: true, allowPositionals: true });
+export function parseCommandArgs<T extends NonNullable<ParseArgsConfig['options']>>(command: string, args: string[], options: T) {
+  return parseCommandLine(command, args, { ...clientOptions, ...options });
 }
 
 export async function findDaemon(values: { 'control-port'?: string | boolean; config?: string | boolean }, env: NodeJS.ProcessEnv): Promise<ControlAddress> {

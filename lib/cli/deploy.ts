@@ -1,3 +1,4 @@
+import { validateServiceDefinition } from '../config.js';
 import { formatDuration } from '../duration.js';
 import { usageError } from '../errors.js';
 import type { DeployResult } from '../service.js';
@@ -8,7 +9,7 @@ import { showProgress } from './progress.js';
 // once the previous target has drained, so the caller may remove it safely.
 
 export async function deploy(args: string[]): Promise<void> {
-  const { values, positionals } = parseCommandArgs(args, {
+  const { values, positionals } = parseCommandArgs('deploy', args, {
     target: { type: 'string' },
     host: { type: 'string', multiple: true },
     'path-prefix': { type: 'string' },
@@ -36,6 +37,8 @@ export async function deploy(args: string[]): Promise<void> {
     ...(values['deploy-timeout'] === undefined ? {} : { deployTimeout: values['deploy-timeout'] }),
     ...(values['drain-timeout'] === undefined ? {} : { drainTimeout: values['drain-timeout'] }),
   };
+  // The daemon would refuse a bad definition with the same message; say it without a round trip.
+  validateServiceDefinition(definition, name, `deploy ${name}`, process.cwd());
   const daemon = await findDaemon(values, process.env);
   const progress = showProgress(`deploying ${name} to ${values.target}`);
   const answer = await callDaemon<DeployResult>(daemon, 'PUT', `/services/${encodeURIComponent(name)}`, definition).finally(progress.stop);

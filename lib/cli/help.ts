@@ -1,4 +1,6 @@
+import { describeSearchPlaces } from '../config.js';
 import { usageError } from '../errors.js';
+import { didYouMean } from '../suggest.js';
 import { runOptions } from './run-options.js';
 import { version } from './version.js';
 
@@ -19,10 +21,12 @@ Commands:
   stop NAME [--message M] / start NAME
                       maintenance: answer 503 with a message / serve again
   rollback NAME       back to the previous target or still-draining generation
-  help [COMMAND]      this text, or one command's
+  help [COMMAND]      this text, or one command's (also: rainbowd COMMAND --help)
+  --version           the installed version
 
-The daemon reads rainbow.conf.json (or .rainbowrc, rainbow.config.js, package.json "rainbow")
-from the working directory, e.g. {"run": "node server.js --port $1", "healthCheckPath": "/health"}.
+The daemon reads its config from the working directory, the first found of:
+  ${describeSearchPlaces()}
+e.g. rainbow.conf.json: {"run": "node server.js --port $1", "healthCheckPath": "/health"}.
 Its proxy listens on 127.0.0.1:7000 and its control API on 127.0.0.1:7001:
   curl -d '' localhost:7001/redeploy     the same as \`rainbowd redeploy\`
 Signals: SIGUSR1 redeploys, SIGHUP reloads the config, SIGTERM/SIGINT drain and stop.
@@ -83,9 +87,10 @@ Stops routing to the service, waits for its requests in flight (drainTimeout), s
 processes rainbowd launched for it and forgets it.
 ${clientFlags}
 `,
-  list: () => `Usage: rainbowd list [--json]
+  list: () => `Usage: rainbowd list [--json] [OPTIONS]
 
 One line per service: name, hosts, path prefix, target (or active generation) and state.
+  --json             every service's full status as JSON (GET /services), generations included
 ${clientFlags}
 `,
   pause: () => `Usage: rainbowd pause NAME [--max-pause D]
@@ -114,7 +119,7 @@ ${clientFlags}
 export function helpText(command?: string): string {
   if (command === undefined) return general;
   const text = texts[command];
-  if (!text) throw usageError(`no help for unknown command "${command}"`);
+  if (!text) throw usageError(`no help for unknown command "${command}"${didYouMean(command, Object.keys(texts))}`);
   return text();
 }
 

@@ -1,9 +1,11 @@
 import type { ServiceStatus } from '../service.js';
+import { expectNoArguments } from './args.js';
 import { answerError, callDaemon, findDaemon, parseCommandArgs } from './client.js';
 import { table } from './format.js';
 
 export async function list(args: string[]): Promise<void> {
-  const { values } = parseCommandArgs(args, { json: { type: 'boolean' } });
+  const { values, positionals } = parseCommandArgs('list', args, { json: { type: 'boolean' } });
+  expectNoArguments('list', positionals);
   const daemon = await findDaemon(values, process.env);
   const answer = await callDaemon<ServiceStatus[]>(daemon, 'GET', '/services');
   if (answer.status !== 200) throw answerError(answer);

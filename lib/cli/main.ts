@@ -1,4 +1,5 @@
 import { RainbowError, isRainbowError } from '../errors.js';
+import { didYouMean } from '../suggest.js';
 import { help, helpText } from './help.js';
 import { deploy } from './deploy.js';
 import { list } from './list.js';
@@ -31,28 +32,18 @@ export async function main(argv: string[]): Promise<void> {
   if (first === '--version' || first === '-v') return void process.stdout.write(`${version}\n`);
   if (first === undefined || first.startsWith('-')) return run(argv);
   const command = commands[first];
-  if (!command) throw new RainbowError('USAGE', `unknown command "${first}" (commands: ${Object.keys(commands).join(', ')}; see rainbowd help)`);
+  if (!command) throw new RainbowError('USAGE', `unknown command "${first}"${didYouMean(first, Object.keys(commands))} (commands: ${Object.keys(commands).join(', ')}; see rainbowd help)`);
   if (rest.includes('--help') || rest.includes('-h')) return void process.stdout.write(helpText(first));
   return command(rest);
 }
 
 main(process.argv.slice(2)).catch((error: unknown) => {
-  const known = asUserError(error);
-  if (known) {
-    process.stderr.write(`rainbowd: ${known.message}\n`);
-    process.exitCode = known.exitCode;
+  if (isRainbowError(error)) {
+    process.stderr.write(`rainbowd: ${error.message}\n`);
+    process.exitCode = error.exitCode;
     return;
   }
   process.stderr.write(`rainbowd: internal error (please report it): ${error instanceof Error ? error.stack : String(error)}\n`);
   process.exitCode = 1;
 });
 
-/** Errors the user caused: ours, and node:util parseArgs' complaints about flags. */
-function asUserError(error: unknown): RainbowError | null {
-  if (isRainbowError(error)) return error;
-  const code = (error as NodeJS.ErrnoException | undefined)?.code;
-  if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS')) {
-    return new RainbowError('USAGE', `${(error as Error).message.split('\n')[0]} (see rainbowd help)`);
-  }
-  return null;
-}

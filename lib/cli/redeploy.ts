@@ -5,7 +5,7 @@ import { answerError, callDaemon, findDaemon, parseCommandArgs } from './client.
 import { showProgress } from './progress.js';
 
 export async function redeploy(args: string[]): Promise<void> {
-  const { values, positionals } = parseCommandArgs(args, {});
+  const { values, positionals } = parseCommandArgs('redeploy', args, {});
   if (positionals.length > 1) throw usageError(`redeploy takes at most one service name, got ${positionals.length}`);
   const service = positionals[0];
   const daemon = await findDaemon(values, process.env);

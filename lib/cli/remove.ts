@@ -3,7 +3,7 @@ import { answerError, callDaemon, findDaemon, parseCommandArgs } from './client.
 import { showProgress } from './progress.js';
 
 export async function remove(args: string[]): Promise<void> {
-  const { values, positionals } = parseCommandArgs(args, {});
+  const { values, positionals } = parseCommandArgs('remove', args, {});
   const [name, ...extra] = positionals;
   if (!name || extra.length > 0) throw usageError('remove takes one service name: rainbowd remove NAME');
   const daemon = await findDaemon(values, process.env);

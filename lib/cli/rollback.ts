@@ -4,7 +4,7 @@ import { answerError, callDaemon, findDaemon, parseCommandArgs } from './client.
 import { showProgress } from './progress.js';
 
 export async function rollback(args: string[]): Promise<void> {
-  const { values, positionals } = parseCommandArgs(args, {});
+  const { values, positionals } = parseCommandArgs('rollback', args, {});
   const [name, ...extra] = positionals;
   if (!name || extra.length > 0) throw usageError('rollback takes one service name: rainbowd rollback NAME');
   const daemon = await findDaemon(values, process.env);

@@ -1,7 +1,7 @@
-import { parseArgs } from 'node:util';
 import { usageError } from '../errors.js';
 import type { LogFormat } from '../log.js';
 import { MAX_WORKERS, type RunOverrides } from '../config.js';
+import { expectNoArguments, parseCommandLine } from './args.js';
 
 // The options of `rainbowd run`. Each can also come from the environment: flag > env >
 // config file > default. `RAINBOWD_X` wins over the plain `X` (parachute/kamal-proxy style).
@@ -31,12 +31,12 @@ export interface RunArguments {
 }
 
 export function parseRunArguments(args: string[], env: NodeJS.ProcessEnv): RunArguments {
-  const { values } = parseArgs({
+  const { values, positionals } = parseCommandLine(
+    'run',
     args,
-    options: Object.fromEntries(runOptions.map((option) => [option.flag, { type: 'string' as const, ...(option.flag === 'config' ? { short: 'c' } : {}) }])),
-    strict: true,
-    allowPositionals: false,
-  });
+    Object.fromEntries(runOptions.map((option) => [option.flag, { type: 'string' as const, ...(option.flag === 'config' ? { short: 'c' } : {}) }])),
+  );
+  expectNoArguments('run', positionals);
   const pick = (flag: string): { value: string; from: string } | undefined => {
     const option = runOptions.find((candidate) => candidate.flag === flag)!;
     const fromFlag = values[flag];

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { findConfigFile, loadConfig } from '../config.js';
+import { describeSearchPlaces, findConfigFile, loadConfig } from '../config.js';
 import { Daemon } from '../daemon.js';
 import { RainbowError } from '../errors.js';
 import { Logger } from '../log.js';
@@ -12,7 +12,7 @@ export async function run(args: string[]): Promise<void> {
   if (!file) {
     throw new RainbowError(
       'CONFIG_NOT_FOUND',
-      `no config found in ${process.cwd()} (looked for rainbow.conf.json, .rainbowrc, .rainbowrc.json, rainbow.config.js, package.json "rainbow"); create rainbow.conf.json with {"run": "..."} or pass --config FILE`,
+      `no config found in ${process.cwd()} (looked for ${describeSearchPlaces()}); create rainbow.conf.json with {"run": "..."} or pass --config FILE`,
     );
   }
   const config = await loadConfig(file, overrides);

@@ -8,7 +8,7 @@ type Action = 'pause' | 'resume' | 'stop' | 'start';
 
 function modeCommand(action: Action) {
   return async (args: string[]): Promise<void> => {
-    const { values, positionals } = parseCommandArgs(args, {
+    const { values, positionals } = parseCommandArgs(action, args, {
       ...(action === 'pause' ? { 'max-pause': { type: 'string' as const } } : {}),
       ...(action === 'stop' ? { message: { type: 'string' as const } } : {}),
     });

@@ -1,10 +1,12 @@
 import type { DaemonStatus } from '../daemon.js';
 import { formatDuration } from '../duration.js';
+import { expectNoArguments } from './args.js';
 import { answerError, callDaemon, findDaemon, parseCommandArgs } from './client.js';
 import { table } from './format.js';
 
 export async function status(args: string[]): Promise<void> {
-  const { values } = parseCommandArgs(args, { json: { type: 'boolean' } });
+  const { values, positionals } = parseCommandArgs('status', args, { json: { type: 'boolean' } });
+  expectNoArguments('status', positionals);
   const daemon = await findDaemon(values, process.env);
   const answer = await callDaemon<DaemonStatus>(daemon, 'GET', '/status');
   if (answer.status !== 200) throw answerError(answer);

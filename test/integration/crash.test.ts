@@ -34,7 +34,6 @@ test('an app killed with SIGKILL is restarted as a new generation, and clients g
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
   const summary = `errors: ${JSON.stringify(errors)}; answers in order: ${runs(answers.map((answer) => `${answer.status} from #${answer.generation ?? '-'}`))}; slowest: ${Math.max(...answers.map((answer) => answer.elapsedMs))} ms`;
-  t.diagnostic(summary);
 
   assert.deepEqual(errors, [], `requests failed without an HTTP answer during the restart: ${summary}`);
   const last = answers.at(-1);

@@ -91,11 +91,9 @@ test('two supervised and two external services redeployed repeatedly under load 
   } finally {
     for (const { service, load } of loads) results[service] = await load.stop();
   }
-  t.diagnostic(`deploys under load: ${JSON.stringify(deploys)}`);
 
   for (const { service, host } of loads) {
     const result = results[service]!;
-    t.diagnostic(`${host}: ${result.total} requests in ${result.durationMs} ms, by status ${JSON.stringify(result.byStatus)}, by service ${JSON.stringify(result.byService)}, generations ${result.generations.join(',')}`);
     assert.equal(result.errorCount, 0, `transport errors on ${host}:\n${describeLoad(result)}`);
     const non2xx = Object.keys(result.byStatus).filter((status) => Number(status) < 200 || Number(status) > 299);
     assert.deepEqual(non2xx, [], `non-2xx responses on ${host}:\n${describeLoad(result)}`);

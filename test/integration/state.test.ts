@@ -131,7 +131,6 @@ test('a corrupted state entry is reported in the log and skipped while the other
   await second.waitForActive({ service: 'app' });
 
   const skipped = second.output.filter((line) => line.includes('state-skipped'));
-  t.diagnostic(skipped.join('\n'));
   for (const name of ['bad', 'worse', 'text', 'thief']) {
     // The log quotes the reason, so the name's quotes are escaped in it.
     assert.ok(skipped.some((line) => line.includes(`\\"${name}\\"`)), `no state-skipped line names "${name}":\n${skipped.join('\n')}`);
