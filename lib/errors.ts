@@ -14,7 +14,11 @@ export type ErrorCode =
   | 'HOST_IN_USE'
   | 'SERVICE_EXISTS'
   | 'NO_ROLLBACK'
-  | 'BAD_REQUEST';
+  | 'BAD_REQUEST'
+  | 'CROSS_SITE_REQUEST'
+  | 'MISDIRECTED_REQUEST'
+  | 'UNAUTHORIZED'
+  | 'BODY_TOO_LARGE';
 
 const httpStatusByCode: Record<ErrorCode, number> = {
   CONFIG_NOT_FOUND: 400,
@@ -29,6 +33,10 @@ const httpStatusByCode: Record<ErrorCode, number> = {
   SERVICE_EXISTS: 409,
   NO_ROLLBACK: 409,
   BAD_REQUEST: 400,
+  CROSS_SITE_REQUEST: 403,
+  MISDIRECTED_REQUEST: 421,
+  UNAUTHORIZED: 401,
+  BODY_TOO_LARGE: 413,
 };
 
 // Exit codes of the CLI: 1 = the operation failed (a deploy was refused, the daemon is not
