@@ -34,8 +34,9 @@ export function refusal(request: http.IncomingMessage, listener: ControlListener
 // a page would need to be served by the control API itself, which serves none.
 function crossSite(request: http.IncomingMessage, transport: ControlTransport): RainbowError | null {
   const site = request.headers['sec-fetch-site'];
-  if (site === 'cross-site' || site === 'same-site') {
-    return new RainbowError('CROSS_SITE_REQUEST', `the control API does not take requests from web pages (Sec-Fetch-Site: ${site}); use the rainbowd CLI or curl`);
+  // Browsers send cross-site, same-site, same-origin or none; anything but the last two is refused.
+  if (site !== undefined && site !== 'same-origin' && site !== 'none') {
+    return new RainbowError('CROSS_SITE_REQUEST', `the control API does not take requests from web pages (Sec-Fetch-Site: ${site.slice(0, 100)}); use the rainbowd CLI or curl`);
   }
   const origin = request.headers.origin;
   if (origin === undefined) return null;
