@@ -179,6 +179,14 @@ test('controlSocket serves the control API on a unix socket created 0600, used b
   assert.equal((await curl('-H', 'Origin: http://evil.example', '-d', '', 'http://rainbowd/services/default/stop')).stdout, '403');
   assert.equal((await daemon.service()).mode, 'running');
 
+  // A second rainbowd on the same socket is refused while the first answers on it.
+  const [proxyPort, controlPort] = [await getPort({ host: '127.0.0.1' }), await getPort({ host: '127.0.0.1' })];
+  writeFileSync(join(elsewhere, 'second.json'), JSON.stringify({ target: '127.0.0.1:1', warmupTime: 1, workers: 0, port: proxyPort, controlPort, controlSocket: socket }));
+  const second = await runCli(['run', '--config', join(elsewhere, 'second.json')], { cwd: elsewhere, timeout: 30_000 });
+  assert.equal(second.code, 1, describeCli(second));
+  assert.match(second.stderr, /^rainbowd: cannot listen on .*control\.sock for the control API: something answers on it \(is another rainbowd running\?\)\n$/);
+  assert.equal((await daemon.service()).mode, 'running', 'the first one still answers');
+
   assert.deepEqual(await daemon.stop(), { code: 0, signal: null });
   assert.equal(existsSync(socket), false, 'the socket is removed at exit');
 
