@@ -4,6 +4,7 @@ import { listenOnSocket, removeSocket } from './control-socket.js';
 import { RainbowError, isRainbowError, messageOf } from './errors.js';
 import { listen } from './proxy.js';
 import type { DeployResult, ServiceStatus } from './service.js';
+import type { Saved } from './state.js';
 import type { DaemonStatus, ModeChange } from './daemon.js';
 import { parseMaxPause } from './daemon.js';
 
@@ -22,10 +23,10 @@ import { parseMaxPause } from './daemon.js';
 
 export interface ControlTarget {
   redeploy(service: string | undefined, reason: string): Promise<DeployResult>;
-  deploy(service: string, definition: unknown): Promise<DeployResult>;
-  remove(service: string): Promise<{ ok: true; service: string }>;
-  changeMode(service: string, change: ModeChange): Promise<ServiceStatus>;
-  rollback(service: string): Promise<DeployResult>;
+  deploy(service: string, definition: unknown): Promise<Saved<DeployResult>>;
+  remove(service: string): Promise<Saved<{ ok: true; service: string }>>;
+  changeMode(service: string, change: ModeChange): Promise<Saved<ServiceStatus>>;
+  rollback(service: string): Promise<Saved<DeployResult>>;
   status(): DaemonStatus;
 }
 
