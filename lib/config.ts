@@ -45,6 +45,10 @@ export interface DaemonConfig {
   port: number;
   controlHost: string;
   controlPort: number;
+  /** A unix socket for the control API besides its TCP port; null = none. */
+  controlSocket: string | null;
+  /** The bearer token every control request needs; null = none. Never logged. */
+  controlToken: string | null;
   logFormat: LogFormat;
   /** Addresses (e.g. the local nginx) whose X-Forwarded-* headers are believed. */
   trustedProxies: string[];
@@ -60,6 +64,8 @@ export interface RunOverrides {
   controlPort?: number;
   host?: string;
   controlHost?: string;
+  controlSocket?: string;
+  controlToken?: string;
   logFormat?: LogFormat;
   workers?: number;
 }
@@ -135,7 +141,7 @@ const loaders = {
 };
 
 // Options the config file may set, besides the keys of the default service.
-const daemonKeys = ['port', 'controlPort', 'host', 'controlHost', 'logFormat', 'trustedProxies', 'workers', 'services'] as const;
+const daemonKeys = ['port', 'controlPort', 'host', 'controlHost', 'controlSocket', 'controlToken', 'logFormat', 'trustedProxies', 'workers', 'services'] as const;
 // Keys of the default service (top level) and of each named service.
 const serviceKeys = [
   'run',
@@ -207,17 +213,23 @@ export function validateConfig(raw: unknown, file: string, overrides: RunOverrid
     port: v.port(config.port, 'port'),
     controlHost: v.string(config.controlHost, 'controlHost'),
     controlPort: v.port(config.controlPort, 'controlPort'),
+    controlSocket: v.string(config.controlSocket, 'controlSocket'),
+    controlToken: v.token(config.controlToken, 'controlToken'),
     logFormat: v.oneOf(config.logFormat, 'logFormat', ['text', 'json'] as const),
     workers: v.integer(config.workers, 'workers', 0, MAX_WORKERS),
   };
-  if (fromFile.controlHost !== undefined) v.loopback(fromFile.controlHost, 'controlHost');
+  const controlToken = overrides.controlToken ?? fromFile.controlToken ?? null;
+  if (fromFile.controlHost !== undefined) v.controlHost(fromFile.controlHost, controlToken);
   const port = overrides.port ?? fromFile.port ?? 7000;
+  const controlSocket = overrides.controlSocket ?? fromFile.controlSocket;
   return {
     file,
     host: overrides.host ?? fromFile.host ?? '127.0.0.1',
     port,
-    controlHost: v.loopback(overrides.controlHost ?? fromFile.controlHost ?? '127.0.0.1', 'controlHost'),
+    controlHost: v.controlHost(overrides.controlHost ?? fromFile.controlHost ?? '127.0.0.1', controlToken),
     controlPort: overrides.controlPort ?? fromFile.controlPort ?? port + 1,
+    controlSocket: controlSocket === undefined ? null : path.resolve(dir, controlSocket),
+    controlToken,
     logFormat: overrides.logFormat ?? fromFile.logFormat ?? 'text',
     trustedProxies: v.stringList(config.trustedProxies, 'trustedProxies') ?? [],
     workers: overrides.workers ?? fromFile.workers ?? defaultWorkers(),
@@ -286,9 +298,18 @@ class Validator {
     return value;
   }
 
-  // The control API can deploy and stop apps and has no authentication: loopback only.
-  loopback(value: string, key: string): string {
-    if (!LOOPBACK.has(value.toLowerCase())) this.fail(key, 'a loopback address (127.0.0.1, ::1 or localhost): the control API has no authentication', value);
+  // The control API can deploy and stop apps: without a token, only this machine may reach it.
+  controlHost(value: string, token: string | null): string {
+    if (token === null && !LOOPBACK.has(value.toLowerCase())) {
+      this.fail('controlHost', 'a loopback address (127.0.0.1, ::1 or localhost) unless "controlToken" is set: without a token the control API has no authentication', value);
+    }
+    return value;
+  }
+
+  token(value: unknown, key: string): string | undefined {
+    if (value === undefined) return undefined;
+    // Not quoted back in the message: it is a secret.
+    if (typeof value !== 'string' || !isValidToken(value)) this.fail(key, TOKEN_EXPECTED);
     return value;
   }
 
@@ -415,6 +436,12 @@ class Validator {
       watch: (this.stringList(config.watch, `${prefix}watch`) ?? []).map((watched) => path.resolve(dir, watched)),
     };
   }
+}
+
+export const TOKEN_EXPECTED = 'a string of at least 16 printable ASCII characters without spaces, e.g. from `openssl rand -hex 32`';
+
+export function isValidToken(token: string): boolean {
+  return /^[\x21-\x7e]{16,}$/.test(token);
 }
 
 /**

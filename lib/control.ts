@@ -1,7 +1,10 @@
 import http from 'node:http';
+import { refusal, type ControlListener, type ControlTransport } from './control-guard.js';
+import { listenOnSocket, removeSocket } from './control-socket.js';
 import { RainbowError, isRainbowError, messageOf } from './errors.js';
 import { listen } from './proxy.js';
 import type { DeployResult, ServiceStatus } from './service.js';
+import type { Saved } from './state.js';
 import type { DaemonStatus, ModeChange } from './daemon.js';
 import { parseMaxPause } from './daemon.js';
 
@@ -14,38 +17,65 @@ import { parseMaxPause } from './daemon.js';
 //   DELETE /services/NAME                 drain, stop and forget a service
 //   POST   /services/NAME/ACTION          pause (?maxPause=30s), resume, stop ({"message"}), start, rollback
 //   GET    /status, GET /services         everything / the services
-// Deploys answer when they are over; `?wait=0` answers 202 at once.
+// Deploys answer when they are over; `?wait=0` answers 202 at once. Who may ask is decided
+// first, in control-guard.ts. A change the state file could not keep answers 200 with a
+// `warning`: it did take effect, but will not survive a restart.
 
 export interface ControlTarget {
   redeploy(service: string | undefined, reason: string): Promise<DeployResult>;
-  deploy(service: string, definition: unknown): Promise<DeployResult>;
-  remove(service: string): Promise<{ ok: true; service: string }>;
-  changeMode(service: string, change: ModeChange): Promise<ServiceStatus>;
-  rollback(service: string): Promise<DeployResult>;
+  deploy(service: string, definition: unknown): Promise<Saved<DeployResult>>;
+  remove(service: string): Promise<Saved<{ ok: true; service: string }>>;
+  changeMode(service: string, change: ModeChange): Promise<Saved<ServiceStatus>>;
+  rollback(service: string): Promise<Saved<DeployResult>>;
   status(): DaemonStatus;
 }
 
 const MAX_BODY_BYTES = 64 * 1024;
+// After a 413 the rest of the body is read and dropped for this long, then the connection is
+// closed: closing at once would make the kernel answer the client's next bytes with a reset,
+// which can destroy the 413 before the client has read it.
+const LINGER_AFTER_REFUSAL_MS = 5000;
 
 export class ControlServer {
-  readonly server = http.createServer((request, response) => {
-    this.handle(request, response).catch((error: unknown) => sendError(response, error));
-  });
+  private readonly tcp = this.createServer('tcp');
+  private readonly unix = this.createServer('unix');
+  private socketFile: string | null = null;
 
-  constructor(private readonly target: ControlTarget) {}
+  constructor(
+    private readonly target: ControlTarget,
+    private readonly listener: ControlListener,
+  ) {}
 
-  listen(port: number, host: string): Promise<void> {
-    return listen(this.server, port, host);
+  listen(): Promise<void> {
+    return listen(this.tcp, this.listener.port, this.listener.host);
+  }
+
+  async listenOnSocket(file: string): Promise<void> {
+    await listenOnSocket(this.unix, file);
+    this.socketFile = file;
   }
 
   close(): void {
-    this.server.close();
-    this.server.closeAllConnections();
+    for (const server of [this.tcp, this.unix]) {
+      server.close();
+      server.closeAllConnections();
+    }
+    if (this.socketFile !== null) removeSocket(this.socketFile);
+    this.socketFile = null;
   }
 
-  private async handle(request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
+  private createServer(transport: ControlTransport): http.Server {
+    return http.createServer((request, response) => {
+      this.handle(request, response, transport).catch((error: unknown) => sendError(response, error));
+    });
+  }
+
+  private async handle(request: http.IncomingMessage, response: http.ServerResponse, transport: ControlTransport): Promise<void> {
+    const refused = refusal(request, this.listener, transport);
+    if (refused) return refuse(request, response, refused);
     const { url, parts } = parseTarget(request.url ?? '/');
-    const body = await readBody(request);
+    const body = await readBody(request, response);
+    if (body === null) return;
     const [, first, name, action, extra] = parts;
     const method = request.method ?? 'GET';
     const route = `${method} /${first ?? ''}${name === undefined ? '' : '/NAME'}${action === undefined ? '' : `/${action}`}`;
@@ -111,20 +141,42 @@ function parseJson(body: string): unknown {
   }
 }
 
-function readBody(request: http.IncomingMessage): Promise<string> {
+/** The body, or null when it is over the limit and a 413 was sent instead. */
+function readBody(request: http.IncomingMessage, response: http.ServerResponse): Promise<string | null> {
+  const tooLarge = new RainbowError('BODY_TOO_LARGE', `the request body is larger than the control API's limit of ${MAX_BODY_BYTES} bytes (64 KB)`);
+  if (Number(request.headers['content-length'] ?? 0) > MAX_BODY_BYTES) {
+    refuse(request, response, tooLarge);
+    return Promise.resolve(null);
+  }
   return new Promise((resolve, reject) => {
-    let body = '';
-    request.setEncoding('utf8');
-    request.on('data', (chunk: string) => {
-      body += chunk;
-      if (body.length > MAX_BODY_BYTES) {
-        reject(new RainbowError('BAD_REQUEST', `the request body is larger than ${MAX_BODY_BYTES} bytes`));
-        request.destroy();
-      }
-    });
-    request.on('end', () => resolve(body));
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= MAX_BODY_BYTES) return void chunks.push(chunk);
+      request.off('data', onData);
+      refuse(request, response, tooLarge);
+      resolve(null);
+    };
+    request.on('data', onData);
+    request.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     request.on('error', reject);
   });
+}
+
+/**
+ * Answers with the error without reading the body into anything. What the client still
+ * sends is read and dropped (by Node, after the answer) for a bounded time, then the
+ * connection is closed.
+ */
+function refuse(request: http.IncomingMessage, response: http.ServerResponse, error: RainbowError): void {
+  const headers = error.code === 'UNAUTHORIZED' ? { 'www-authenticate': 'Bearer' } : {};
+  sendJson(response, error.httpStatus, { ok: false, error: error.toJSON() }, headers);
+  if (request.complete) return;
+  request.resume();
+  const linger = setTimeout(() => request.socket.destroy(), LINGER_AFTER_REFUSAL_MS).unref();
+  request.once('end', () => clearTimeout(linger));
+  request.once('close', () => clearTimeout(linger));
 }
 
 function notFound(response: http.ServerResponse, method: string, pathname: string): void {
@@ -137,8 +189,8 @@ function sendError(response: http.ServerResponse, error: unknown): void {
   sendJson(response, known.httpStatus, { ok: false, error: known.toJSON() });
 }
 
-function sendJson(response: http.ServerResponse, status: number, body: unknown): void {
+function sendJson(response: http.ServerResponse, status: number, body: unknown, headers: http.OutgoingHttpHeaders = {}): void {
   const text = `${JSON.stringify(body, null, 2)}\n`;
-  response.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  response.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   response.end(text);
 }

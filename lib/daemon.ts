@@ -11,7 +11,7 @@ import { Proxy } from './proxy.js';
 import { ProxyWorkers } from './proxy-workers.js';
 import type { DataPath } from './route-table.js';
 import { Service, type DeployResult, type ServiceOrigin, type ServiceStatus } from './service.js';
-import { StateFile, type SavedService } from './state.js';
+import { StateFile, type SavedService, type Saved } from './state.js';
 
 // Wiring: listeners, services, signals, watched files, reload and shutdown.
 
@@ -21,7 +21,7 @@ export interface DaemonStatus {
   uptimeMs: number;
   config: string | null;
   proxy: { host: string; port: number; workers: number };
-  control: { host: string; port: number };
+  control: { host: string; port: number; socket: string | null; token: boolean };
   services: ServiceStatus[];
 }
 
@@ -55,7 +55,7 @@ export class Daemon {
     }
     this.state = config.file ? new StateFile(path.join(path.dirname(config.file), 'rainbow.state.json')) : null;
     this.publishRoutes();
-    this.control = new ControlServer(this);
+    this.control = new ControlServer(this, { host: config.controlHost, port: config.controlPort, token: config.controlToken });
   }
 
   private createService(config: ServiceConfig, origin: ServiceOrigin): Service {
@@ -82,7 +82,8 @@ export class Daemon {
     const { config } = this;
     try {
       await listenOrExplain(this.dataPath.listen(config.port, config.host), 'proxy', config.host, config.port, '"port" or --http-port', config.file);
-      await listenOrExplain(this.control.listen(config.controlPort, config.controlHost), 'control API', config.controlHost, config.controlPort, '"controlPort" or --control-port', config.file);
+      await listenOrExplain(this.control.listen(), 'control API', config.controlHost, config.controlPort, '"controlPort" or --control-port', config.file);
+      if (config.controlSocket !== null) await this.control.listenOnSocket(config.controlSocket);
     } catch (error) {
       await this.dataPath.stop();
       this.control.close();
@@ -93,6 +94,8 @@ export class Daemon {
       proxy: `${config.host}:${config.port}`,
       workers: config.workers,
       control: `${config.controlHost}:${config.controlPort}`,
+      controlSocket: config.controlSocket ?? undefined,
+      controlToken: config.controlToken === null ? undefined : 'required',
       config: config.file ?? undefined,
       pid: process.pid,
     });
@@ -122,7 +125,7 @@ export class Daemon {
    * kamal-proxy's deploy: health-check the target, switch, drain the previous target, and
    * only then answer. A refused deploy changes nothing, saved state included.
    */
-  async deploy(name: string, definition: unknown): Promise<DeployResult> {
+  async deploy(name: string, definition: unknown): Promise<Saved<DeployResult>> {
     const source = `deploy ${name}`;
     const config = validateServiceDefinition(definition, name, source, this.configDir);
     if (config.target === undefined) {
@@ -146,8 +149,7 @@ export class Daemon {
         this.services.set(name, service);
         this.publishRoutes();
       }
-      await this.saveState();
-      return result;
+      return { ...result, ...(await this.saveState()) };
     } catch (error) {
       if (!existing) await service.stopAll(`deploy of ${name} refused`);
       throw error;
@@ -157,33 +159,30 @@ export class Daemon {
   }
 
   /** Stops routing to the service, drains and stops its generations, forgets it. */
-  async remove(name: string): Promise<{ ok: true; service: string }> {
+  async remove(name: string): Promise<Saved<{ ok: true; service: string }>> {
     const service = this.service(name);
     this.services.delete(name);
     this.publishRoutes();
     await service.stopAll(`service ${name} removed`);
-    await this.saveState();
+    const saved = await this.saveState();
     this.log.event('removed', { service: name });
-    return { ok: true, service: name };
+    return { ok: true, service: name, ...saved };
   }
 
-  async changeMode(name: string, change: ModeChange): Promise<ServiceStatus> {
+  async changeMode(name: string, change: ModeChange): Promise<Saved<ServiceStatus>> {
     const service = this.service(name);
     if (change.action === 'pause') service.pause.pause(change.maxPauseMs);
     else if (change.action === 'stop') service.pause.stop(change.message ?? null);
     else service.pause.resume();
     this.publishRoutes();
     this.log.event(change.action === 'start' ? 'started' : `${change.action}d`, { service: name, reason: service.pause.describe() });
-    await this.saveState();
-    return service.status();
+    const saved = await this.saveState();
+    return { ...service.status(), ...saved };
   }
 
   /** The service's config (and routes) change at its switch, through `routesChanged`. */
-  rollback(name: string): Promise<DeployResult> {
-    return this.service(name).rollback().then(async (result) => {
-      await this.saveState();
-      return result;
-    });
+  rollback(name: string): Promise<Saved<DeployResult>> {
+    return this.service(name).rollback().then(async (result) => ({ ...result, ...(await this.saveState()) }));
   }
 
   status(): DaemonStatus {
@@ -193,7 +192,7 @@ export class Daemon {
       uptimeMs: Date.now() - this.startedAt,
       config: this.config.file,
       proxy: { host: this.config.host, port: this.config.port, workers: this.config.workers },
-      control: { host: this.config.controlHost, port: this.config.controlPort },
+      control: { host: this.config.controlHost, port: this.config.controlPort, socket: this.config.controlSocket, token: this.config.controlToken !== null },
       services: [...this.services.values()].map((service) => service.status()),
     };
   }
@@ -225,8 +224,9 @@ export class Daemon {
     }
   }
 
-  private async saveState(): Promise<void> {
-    if (!this.state) return;
+  /** A change the file could not keep is live all the same: the caller is told, not refused. */
+  private async saveState(): Promise<{ warning?: string }> {
+    if (!this.state) return {};
     const saved = new Map<string, SavedService>();
     for (const [name, entry] of this.unrestored) {
       if (!this.services.has(name)) saved.set(name, entry);
@@ -241,9 +241,14 @@ export class Daemon {
       }
       if (Object.keys(entry).length > 0) saved.set(service.name, entry);
     }
-    await this.state.save(saved).catch((error: unknown) => {
-      this.log.event('state-not-saved', { reason: `${this.state!.file}: ${messageOf(error)}` });
-    });
+    try {
+      await this.state.save(saved);
+      return {};
+    } catch (error) {
+      const reason = `${this.state.file}: ${messageOf(error)}`;
+      this.log.event('state-not-saved', { reason });
+      return { warning: `the change is live but was not saved, so a restart of rainbowd will undo it: ${reason}` };
+    }
   }
 
   /** Re-reads the config; new values apply from the next deploy. A bad file changes nothing. */
@@ -261,14 +266,16 @@ export class Daemon {
       this.log.event('reload-failed', { reason: `${clash}; keeping the running config` });
       return;
     }
-    const needRestart = (['host', 'port', 'controlHost', 'controlPort', 'workers'] as const).filter((key) => next[key] !== this.config[key]);
+    const needRestart = (['host', 'port', 'controlHost', 'controlPort', 'controlSocket', 'controlToken', 'workers'] as const).filter((key) => next[key] !== this.config[key]);
     for (const key of needRestart) {
-      this.log.event('reload-ignored', { key, running: this.config[key], configured: next[key], reason: `changing "${key}" needs a restart of rainbowd` });
+      // The token's values are not logged.
+      const values = key === 'controlToken' ? {} : { running: this.config[key], configured: next[key] };
+      this.log.event('reload-ignored', { key, ...values, reason: `changing "${key}" needs a restart of rainbowd` });
     }
     this.log.setFormat(next.logFormat);
     this.applyServiceConfigs(next.services);
-    const { host, port, controlHost, controlPort, workers } = this.config;
-    this.config = { ...next, host, port, controlHost, controlPort, workers };
+    const { host, port, controlHost, controlPort, controlSocket, controlToken, workers } = this.config;
+    this.config = { ...next, host, port, controlHost, controlPort, controlSocket, controlToken, workers };
     this.publishRoutes();
     this.watchFiles();
     this.log.event('reloaded', { config: this.config.file, reason: `${why}; new values apply from the next deploy` });
@@ -354,6 +361,7 @@ export class Daemon {
       const what = error instanceof Error ? (error.stack ?? error.message) : String(error);
       this.log.event('crashed', { reason: `internal error, please report it: ${what}; every app was sent SIGTERM` });
       for (const service of this.services.values()) service.terminateAppsNow();
+      this.control.close();
       rmSync(this.runtimeDir, { recursive: true, force: true });
       process.exit(1);
     });

@@ -15,7 +15,11 @@ export type ErrorCode =
   | 'SERVICE_EXISTS'
   | 'NO_ROLLBACK'
   | 'ROLLED_BACK'
-  | 'BAD_REQUEST';
+  | 'BAD_REQUEST'
+  | 'CROSS_SITE_REQUEST'
+  | 'MISDIRECTED_REQUEST'
+  | 'UNAUTHORIZED'
+  | 'BODY_TOO_LARGE';
 
 const httpStatusByCode: Record<ErrorCode, number> = {
   CONFIG_NOT_FOUND: 400,
@@ -32,6 +36,10 @@ const httpStatusByCode: Record<ErrorCode, number> = {
   // The deploy (or rollback) switched, then a rollback undid it while it was draining.
   ROLLED_BACK: 409,
   BAD_REQUEST: 400,
+  CROSS_SITE_REQUEST: 403,
+  MISDIRECTED_REQUEST: 421,
+  UNAUTHORIZED: 401,
+  BODY_TOO_LARGE: 413,
 };
 
 // Exit codes of the CLI: 1 = the operation failed (a deploy was refused, the daemon is not

@@ -21,10 +21,13 @@ export interface LoadedState {
   problems: string[];
 }
 
+/** The answer to a change: `warning` says it is live but could not be saved. */
+export type Saved<T> = T & { warning?: string };
+
 const VERSION = 1;
 
 export class StateFile {
-  private writing: Promise<void> = Promise.resolve();
+  private writing: Promise<unknown> = Promise.resolve();
 
   constructor(readonly file: string) {}
 
@@ -63,15 +66,20 @@ export class StateFile {
     return { services, unreadable, problems };
   }
 
-  /** Saves are queued so that two in a row cannot interleave their renames. */
+  /**
+   * Saves are queued so that two in a row cannot interleave their renames. A failed save
+   * fails only its own caller: the next one tries again.
+   */
   save(services: Map<string, SavedService>): Promise<void> {
     const content = `${JSON.stringify({ version: VERSION, services: Object.fromEntries(services) }, null, 2)}\n`;
-    this.writing = this.writing.then(async () => {
+    const write = async () => {
       const temporary = `${this.file}.${process.pid}.tmp`;
       await writeFile(temporary, content, { mode: 0o600 });
       await rename(temporary, this.file);
-    });
-    return this.writing;
+    };
+    const saving = this.writing.then(write);
+    this.writing = saving.catch(() => undefined);
+    return saving;
   }
 }
 

@@ -41,12 +41,18 @@ function runHelp(): string {
 Starts the daemon: launches each service's app, health-checks it and proxies to it.
 Options (flag > environment > config file > default; RAINBOWD_* wins over the plain name):
 ${lines.join('\n')}
+Environment only: RAINBOWD_CONTROL_TOKEN, the bearer token every control request must carry
+(as "controlToken" in the config; no flag, so that it does not show in ps).
 `;
 }
 
 const clientFlags = `  --control-port N   the daemon's control port (env RAINBOWD_CONTROL_PORT or CONTROL_PORT;
                      default: from the config in the working directory, else 7001)
-  --config FILE      read the control port from this config`;
+  --control-socket PATH
+                     the daemon's control socket (env RAINBOWD_CONTROL_SOCKET; default:
+                     "controlSocket" of the config in the working directory, if set)
+  --config FILE      read the control port or socket, and token, from this config
+The control token, when the daemon needs one: env RAINBOWD_CONTROL_TOKEN, else the config's.`;
 
 const texts: Record<string, () => string> = {
   run: runHelp,

@@ -1,12 +1,14 @@
+import path from 'node:path';
 import { usageError } from '../errors.js';
 import type { LogFormat } from '../log.js';
-import { MAX_WORKERS, type RunOverrides } from '../config.js';
+import { isValidToken, MAX_WORKERS, TOKEN_EXPECTED, type RunOverrides } from '../config.js';
 import { expectNoArguments, parseCommandLine } from './args.js';
 
 // The options of `rainbowd run`. Each can also come from the environment: flag > env >
 // config file > default. `RAINBOWD_X` wins over the plain `X` (parachute/kamal-proxy style).
 // --host has no plain variable: many shells and images set HOST to the machine's name;
 // --workers neither: WORKERS is as likely to be meant for the app.
+// The control token has no flag, only RAINBOWD_CONTROL_TOKEN: a flag would show it in `ps`.
 
 export interface RunOption {
   flag: string;
@@ -21,6 +23,7 @@ export const runOptions: RunOption[] = [
   { flag: 'control-port', env: ['RAINBOWD_CONTROL_PORT', 'CONTROL_PORT'], value: 'N', help: 'control API port (default: proxy port + 1)' },
   { flag: 'host', env: ['RAINBOWD_HOST'], value: 'ADDR', help: 'proxy listen address (default 127.0.0.1)' },
   { flag: 'control-host', env: ['RAINBOWD_CONTROL_HOST'], value: 'ADDR', help: 'control API listen address (default 127.0.0.1)' },
+  { flag: 'control-socket', env: ['RAINBOWD_CONTROL_SOCKET'], value: 'PATH', help: 'also serve the control API on this unix socket, mode 0600 (default: none)' },
   { flag: 'workers', env: ['RAINBOWD_WORKERS'], value: 'N', help: 'proxy worker processes; 0 = proxy in the daemon process (default: see README)' },
   { flag: 'log-format', env: ['RAINBOWD_LOG_FORMAT', 'LOG_FORMAT'], value: 'text|json', help: 'log lines as text or JSON (default text)' },
 ];
@@ -56,6 +59,10 @@ export function parseRunArguments(args: string[], env: NodeJS.ProcessEnv): RunAr
   if (host) overrides.host = host.value;
   const controlHost = pick('control-host');
   if (controlHost) overrides.controlHost = controlHost.value;
+  const controlSocket = pick('control-socket');
+  if (controlSocket) overrides.controlSocket = path.resolve(controlSocket.value);
+  const controlToken = controlTokenFromEnv(env);
+  if (controlToken !== undefined) overrides.controlToken = controlToken;
   const workers = pick('workers');
   if (workers) {
     const count = Number(workers.value);
@@ -68,6 +75,14 @@ export function parseRunArguments(args: string[], env: NodeJS.ProcessEnv): RunAr
     overrides.logFormat = logFormat.value as LogFormat;
   }
   return { configFile: pick('config')?.value, overrides };
+}
+
+/** RAINBOWD_CONTROL_TOKEN, checked; not quoted back in an error, as it is a secret. */
+export function controlTokenFromEnv(env: NodeJS.ProcessEnv): string | undefined {
+  const token = env.RAINBOWD_CONTROL_TOKEN;
+  if (token === undefined || token === '') return undefined;
+  if (!isValidToken(token)) throw usageError(`RAINBOWD_CONTROL_TOKEN must be ${TOKEN_EXPECTED}`);
+  return token;
 }
 
 export function parsePort(text: string, from: string): number {

@@ -16,7 +16,7 @@ export async function status(args: string[]): Promise<void> {
   }
   const body = answer.body;
   process.stdout.write(
-    `rainbowd ${body.version}, pid ${body.pid}, up ${formatDuration(body.uptimeMs)}; proxy ${body.proxy.host}:${body.proxy.port}${body.proxy.workers > 0 ? ` (${body.proxy.workers} workers)` : ''}, control ${body.control.host}:${body.control.port}\n\n`,
+    `rainbowd ${body.version}, pid ${body.pid}, up ${formatDuration(body.uptimeMs)}; proxy ${body.proxy.host}:${body.proxy.port}${body.proxy.workers > 0 ? ` (${body.proxy.workers} workers)` : ''}, control ${body.control.host}:${body.control.port}${body.control.socket === null ? '' : ` and ${body.control.socket}`}\n\n`,
   );
   const rows = [['SERVICE', 'GEN', 'STATE', 'PORT', 'PID', 'IN-FLIGHT', 'AGE', 'RESTARTS']];
   for (const service of body.services) {

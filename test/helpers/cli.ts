@@ -14,13 +14,15 @@ export interface CliOptions {
   cwd?: string;
   // The command is killed after this long, so a hanging CLI never hangs a test.
   timeout?: number;
+  // Variables on top of the test runner's (whose RAINBOWD_* are removed).
+  env?: NodeJS.ProcessEnv;
 }
 
 // Runs `rainbowd ARGS...` as a user would and never rejects: the exit code is the result.
-export function runCli(args: string[], { cwd, timeout = 60_000 }: CliOptions = {}): Promise<CliResult> {
+export function runCli(args: string[], { cwd, timeout = 60_000, env = {} }: CliOptions = {}): Promise<CliResult> {
   const started = Date.now();
   return new Promise((resolve) => {
-    execFile(process.execPath, [daemonBin, ...args], { cwd, timeout, env: cliEnvironment() }, (error, stdout, stderr) => {
+    execFile(process.execPath, [daemonBin, ...args], { cwd, timeout, env: { ...cliEnvironment(), ...env } }, (error, stdout, stderr) => {
       const exitedAt = Date.now();
       const code = error === null ? 0 : typeof error.code === 'number' ? error.code : null;
       resolve({ code, stdout, stderr, exitedAt, elapsedMs: exitedAt - started });

@@ -88,6 +88,8 @@ export class Daemon {
     readonly dir: string,
     readonly proxyPort: number,
     readonly controlPort: number,
+    // Sent with the helpers' own control requests: the token, when the config sets one.
+    readonly controlHeaders: Record<string, string> = {},
   ) {
     for (const [name, stream] of [['out', child.stdout], ['err', child.stderr]] as const) {
       let partial = '';
@@ -116,7 +118,7 @@ export class Daemon {
   }
 
   async status(): Promise<DaemonStatus> {
-    const response = await request(this.controlPort, '/status', { timeout: 5000 });
+    const response = await request(this.controlPort, '/status', { timeout: 5000, headers: this.controlHeaders });
     if (response.status !== 200) throw new Error(`GET /status answered ${response.status}: ${response.body}`);
     return JSON.parse(response.body) as DaemonStatus;
   }
@@ -144,7 +146,7 @@ export class Daemon {
   // POST /redeploy, or POST /services/NAME/redeploy with `service`.
   async redeploy({ wait = true, timeout = 60000, service }: { wait?: boolean; timeout?: number; service?: string } = {}): Promise<RedeployAnswer> {
     const path = `${service === undefined ? '' : `/services/${encodeURIComponent(service)}`}/redeploy${wait ? '' : '?wait=0'}`;
-    const response: Response = await request(this.controlPort, path, { method: 'POST', body: '', timeout });
+    const response: Response = await request(this.controlPort, path, { method: 'POST', body: '', timeout, headers: this.controlHeaders });
     let body: RedeployAnswer['body'];
     try {
       body = JSON.parse(response.body) as RedeployAnswer['body'];
@@ -210,7 +212,8 @@ export async function startDaemon(t: TestContext, { config, files = {}, marker, 
   for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), content);
 
   const child = spawn(process.execPath, [...nodeArgs, daemonBin, 'run', '--config', configPath], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-  const daemon = new Daemon(child, dir, proxyPort, controlPort);
+  const controlHeaders: Record<string, string> = typeof config.controlToken === 'string' ? { authorization: `Bearer ${config.controlToken}` } : {};
+  const daemon = new Daemon(child, dir, proxyPort, controlPort, controlHeaders);
 
   t.after(async () => {
     if (daemon.exit === undefined) {
@@ -233,7 +236,7 @@ export async function startDaemon(t: TestContext, { config, files = {}, marker, 
   await waitFor(
     async () => {
       if (daemon.exit !== undefined) throw new StopWaiting(`the daemon exited at start (code ${daemon.exit.code}, signal ${daemon.exit.signal})`);
-      return (await request(controlPort, '/status', { timeout: 1000 })).status === 200;
+      return (await request(controlPort, '/status', { timeout: 1000, headers: controlHeaders })).status === 200;
     },
     { timeout: startTimeout, what: 'the control API to answer' },
   ).catch((error: Error) => {

@@ -62,7 +62,8 @@ const badConfigs: Array<[string, string, RegExp, HowGiven?]> = [
   ['a port out of range', '{"run": "x", "port": 70000}', /"port" must be a port number from 1 to 65535, got number 70000/],
   ['a bad target', '{"target": "localhost"}', /"target" must be a "host:port" address/],
   ['a health path without a slash', '{"run": "x", "healthCheckPath": "health"}', /"healthCheckPath" must be a path starting with "\/"/],
-  ['a control API open to the network', '{"run": "x", "controlHost": "0.0.0.0"}', /"controlHost" must be a loopback address \(127\.0\.0\.1, ::1 or localhost\): the control API has no authentication, got "0\.0\.0\.0"/],
+  ['a control API open to the network without a token', '{"run": "x", "controlHost": "0.0.0.0"}', /"controlHost" must be a loopback address \(127\.0\.0\.1, ::1 or localhost\) unless "controlToken" is set: without a token the control API has no authentication, got "0\.0\.0\.0"/],
+  ['a control token too short to resist guessing', '{"run": "x", "controlToken": "secret"}', /"controlToken" must be a string of at least 16 printable ASCII characters without spaces, e\.g\. from `openssl rand -hex 32`$/m],
   ['a bad service host', '{"services": {"api": {"target": "127.0.0.1:1", "host": "api example"}}}', /"services.api.host" must be host names like "app.example.com"/],
   ['an unknown service key', '{"services": {"api": {"target": "127.0.0.1:1", "hots": "x"}}}', /unknown key "services.api.hots"/],
   ['too many proxy workers', '{"run": "x", "workers": 100}', /"workers" must be a whole number from 0 to 64, got number 100/],
@@ -112,6 +113,26 @@ test('workers: none on 1-2 cores, else one per core up to 4 by default; the file
   assert.equal((await loadConfig(file)).workers, 3);
   assert.equal((await loadConfig(file, parseRunArguments([], { RAINBOWD_WORKERS: '0' }).overrides)).workers, 0);
   assert.equal((await loadConfig(file, parseRunArguments(['--workers', '1'], { RAINBOWD_WORKERS: '0' }).overrides)).workers, 1);
+});
+
+test('with a control token the control API may listen beyond loopback; the token comes from the file or RAINBOWD_CONTROL_TOKEN', async () => {
+  const token = 'a'.repeat(32);
+  const file = await configFile(JSON.stringify({ run: 'x', controlHost: '0.0.0.0', controlToken: token }));
+  const config = await loadConfig(file);
+  assert.deepEqual([config.controlHost, config.controlToken], ['0.0.0.0', token]);
+  const fromEnv = parseRunArguments(['--control-host', '10.0.0.1'], { RAINBOWD_CONTROL_TOKEN: 'b'.repeat(32) }).overrides;
+  assert.equal((await loadConfig(await configFile('{"run": "x"}'), fromEnv)).controlToken, 'b'.repeat(32));
+  assert.throws(() => parseRunArguments([], { RAINBOWD_CONTROL_TOKEN: 'short' }), (error: Error) => !error.message.includes('short') && /RAINBOWD_CONTROL_TOKEN must be a string of at least 16/.test(error.message));
+});
+
+test('controlSocket is relative to the config file; --control-socket and RAINBOWD_CONTROL_SOCKET to the working directory', async () => {
+  const file = await configFile('{"run": "x", "controlSocket": "run/rainbowd.sock"}');
+  assert.equal((await loadConfig(file)).controlSocket, path.join(path.dirname(file), 'run/rainbowd.sock'));
+  assert.equal((await loadConfig(await configFile('{"run": "x"}'))).controlSocket, null);
+  const fromEnv = parseRunArguments([], { RAINBOWD_CONTROL_SOCKET: 'env.sock' }).overrides;
+  assert.equal((await loadConfig(file, fromEnv)).controlSocket, path.resolve('env.sock'));
+  const fromFlag = parseRunArguments(['--control-socket', '/run/flag.sock'], { RAINBOWD_CONTROL_SOCKET: 'env.sock' }).overrides;
+  assert.equal((await loadConfig(file, fromFlag)).controlSocket, '/run/flag.sock');
 });
 
 test('a bad --workers is a usage error, exit 2', async () => {
