@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { MAX_QUEUED_LOG_BYTES } from '../../lib/log.js';
 import { MAX_LINE_BYTES } from '../../lib/output-lines.js';
 import { startAppDaemon } from '../helpers/daemon.js';
 import { request } from '../helpers/http.js';
@@ -30,6 +31,26 @@ test('an app that prints 200 MB without a newline gets its line cut at 64 KB: ra
   assert.match(cut, new RegExp(`x… \\[line cut at 64 KB, ${bytes - MAX_LINE_BYTES} bytes dropped\\]$`));
   assert.equal((await request(daemon.proxyPort, '/')).status, 200);
   assert.equal((await daemon.redeploy()).status, 200);
+});
+
+test('a log reader that stops reading costs rainbowd bounded memory: lines are dropped, the proxy serves on, and the count is logged once it reads again', { timeout: 120_000 }, async (t) => {
+  const { daemon } = await startAppDaemon(t, { name: 'stalled-log' });
+  const before = memoryOf(daemon.pid);
+  daemon.child.stdout!.pause(); // as a paused `rainbowd | less`, or a hung journald
+  const bytes = 100 * MB;
+  const printed = await request(daemon.proxyPort, `/print?bytes=${bytes}`, { timeout: 90_000 });
+  assert.equal(printed.status, 200, 'the proxy serves while the log is stalled');
+  assert.equal((await request(daemon.proxyPort, '/')).status, 200);
+  assert.equal((await daemon.status()).services[0]?.activeGeneration, 1, 'the control API answers');
+  assertGrowthBelowLimit(daemon.pid, before.rss);
+  daemon.child.stdout!.resume();
+  const dropped = await daemon.waitForLog(/^\S+Z rainbowd log-lines-dropped lines=\d+ /, 30_000);
+  const lines = Number(/lines=(\d+)/.exec(dropped)?.[1]);
+  const printedLines = bytes / 1024;
+  // Everything but what fitted in the queue (and the pipe) was dropped, and every line was either written or counted.
+  assert.ok(lines > printedLines - MAX_QUEUED_LOG_BYTES / 1024 - 1024, `${lines} lines dropped of ${printedLines}`);
+  const written = daemon.output.filter((line) => /^\[default#1\] (x|printed )/.test(line)).length;
+  assert.equal(written + lines, printedLines + 1);
 });
 
 function assertGrowthBelowLimit(pid: number, rssBefore: number): void {
