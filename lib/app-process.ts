@@ -1,6 +1,6 @@
 import { readFile, rm } from 'node:fs/promises';
-import { createInterface } from 'node:readline';
 import { execa, type ResultPromise } from 'execa';
+import { readOutputLines } from './output-lines.js';
 import { belongsTo, groupMembers, isAlive, killAll, signalGroup, signalProcess, waitFor } from './process-group.js';
 import { launchCommand, type LaunchValues } from './template.js';
 
@@ -27,6 +27,8 @@ export type StopOutcome =
 
 // Enough for the error line above a Node stack trace (CommonJS: 17 lines from the end).
 const OUTPUT_TAIL_LINES = 40;
+// The tail is quoted in error messages: a line there is shortened to what a person reads.
+const OUTPUT_TAIL_LINE_CHARS = 500;
 
 export class AppProcess {
   private readonly subprocess: ResultPromise<{ detached: true; buffer: false; all: true; reject: false; stdin: 'ignore' }>;
@@ -55,8 +57,8 @@ export class AppProcess {
     });
     this.groupId = this.subprocess.pid ?? -1;
     if (this.subprocess.all) {
-      createInterface({ input: this.subprocess.all, crlfDelay: Infinity }).on('line', (line) => {
-        this.tail.push(line);
+      readOutputLines(this.subprocess.all, (line) => {
+        this.tail.push(line.length > OUTPUT_TAIL_LINE_CHARS ? `${line.slice(0, OUTPUT_TAIL_LINE_CHARS)}…` : line);
         if (this.tail.length > OUTPUT_TAIL_LINES) this.tail.shift();
         options.onOutput(line);
       });

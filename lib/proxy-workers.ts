@@ -62,6 +62,11 @@ export class ProxyWorkers implements DataPath {
     private readonly count: number,
     private readonly log: Logger,
   ) {
+    // Each worker accepts its own connections. With node:cluster's default (round robin on
+    // Linux) the daemon accepts every connection and queues it for a worker: a flood of
+    // them filled the daemon's descriptor table, and the control API, health checks and
+    // spawns failed with EMFILE. This way the daemon holds none of them.
+    cluster.schedulingPolicy = cluster.SCHED_NONE;
     cluster.setupPrimary({ exec: WORKER_SCRIPT, args: [], execArgv: [] });
   }
 

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { openFileLimit, proxyConnectionLimit } from './connection-limit.js';
 import type { Logger } from './log.js';
 import { PauseController } from './pause-controller.js';
 import { ProxyEngine, UNFORWARDABLE } from './proxy-engine.js';
@@ -23,6 +24,17 @@ interface RoutedService {
 
 export type EventLog = Pick<Logger, 'event'>;
 
+// Idle and slow clients hold a descriptor each; these bound how many and for how long (see
+// "Limits" in the README). The headers of a request must arrive within HEADERS_TIMEOUT_MS of
+// its first byte (of the connection's start, for its first request): 10 s, as HAProxy's
+// usual `timeout http-request`, is ample for nginx, which sends them at once. The time a
+// kept-alive connection waits between requests is keepAliveTimeout's, not this one's.
+const HEADERS_TIMEOUT_MS = 10_000;
+// How often Node looks for connections past their header timeout (its default is 30 s).
+const TIMEOUT_CHECK_INTERVAL_MS = 1000;
+// While connections are refused, one log line per this interval says how many.
+const REFUSED_REPORT_INTERVAL_MS = 10_000;
+
 export class Proxy implements DataPath {
   readonly server: http.Server;
   private readonly engine: ProxyEngine;
@@ -32,18 +44,50 @@ export class Proxy implements DataPath {
   private readonly upstreams = new Map<number, Upstream>();
   private trustedProxies = new Set<string>();
   private closing = false;
+  private readonly fdLimit = openFileLimit();
+  private readonly maxConnections = proxyConnectionLimit(this.fdLimit);
+  private openConnections = 0;
+  private refusedConnections = 0;
 
   constructor(private readonly log: EventLog) {
     this.engine = new ProxyEngine((response, error) => this.answerError(response, error));
-    // Longer than nginx's upstream keepalive_timeout (60 s), so nginx closes idle
-    // connections first and never writes a request onto one we are closing.
-    this.server = http.createServer({ keepAliveTimeout: 65_000, headersTimeout: 66_000, requestTimeout: 0 });
+    this.server = http.createServer({
+      // Longer than nginx's upstream keepalive_timeout (60 s), so nginx closes idle
+      // connections first and never writes a request onto one we are closing.
+      keepAliveTimeout: 65_000,
+      headersTimeout: HEADERS_TIMEOUT_MS,
+      connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
+      requestTimeout: 0,
+    });
+    // Not server.maxConnections: in a proxy worker, node:cluster hands a connection the
+    // worker turns down to another worker, and back, for as long as all of them are full,
+    // while the daemon holds its descriptor. Accepted and closed at once, it is gone.
+    this.server.on('connection', (socket: Socket) => this.admitConnection(socket));
     this.server.on('request', (request, response) => this.handle(request, response));
     this.server.on('upgrade', (request, socket, head) => this.handleUpgrade(request, socket, head));
-    this.server.on('clientError', (_error, socket: Duplex) => {
-      if ((socket as Socket).writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    this.server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
+      const status = error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+      if ((socket as Socket).writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\n\r\n`);
       else socket.destroy();
     });
+  }
+
+  private admitConnection(socket: Socket): void {
+    if (this.maxConnections === null || this.openConnections < this.maxConnections) {
+      this.openConnections++;
+      socket.once('close', () => this.openConnections--);
+      return;
+    }
+    socket.destroy();
+    if (this.refusedConnections++ > 0) return;
+    this.log.event('proxy-full', {
+      reason: `${this.openConnections} client connections are open, the most this process takes with its open-file limit of ${this.fdLimit}; new ones are closed at once until some end`,
+    });
+    setTimeout(() => {
+      const reason = `in the ${REFUSED_REPORT_INTERVAL_MS / 1000} s since the proxy was full with ${this.maxConnections} client connections`;
+      this.log.event('proxy-connections-refused', { count: this.refusedConnections, reason });
+      this.refusedConnections = 0;
+    }, REFUSED_REPORT_INTERVAL_MS).unref();
   }
 
   listen(port: number, host: string): Promise<void> {

@@ -68,6 +68,8 @@ export interface StartOptions {
   proxyPort?: number;
   // Options for the daemon's node, before its script (e.g. `--import` of a module that injects a bug).
   nodeArgs?: string[];
+  // The daemon's open-file limit (`ulimit -n`, soft and hard), to show what it does when short of descriptors.
+  fdLimit?: number;
 }
 
 export interface Exit {
@@ -203,7 +205,7 @@ export class Daemon {
 // Starts `rainbowd run` in a fresh directory and registers its cleanup on `t`: the daemon
 // is stopped (killed if it hangs), the test's marked processes are killed, the directory is
 // removed, and the daemon's output is printed if the test failed.
-export async function startDaemon(t: TestContext, { config, files = {}, marker, waitUntilActive = true, startTimeout = 15000, dir: givenDir, proxyPort: givenPort, nodeArgs = [] }: StartOptions): Promise<Daemon> {
+export async function startDaemon(t: TestContext, { config, files = {}, marker, waitUntilActive = true, startTimeout = 15000, dir: givenDir, proxyPort: givenPort, nodeArgs = [], fdLimit }: StartOptions): Promise<Daemon> {
   const dir = givenDir ?? mkdtempSync(join(tmpdir(), 'rainbowd-test-'));
   const proxyPort = givenPort ?? (await getPort({ host: '127.0.0.1' }));
   const controlPort = await getPort({ host: '127.0.0.1', exclude: [proxyPort] });
@@ -211,7 +213,10 @@ export async function startDaemon(t: TestContext, { config, files = {}, marker, 
   writeFileSync(configPath, JSON.stringify({ workers: TEST_WORKERS, ...config, port: proxyPort, controlPort }, null, 2));
   for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), content);
 
-  const child = spawn(process.execPath, [...nodeArgs, daemonBin, 'run', '--config', configPath], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const command = [process.execPath, ...nodeArgs, daemonBin, 'run', '--config', configPath];
+  // exec: the limit is set in a shell, which then becomes the daemon, so its pid is the daemon's.
+  const [file, ...args] = fdLimit === undefined ? command : ['sh', '-c', `ulimit -n ${fdLimit} && exec "$0" "$@"`, ...command];
+  const child = spawn(file!, args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   const controlHeaders: Record<string, string> = typeof config.controlToken === 'string' ? { authorization: `Bearer ${config.controlToken}` } : {};
   const daemon = new Daemon(child, dir, proxyPort, controlPort, controlHeaders);
 
@@ -265,12 +270,13 @@ export interface AppDaemonOptions {
   files?: Record<string, string>;
   waitUntilActive?: boolean;
   nodeArgs?: string[];
+  fdLimit?: number;
 }
 
 // The common case: rainbowd supervising test/fixtures/app.mjs, health-checked on /health.
-export async function startAppDaemon(t: TestContext, { name, appArgs = '', pidfile = true, config = {}, files, waitUntilActive, nodeArgs }: AppDaemonOptions): Promise<{ daemon: Daemon; marker: string }> {
+export async function startAppDaemon(t: TestContext, { name, appArgs = '', pidfile = true, config = {}, files, waitUntilActive, nodeArgs, fdLimit }: AppDaemonOptions): Promise<{ daemon: Daemon; marker: string }> {
   const marker = uniqueMarker(name);
   const run = appRunLine(marker, appArgs, { pidfile });
-  const daemon = await startDaemon(t, { marker, files, waitUntilActive, nodeArgs, config: { run, healthCheckPath: '/health', ...config } });
+  const daemon = await startDaemon(t, { marker, files, waitUntilActive, nodeArgs, fdLimit, config: { run, healthCheckPath: '/health', ...config } });
   return { daemon, marker };
 }

@@ -86,3 +86,15 @@ function readProcess(pid: number): ProcessInfo | undefined {
     return undefined;
   }
 }
+
+export interface Memory {
+  // Resident set size now, and its peak over the process's life, in bytes.
+  rss: number;
+  peakRss: number;
+}
+
+export function memoryOf(pid: number): Memory {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
+  return { rss: kb('VmRSS'), peakRss: kb('VmHWM') };
+}

@@ -21,7 +21,7 @@ test('a proxy worker that dies is replaced, and the proxy keeps answering', { ti
     { timeout: 10_000, what: 'a new worker in place of the killed one' },
   );
   assert.ok(replaced.some((worker) => worker.pid === workers[1]!.pid), 'the other worker was left alone');
-  // Fresh connections land on both workers (round robin): every one must be answered.
+  // Fresh connections land on whichever worker accepts them: every one must be answered.
   for (let i = 0; i < 20; i++) {
     const answer = await request(daemon.proxyPort, '/', { timeout: 5000, agent: false });
     assert.equal(answer.status, 200, `request ${i + 1} after the replacement: ${answer.status} ${answer.body}`);
