@@ -2,7 +2,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { cosmiconfig, defaultLoaders, type Loader } from 'cosmiconfig';
 import { parseDuration } from './duration.js';
-import { configError, RainbowError } from './errors.js';
+import { configError, messageOf, RainbowError } from './errors.js';
 import type { LogFormat } from './log.js';
 
 export const DEFAULT_STOP_TIMEOUT_MS = 10_000;
@@ -256,8 +256,8 @@ class Validator {
     if (value === undefined) return undefined;
     try {
       return parseDuration(value);
-    } catch {
-      return this.fail(key, 'a duration like "30s", "500ms", "2m" or a number of milliseconds', value);
+    } catch (error) {
+      return this.fail(key, messageOf(error), value);
     }
   }
 

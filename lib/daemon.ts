@@ -417,7 +417,7 @@ export function parseMaxPause(value: string | null): number | undefined {
   if (value === null) return undefined;
   try {
     return parseDuration(value);
-  } catch {
-    throw new RainbowError('BAD_REQUEST', `maxPause must be a duration like "30s", got ${JSON.stringify(value)}`);
+  } catch (error) {
+    throw new RainbowError('BAD_REQUEST', `maxPause must be ${messageOf(error)}, got ${JSON.stringify(value)}`);
   }
 }

@@ -1,4 +1,5 @@
 import { readFile, rename, writeFile } from 'node:fs/promises';
+import { MAX_DURATION_MS } from './duration.js';
 import { messageOf } from './errors.js';
 import type { ServiceMode } from './pause-controller.js';
 
@@ -81,6 +82,6 @@ function checkEntry(entry: unknown): string | null {
   if (deployed !== undefined && (typeof deployed !== 'object' || deployed === null || Array.isArray(deployed))) return '"deployed" is not an object';
   if (mode !== undefined && mode !== 'running' && mode !== 'paused' && mode !== 'stopped') return `"mode" is ${JSON.stringify(mode)}`;
   if (message !== undefined && message !== null && typeof message !== 'string') return '"message" is not a string';
-  if (maxPauseMs !== undefined && (typeof maxPauseMs !== 'number' || maxPauseMs < 0)) return '"maxPauseMs" is not a duration';
+  if (maxPauseMs !== undefined && (typeof maxPauseMs !== 'number' || maxPauseMs < 0 || maxPauseMs > MAX_DURATION_MS)) return '"maxPauseMs" is not a duration';
   return null;
 }

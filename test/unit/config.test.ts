@@ -52,6 +52,7 @@ const badConfigs: Array<[string, string, RegExp]> = [
   ['both run and target', '{"run": "x", "target": "127.0.0.1:3000"}', /exactly one of "run".*"target".*found both/],
   ['neither run nor target', '{"port": 7000}', /exactly one of "run".*"target".*found neither/],
   ['a bad duration', '{"run": "x", "drainTimeout": "soon"}', /"drainTimeout" must be a duration like "30s".*got "soon"/],
+  ['a duration Node cannot time', '{"run": "x", "drainTimeout": "1000h"}', /"drainTimeout" must be a duration of at most 596h31m \(.*\), got "1000h"/],
   ['a port out of range', '{"run": "x", "port": 70000}', /"port" must be a port number from 1 to 65535, got number 70000/],
   ['a bad target', '{"target": "localhost"}', /"target" must be a "host:port" address/],
   ['a health path without a slash', '{"run": "x", "healthCheckPath": "health"}', /"healthCheckPath" must be a path starting with "\/"/],
@@ -65,7 +66,7 @@ const badConfigs: Array<[string, string, RegExp]> = [
 for (const [what, content, expected] of badConfigs) {
   test(`a config with ${what} is refused with one line naming the file and the key, exit 2`, async () => {
     const file = await configFile(content);
-    const result = await promisify(execFile)(process.execPath, [cli, 'run', '--config', file]).then(
+    const result = await promisify(execFile)(process.execPath, [cli, 'run', '--config', file], { timeout: 20_000 }).then(
       () => assert.fail('rainbowd started with a bad config'),
       (error: { code: number; stderr: string; stdout: string }) => error,
     );
