@@ -96,11 +96,17 @@ export class Daemon {
       config: config.file ?? undefined,
       pid: process.pid,
     });
-    this.installSignalHandlers();
-    this.installCrashHandler();
-    this.watchFiles();
-    await this.stopOrphans();
-    await this.restoreState();
+    try {
+      this.installSignalHandlers();
+      this.installCrashHandler();
+      this.watchFiles();
+      await this.stopOrphans();
+      await this.restoreState();
+    } catch (error) {
+      // Listening but never deploying would answer 503 for ever: stop, and let the error be seen.
+      await this.shutdown(`start failed (${messageOf(error)})`);
+      throw error;
+    }
     this.publishRoutes();
     for (const service of this.services.values()) {
       service.redeploy('initial deploy').catch(() => undefined); // logged; retried with backoff

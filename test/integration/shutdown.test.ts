@@ -1,12 +1,16 @@
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { promisify } from 'node:util';
+import getPort from 'get-port';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startAppDaemon, startDaemon } from '../helpers/daemon.js';
 import { header, request } from '../helpers/http.js';
 import { appProcesses, describeProcesses, isAlive, markedProcesses, proxyWorkers } from '../helpers/process.js';
+import { daemonBin } from '../helpers/paths.js';
 import { waitFor } from '../helpers/wait.js';
 
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
@@ -82,4 +86,23 @@ test('a crash (an exception nothing caught) is logged as a bug, the apps get SIG
   assert.match(daemon.log(), /rainbowd crashed reason="internal error, please report it: Error: injected bug\\n.*; every app was sent SIGTERM"/);
   assert.deepEqual(readdirSync(tmpdir()).filter((entry) => entry.startsWith(`rainbowd-${daemon.pid}-`)), [], 'its runtime directory is removed');
   await waitFor(() => markedProcesses(marker).length === 0 && proxyWorkers(daemon.pid).length === 0, { timeout: 10_000, what: 'the apps and proxy workers to exit' });
+});
+
+// Makes installing rainbowd's SIGHUP handler throw: a stand-in for a bug in the start sequence.
+const INJECT_START_BUG = `data:text/javascript,const on = process.on; process.on = function (event, ...rest) { if (event === 'SIGHUP') throw new Error('injected start bug'); return on.call(this, event, ...rest); };`;
+
+test('an exception in the start sequence stops rainbowd with exit 1 and the error, rather than leaving it listening without deploying', { timeout: 60_000 }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'rainbowd-test-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const port = await getPort({ host: '127.0.0.1' });
+  const controlPort = await getPort({ host: '127.0.0.1', exclude: [port] });
+  const configFile = join(dir, 'rainbow.conf.json');
+  writeFileSync(configFile, JSON.stringify({ run: 'sleep 600', workers: 0, port, controlPort }));
+  // Killed after the timeout if it hangs on, which is the bug.
+  const result = await promisify(execFile)(process.execPath, ['--import', INJECT_START_BUG, daemonBin, 'run', '--config', configFile], { timeout: 15_000 }).then(
+    () => assert.fail('rainbowd exited 0'),
+    (error: { code: number | null; signal: string | null; stderr: string }) => error,
+  );
+  assert.deepEqual([result.code, result.signal], [1, null], result.stderr);
+  assert.match(result.stderr, /^rainbowd: internal error \(please report it\): Error: injected start bug\n/);
 });

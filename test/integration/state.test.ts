@@ -152,6 +152,19 @@ test('a state file that is not JSON at all is set aside and reported, and rainbo
   assert.equal(header(await get(daemon, 'app.test'), 'x-service'), 'app');
 });
 
+// JSON that is not an object used to throw in the start sequence: listening, never deploying.
+for (const content of ['null', '[]', '3', '"x"', '{"version": 1, "services": null}']) {
+  test(`a state file holding ${content} is set aside and reported, and rainbowd deploys and serves`, { timeout: 60_000 }, async (t) => {
+    const marker = uniqueMarker('state-not-object');
+    const withApp = { services: { app: { run: appRunLine(marker), host: 'app.test', healthCheckPath: '/health' } } };
+    const daemon = await startDaemon(t, { config: withApp, marker, files: { 'rainbow.state.json': content }, waitUntilActive: false });
+    await daemon.waitForActive({ service: 'app' });
+    assert.match(await daemon.waitForLog(/state-skipped/), /not an object; kept as .*rainbow\.state\.json\.corrupt, starting without saved services/);
+    assert.equal(readFileSync(`${stateFile(daemon)}.corrupt`, 'utf8'), content, 'the unreadable state file was not kept aside as it was');
+    assert.equal(header(await get(daemon, 'app.test'), 'x-service'), 'app');
+  });
+}
+
 test('a refused deploy never touches the state file, not even when another change saves the state while it is being health-checked', { timeout: 90_000 }, async (t) => {
   const marker = uniqueMarker('state-refused');
   const good = await startTarget(t, { service: 'web', label: 'good', marker });
