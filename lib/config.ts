@@ -4,6 +4,7 @@ import { cosmiconfig, defaultLoaders, type Loader } from 'cosmiconfig';
 import { parseDuration } from './duration.js';
 import { configError, messageOf, RainbowError } from './errors.js';
 import type { LogFormat } from './log.js';
+import { findTargetLoop } from './target-address.js';
 
 export const DEFAULT_STOP_TIMEOUT_MS = 10_000;
 
@@ -130,7 +131,12 @@ export async function loadConfig(file: string, overrides: RunOverrides = {}): Pr
   const loaded = await explorer.load(file).catch((error: unknown) => {
     throw asConfigError(error, file);
   });
-  return validateConfig(loaded?.config ?? {}, file, overrides);
+  const config = validateConfig(loaded?.config ?? {}, file, overrides);
+  for (const service of config.services) {
+    const loop = await findTargetLoop(service.target, config);
+    if (loop) throw new RainbowError('CONFIG_INVALID', `${file}: "${service.name === DEFAULT_SERVICE ? '' : `services.${service.name}.`}target": ${loop}`);
+  }
+  return config;
 }
 
 export function validateConfig(raw: unknown, file: string, overrides: RunOverrides = {}): DaemonConfig {

@@ -12,6 +12,7 @@ import { ProxyWorkers } from './proxy-workers.js';
 import type { DataPath } from './route-table.js';
 import { Service, type DeployResult, type ServiceOrigin, type ServiceStatus } from './service.js';
 import { StateFile, type SavedService } from './state.js';
+import { findTargetLoop } from './target-address.js';
 
 // Wiring: listeners, services, signals, watched files, reload and shutdown.
 
@@ -134,6 +135,7 @@ export class Daemon {
     if (config.target === undefined) {
       throw new RainbowError('BAD_REQUEST', `${source}: give a --target host:port; apps that rainbowd launches are declared with "run" in the config file`);
     }
+    await this.refuseTargetLoop(config, source);
     const existing = this.services.get(name);
     if (existing?.origin === 'config') {
       throw new RainbowError('SERVICE_EXISTS', `service "${name}" is declared in ${this.config.file}; change it there (and reload) or deploy under another name`);
@@ -160,6 +162,11 @@ export class Daemon {
     } finally {
       this.deploying.delete(name);
     }
+  }
+
+  private async refuseTargetLoop(config: ServiceConfig, source: string): Promise<void> {
+    const loop = await findTargetLoop(config.target, this.config);
+    if (loop) throw new RainbowError('TARGET_LOOP', `${source}: target ${loop}`);
   }
 
   /** Stops routing to the service, drains and stops its generations, forgets it. */
@@ -213,7 +220,9 @@ export class Daemon {
       let service = this.services.get(name);
       if (entry.deployed && !service) {
         try {
-          const config = validateServiceDefinition(entry.deployed, name, `${this.state.file}: service "${name}"`, this.configDir);
+          const source = `${this.state.file}: service "${name}"`;
+          const config = validateServiceDefinition(entry.deployed, name, source, this.configDir);
+          await this.refuseTargetLoop(config, source);
           const clash = findRouteClash([...this.services.values()].map((other) => other.config), config);
           if (clash) throw new RainbowError('HOST_IN_USE', `${this.state.file}: service "${name}": ${clash}`);
           service = this.createService(config, 'deploy');

@@ -12,6 +12,7 @@ export type ErrorCode =
   | 'DAEMON_UNREACHABLE'
   | 'PORT_IN_USE'
   | 'HOST_IN_USE'
+  | 'TARGET_LOOP'
   | 'SERVICE_EXISTS'
   | 'NO_ROLLBACK'
   | 'BAD_REQUEST';
@@ -26,6 +27,7 @@ const httpStatusByCode: Record<ErrorCode, number> = {
   DAEMON_UNREACHABLE: 503,
   PORT_IN_USE: 500,
   HOST_IN_USE: 409,
+  TARGET_LOOP: 409,
   SERVICE_EXISTS: 409,
   NO_ROLLBACK: 409,
   BAD_REQUEST: 400,

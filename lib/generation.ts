@@ -7,6 +7,7 @@ import { deployFailed, messageOf } from './errors.js';
 import { HealthCheckFailed, sleep, waitUntilHealthy } from './health.js';
 import type { EventFields, Logger } from './log.js';
 import type { DataPath, UpstreamAddress } from './route-table.js';
+import { splitTarget } from './target-address.js';
 
 // One deployed instance of a service: a process rainbowd launched, or an external address.
 // Its lifecycle is the list of states below; `transition` is the only place state changes.
@@ -68,9 +69,9 @@ export class Generation {
     readonly id: number,
     private readonly context: GenerationContext,
   ) {
-    const target = context.config.target;
-    this.host = target ? target.slice(0, target.lastIndexOf(':')).replace(/^\[|\]$/g, '') : '127.0.0.1';
-    if (target) this.port = Number(target.slice(target.lastIndexOf(':') + 1));
+    const target = context.config.target === undefined ? null : splitTarget(context.config.target);
+    this.host = target?.host ?? '127.0.0.1';
+    if (target) this.port = target.port;
   }
 
   get address(): UpstreamAddress {

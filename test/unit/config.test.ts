@@ -55,6 +55,8 @@ const badConfigs: Array<[string, string, RegExp]> = [
   ['a duration Node cannot time', '{"run": "x", "drainTimeout": "1000h"}', /"drainTimeout" must be a duration of at most 596h31m \(.*\), got "1000h"/],
   ['a port out of range', '{"run": "x", "port": 70000}', /"port" must be a port number from 1 to 65535, got number 70000/],
   ['a bad target', '{"target": "localhost"}', /"target" must be a "host:port" address/],
+  ['a target that is its own proxy', '{"target": "127.0.0.1:7000"}', /"target": 127\.0\.0\.1:7000 is rainbowd's own proxy \(port 7000 on this machine\): every request would come back into rainbowd in a loop/],
+  ['a target that is its own control API', '{"port": 7100, "services": {"l": {"target": "localhost:7101", "host": "l.test"}}}', /"services\.l\.target": localhost:7101 is rainbowd's own control API/],
   ['a health path without a slash', '{"run": "x", "healthCheckPath": "health"}', /"healthCheckPath" must be a path starting with "\/"/],
   ['a control API open to the network', '{"run": "x", "controlHost": "0.0.0.0"}', /"controlHost" must be a loopback address \(127\.0\.0\.1, ::1 or localhost\): the control API has no authentication, got "0\.0\.0\.0"/],
   ['a bad service host', '{"services": {"api": {"target": "127.0.0.1:1", "host": "api example"}}}', /"services.api.host" must be host names like "app.example.com"/],
