@@ -225,7 +225,8 @@ export class Generation {
       : outcome.how === 'already-exited' ? 'had already exited'
       : outcome.how === 'SIGKILL' ? `did not stop within ${formatDuration(this.context.config.stopTimeoutMs)} of SIGTERM to ${outcome.signalled}: SIGKILLed`
       : `SIGTERM to ${outcome.signalled}${outcome.leftoversKilled ? `; ${outcome.leftoversKilled} leftover process(es) SIGKILLed` : ''}`;
-    this.transition('stopped', how);
+    const strays = outcome?.strays ? `; ${outcome.strays} process(es) that had left its process group stopped too` : '';
+    this.transition('stopped', `${how}${strays}`);
     return outcome;
   }
 

@@ -9,8 +9,8 @@ import getPort from 'get-port';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startAppDaemon, startDaemon } from '../helpers/daemon.js';
 import { header, request } from '../helpers/http.js';
-import { appProcesses, describeProcesses, isAlive, markedProcesses, proxyWorkers } from '../helpers/process.js';
-import { daemonBin } from '../helpers/paths.js';
+import { appProcesses, describeProcesses, isAlive, markedProcesses, proxyWorkers, uniqueMarker } from '../helpers/process.js';
+import { appRunLine, daemonBin, shellQuote } from '../helpers/paths.js';
 import { waitFor } from '../helpers/wait.js';
 
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
@@ -71,6 +71,39 @@ test('apps a SIGKILLed rainbowd left running are stopped by the next one started
   assert.deepEqual(left.filter((info) => isAlive(info.pid)), [], "the first rainbowd's app processes are gone");
   assert.equal(appProcesses(marker).length, 3, "the second rainbowd's own app runs");
   assert.deepEqual(runtimeDirs(), [], "the first rainbowd's runtime directory is removed");
+});
+
+// The app's shell starts a process that leaves the app's process group and its parent (a
+// double fork with setsid) before it starts the app itself: `(setsid node -e ... TAG &)`.
+function appWithStray(marker: string): { run: string; strays: () => Array<{ pid: number; pgid: number; generation: string | undefined }> } {
+  const tag = `${marker}-stray`;
+  const run = `(setsid ${shellQuote(process.execPath)} -e 'setInterval(() => {}, 1 << 30)' ${tag} >/dev/null 2>&1 &); ${appRunLine(marker)}`;
+  const strays = () =>
+    markedProcesses(marker)
+      .filter((info) => info.argv[1] === '-e' && info.argv.at(-1) === tag)
+      .map((info) => ({ pid: info.pid, pgid: info.pgid, generation: /(?:^|\0)RAINBOWD_GENERATION=(\d+)/.exec(readFileSync(`/proc/${info.pid}/environ`, 'utf8'))?.[1] }));
+  return { run, strays };
+}
+
+test('processes an app started outside its process group (setsid, a double fork) are stopped with its generation, at a redeploy and at shutdown', { timeout: 60_000 }, async (t) => {
+  const marker = uniqueMarker('strays');
+  const { run, strays } = appWithStray(marker);
+  const daemon = await startDaemon(t, { marker, config: { run, healthCheckPath: '/health', stopTimeout: '2s' } });
+  await waitFor(() => strays().length === 1, { timeout: 10_000, what: "generation 1's stray process" });
+  const [first] = strays();
+  assert.equal(first!.generation, '1');
+  assert.equal(first!.pgid, first!.pid, "the stray leads a group of its own, not the app's");
+
+  const redeployed = await daemon.redeploy();
+  assert.equal(redeployed.status, 200, JSON.stringify(redeployed.body));
+  // The answer comes once generation 1 is stopped: its stray must be gone with it.
+  await waitFor(() => strays().every((info) => info.generation === '2') && strays().length === 1, { timeout: 5000, what: `only generation 2's stray (seen: ${JSON.stringify(strays())})` });
+  assert.match(daemon.log(), /default#1 stopped .*1 process\(es\) that had left its process group stopped too/);
+
+  assert.deepEqual(await daemon.stop(), { code: 0, signal: null });
+  await waitFor(() => strays().length === 0, { timeout: 5000, what: 'no stray process after the daemon exited' }).catch((error: Error) => {
+    throw new Error(`${error.message}\n${describeProcesses(markedProcesses(marker))}`);
+  });
 });
 
 // Makes the daemon throw from a signal handler: a stand-in for a bug in rainbowd.
