@@ -75,9 +75,9 @@ test('apps a SIGKILLed rainbowd left running are stopped by the next one started
 
 // The app's shell starts a process that leaves the app's process group and its parent (a
 // double fork with setsid) before it starts the app itself: `(setsid node -e ... TAG &)`.
-function appWithStray(marker: string): { run: string; strays: () => Array<{ pid: number; pgid: number; generation: string | undefined }> } {
+function appWithStray(marker: string, appArgs = ''): { run: string; strays: () => Array<{ pid: number; pgid: number; generation: string | undefined }> } {
   const tag = `${marker}-stray`;
-  const run = `(setsid ${shellQuote(process.execPath)} -e 'setInterval(() => {}, 1 << 30)' ${tag} >/dev/null 2>&1 &); ${appRunLine(marker)}`;
+  const run = `(setsid ${shellQuote(process.execPath)} -e 'setInterval(() => {}, 1 << 30)' ${tag} >/dev/null 2>&1 &); ${appRunLine(marker, appArgs)}`;
   const strays = () =>
     markedProcesses(marker)
       .filter((info) => info.argv[1] === '-e' && info.argv.at(-1) === tag)
@@ -109,9 +109,11 @@ test('processes an app started outside its process group (setsid, a double fork)
 // Makes the daemon throw from a signal handler: a stand-in for a bug in rainbowd.
 const INJECT_BUG = `data:text/javascript,process.on('SIGUSR2', () => { throw new Error('injected bug'); });`;
 
-test('a crash (an exception nothing caught) is logged as a bug, the apps get SIGTERM and rainbowd exits 1', { timeout: 60_000 }, async (t) => {
-  const { daemon, marker } = await startAppDaemon(t, { name: 'crashed', appArgs: '--workers 2', nodeArgs: ['--import', INJECT_BUG] });
-  await waitFor(() => appProcesses(marker).length === 3, { timeout: 10_000, what: 'the master and its 2 workers' });
+test('a crash (an exception nothing caught) is logged as a bug, the apps get SIGTERM (with what left their process group) and rainbowd exits 1', { timeout: 60_000 }, async (t) => {
+  const marker = uniqueMarker('crashed');
+  const { run, strays } = appWithStray(marker, '--workers 2');
+  const daemon = await startDaemon(t, { marker, config: { run, healthCheckPath: '/health' }, nodeArgs: ['--import', INJECT_BUG] });
+  await waitFor(() => appProcesses(marker).length === 4 && strays().length === 1, { timeout: 10_000, what: 'the master, its 2 workers and a process that left their group' });
 
   daemon.signal('SIGUSR2');
   const exit = await Promise.race([daemon.exited, sleep(10_000, undefined, { ref: false })]);
