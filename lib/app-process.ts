@@ -1,11 +1,12 @@
 import { readFile, rm } from 'node:fs/promises';
 import { execa, type ResultPromise } from 'execa';
+import { findMarked, GENERATION_MARKER, newGenerationMarker, stopMarked } from './marked-processes.js';
 import { readOutputLines } from './output-lines.js';
 import { belongsTo, groupMembers, isAlive, killAll, signalGroup, signalProcess, waitFor } from './process-group.js';
 import { launchCommand, type LaunchValues } from './template.js';
 
 // One launched app: the `sh -c RUN` wrapper in its own process group, its output, its
-// pidfile, and how to stop all of it.
+// pidfile, and how to stop all of it, including what left the group (see marked-processes.ts).
 
 export interface ExitInfo {
   code: number | null;
@@ -20,10 +21,13 @@ export interface SpawnOptions extends LaunchValues {
   onOutput: (line: string) => void;
 }
 
-export type StopOutcome =
+type GroupStopOutcome =
   | { how: 'already-exited' }
   | { how: 'SIGTERM'; signalled: string; leftoversKilled: number }
   | { how: 'SIGKILL'; signalled: string; afterMs: number };
+
+/** `strays`: processes that had left the group (setsid, a double fork), stopped after it. */
+export type StopOutcome = GroupStopOutcome & { strays: number };
 
 // Enough for the error line above a Node stack trace (CommonJS: 17 lines from the end).
 const OUTPUT_TAIL_LINES = 40;
@@ -37,9 +41,12 @@ export class AppProcess {
   readonly exited: Promise<ExitInfo>;
   /** The wrapper shell's pid, which is also the process group id. */
   readonly groupId: number;
+  /** In the environment of every process of this app, wherever it goes. */
+  private readonly marker: string;
 
   constructor(private readonly options: SpawnOptions) {
     const { file, args } = launchCommand(options.run, options);
+    this.marker = newGenerationMarker(options.service, options.generation);
     this.subprocess = execa(file, args, {
       cwd: options.cwd,
       env: {
@@ -47,6 +54,7 @@ export class AppProcess {
         PORT: String(options.port),
         RAINBOWD_SERVICE: options.service,
         RAINBOWD_GENERATION: String(options.generation),
+        [GENERATION_MARKER]: this.marker,
       },
       detached: true,
       // execa's default buffering would kill a chatty long-running app at maxBuffer.
@@ -112,49 +120,59 @@ export class AppProcess {
     return groupMembers(this.groupId).length > 0;
   }
 
-  /** SIGTERM to the whole group at once, without waiting or escalating: rainbowd is crashing. */
+  /** SIGTERM to the whole group and its strays at once, without waiting or escalating: rainbowd is crashing. */
   terminateNow(): void {
     signalGroup(this.groupId, 'SIGTERM');
+    for (const { pid } of findMarked(GENERATION_MARKER, this.marker)) signalProcess(pid, 'SIGTERM');
   }
 
   /**
    * SIGTERM to the app's main process (the pidfile's pid, else the whole group: dash does not
    * exec, so the wrapper's pid is not the app), then SIGKILL to everything after `timeoutMs`.
-   * Workers left behind by a master that exited first are killed too.
+   * Workers left behind by a master that exited first are killed too, and then, the same way,
+   * every process that left the group but still carries this app's marker.
    */
   async stop(timeoutMs: number): Promise<StopOutcome> {
     try {
-      if (!this.isRunning()) return { how: 'already-exited' };
-      const main = await this.mainPid();
-      const started = Date.now();
-      let signalled: string;
-      let stopped: () => boolean;
-      if (main.pid !== null) {
-        const pid = main.pid;
-        signalProcess(pid, 'SIGTERM');
-        signalled = `pid ${pid} (from pidfile)`;
-        stopped = () => !isAlive(pid);
-      } else {
-        signalGroup(this.groupId, 'SIGTERM');
-        signalled = `process group ${this.groupId} (${main.why})`;
-        stopped = () => !this.isRunning();
-      }
-      if (!(await waitFor(stopped, timeoutMs))) {
-        await killAll(this.groupId, this.groupId);
-        await waitFor(() => !this.isRunning(), 2000);
-        return { how: 'SIGKILL', signalled, afterMs: Date.now() - started };
-      }
-      // The wrapper shell exits right after the app; anything still there after that is a
-      // worker its master left behind.
-      await waitFor(() => !this.isRunning(), 250);
-      const leftovers = groupMembers(this.groupId);
-      if (leftovers.length > 0) {
-        await killAll(this.groupId, null);
-        await waitFor(() => !this.isRunning(), 2000);
-      }
-      return { how: 'SIGTERM', signalled, leftoversKilled: leftovers.length };
+      const outcome = await this.stopGroup(timeoutMs);
+      // After the group, so that a master that stops its own daemonized workers may do so first.
+      const strays = findMarked(GENERATION_MARKER, this.marker).map(({ pid }) => pid);
+      if (strays.length > 0) await stopMarked(strays, GENERATION_MARKER, this.marker, timeoutMs);
+      return { ...outcome, strays: strays.length };
     } finally {
       await rm(this.options.pidfile, { force: true });
     }
+  }
+
+  private async stopGroup(timeoutMs: number): Promise<GroupStopOutcome> {
+    if (!this.isRunning()) return { how: 'already-exited' };
+    const main = await this.mainPid();
+    const started = Date.now();
+    let signalled: string;
+    let stopped: () => boolean;
+    if (main.pid !== null) {
+      const pid = main.pid;
+      signalProcess(pid, 'SIGTERM');
+      signalled = `pid ${pid} (from pidfile)`;
+      stopped = () => !isAlive(pid);
+    } else {
+      signalGroup(this.groupId, 'SIGTERM');
+      signalled = `process group ${this.groupId} (${main.why})`;
+      stopped = () => !this.isRunning();
+    }
+    if (!(await waitFor(stopped, timeoutMs))) {
+      await killAll(this.groupId, this.groupId);
+      await waitFor(() => !this.isRunning(), 2000);
+      return { how: 'SIGKILL', signalled, afterMs: Date.now() - started };
+    }
+    // The wrapper shell exits right after the app; anything still there after that is a
+    // worker its master left behind.
+    await waitFor(() => !this.isRunning(), 250);
+    const leftovers = groupMembers(this.groupId);
+    if (leftovers.length > 0) {
+      await killAll(this.groupId, null);
+      await waitFor(() => !this.isRunning(), 2000);
+    }
+    return { how: 'SIGTERM', signalled, leftoversKilled: leftovers.length };
   }
 }

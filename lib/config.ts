@@ -4,9 +4,10 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { cosmiconfig, defaultLoaders, type Loader } from 'cosmiconfig';
 import { parseDuration } from './duration.js';
-import { configError, RainbowError } from './errors.js';
+import { configError, messageOf, RainbowError } from './errors.js';
 import { didYouMean } from './suggest.js';
 import type { LogFormat } from './log.js';
+import { findTargetLoop } from './target-address.js';
 
 export const DEFAULT_STOP_TIMEOUT_MS = 10_000;
 
@@ -183,7 +184,12 @@ export async function loadConfig(file: string, overrides: RunOverrides = {}): Pr
   if (loaded === null || loaded.isEmpty) {
     throw new RainbowError('CONFIG_INVALID', `${file}: the file is empty; it needs at least {"run": "..."} (the command that starts the app)`);
   }
-  return validateConfig(loaded.config, file, overrides);
+  const config = validateConfig(loaded.config, file, overrides);
+  for (const service of config.services) {
+    const loop = await findTargetLoop(service.target, config);
+    if (loop) throw new RainbowError('CONFIG_INVALID', `${file}: "${service.name === DEFAULT_SERVICE ? '' : `services.${service.name}.`}target": ${loop}`);
+  }
+  return config;
 }
 
 export function validateConfig(raw: unknown, file: string, overrides: RunOverrides = {}): DaemonConfig {
@@ -329,8 +335,8 @@ class Validator {
     if (value === undefined) return undefined;
     try {
       return parseDuration(value);
-    } catch {
-      return this.fail(key, 'a duration like "30s", "500ms", "2m" or a number of milliseconds', value);
+    } catch (error) {
+      return this.fail(key, messageOf(error), value);
     }
   }
 

@@ -12,6 +12,7 @@ import { ProxyWorkers } from './proxy-workers.js';
 import type { DataPath } from './route-table.js';
 import { Service, type DeployResult, type ServiceOrigin, type ServiceStatus } from './service.js';
 import { StateFile, type SavedService, type Saved } from './state.js';
+import { findTargetLoop } from './target-address.js';
 
 // Wiring: listeners, services, signals, watched files, reload and shutdown.
 
@@ -99,11 +100,17 @@ export class Daemon {
       config: config.file ?? undefined,
       pid: process.pid,
     });
-    this.installSignalHandlers();
-    this.installCrashHandler();
-    this.watchFiles();
-    await this.stopOrphans();
-    await this.restoreState();
+    try {
+      this.installSignalHandlers();
+      this.installCrashHandler();
+      this.watchFiles();
+      await this.stopOrphans();
+      await this.restoreState();
+    } catch (error) {
+      // Listening but never deploying would answer 503 for ever: stop, and let the error be seen.
+      await this.shutdown(`start failed (${messageOf(error)})`);
+      throw error;
+    }
     this.publishRoutes();
     for (const service of this.services.values()) {
       service.redeploy('initial deploy').catch(() => undefined); // logged; retried with backoff
@@ -131,6 +138,7 @@ export class Daemon {
     if (config.target === undefined) {
       throw new RainbowError('BAD_REQUEST', `${source}: give a --target host:port; apps that rainbowd launches are declared with "run" in the config file`);
     }
+    await this.refuseTargetLoop(config, source);
     const existing = this.services.get(name);
     if (existing?.origin === 'config') {
       throw new RainbowError('SERVICE_EXISTS', `service "${name}" is declared in ${this.config.file}; change it there (and reload) or deploy under another name`);
@@ -156,6 +164,11 @@ export class Daemon {
     } finally {
       this.deploying.delete(name);
     }
+  }
+
+  private async refuseTargetLoop(config: ServiceConfig, source: string): Promise<void> {
+    const loop = await findTargetLoop(config.target, this.config);
+    if (loop) throw new RainbowError('TARGET_LOOP', `${source}: target ${loop}`);
   }
 
   /** Stops routing to the service, drains and stops its generations, forgets it. */
@@ -206,7 +219,9 @@ export class Daemon {
       let service = this.services.get(name);
       if (entry.deployed && !service) {
         try {
-          const config = validateServiceDefinition(entry.deployed, name, `${this.state.file}: service "${name}"`, this.configDir);
+          const source = `${this.state.file}: service "${name}"`;
+          const config = validateServiceDefinition(entry.deployed, name, source, this.configDir);
+          await this.refuseTargetLoop(config, source);
           const clash = findRouteClash([...this.services.values()].map((other) => other.config), config);
           if (clash) throw new RainbowError('HOST_IN_USE', `${this.state.file}: service "${name}": ${clash}`);
           service = this.createService(config, 'deploy');
@@ -447,7 +462,7 @@ export function parseMaxPause(value: string | null): number | undefined {
   if (value === null) return undefined;
   try {
     return parseDuration(value);
-  } catch {
-    throw new RainbowError('BAD_REQUEST', `maxPause must be a duration like "30s", got ${JSON.stringify(value)}`);
+  } catch (error) {
+    throw new RainbowError('BAD_REQUEST', `maxPause must be ${messageOf(error)}, got ${JSON.stringify(value)}`);
   }
 }

@@ -12,6 +12,7 @@ export type ErrorCode =
   | 'DAEMON_UNREACHABLE'
   | 'PORT_IN_USE'
   | 'HOST_IN_USE'
+  | 'TARGET_LOOP'
   | 'SERVICE_EXISTS'
   | 'NO_ROLLBACK'
   | 'ROLLED_BACK'
@@ -31,6 +32,7 @@ const httpStatusByCode: Record<ErrorCode, number> = {
   DAEMON_UNREACHABLE: 503,
   PORT_IN_USE: 500,
   HOST_IN_USE: 409,
+  TARGET_LOOP: 409,
   SERVICE_EXISTS: 409,
   NO_ROLLBACK: 409,
   // The deploy (or rollback) switched, then a rollback undid it while it was draining.

@@ -8,6 +8,7 @@ import { HealthCheckFailed, sleep, waitUntilHealthy } from './health.js';
 import type { EventFields, Logger } from './log.js';
 import { describeOutput } from './output-excerpt.js';
 import type { DataPath, UpstreamAddress } from './route-table.js';
+import { splitTarget } from './target-address.js';
 
 // One deployed instance of a service: a process rainbowd launched, or an external address.
 // Its lifecycle is the list of states below; `transition` is the only place state changes.
@@ -74,9 +75,9 @@ export class Generation {
     readonly id: number,
     private readonly context: GenerationContext,
   ) {
-    const target = context.config.target;
-    this.host = target ? target.slice(0, target.lastIndexOf(':')).replace(/^\[|\]$/g, '') : '127.0.0.1';
-    if (target) this.port = Number(target.slice(target.lastIndexOf(':') + 1));
+    const target = context.config.target === undefined ? null : splitTarget(context.config.target);
+    this.host = target?.host ?? '127.0.0.1';
+    if (target) this.port = target.port;
   }
 
   get address(): UpstreamAddress {
@@ -264,7 +265,8 @@ export class Generation {
       : outcome.how === 'already-exited' ? 'had already exited'
       : outcome.how === 'SIGKILL' ? `did not stop within ${formatDuration(this.context.config.stopTimeoutMs)} of SIGTERM to ${outcome.signalled}: SIGKILLed`
       : `SIGTERM to ${outcome.signalled}${outcome.leftoversKilled ? `; ${outcome.leftoversKilled} leftover process(es) SIGKILLed` : ''}`;
-    this.transition('stopped', how);
+    const strays = outcome?.strays ? `; ${outcome.strays} process(es) that had left its process group stopped too` : '';
+    this.transition('stopped', `${how}${strays}`);
   }
 
   status(): GenerationStatus {

@@ -1,7 +1,8 @@
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { groupOf, isAlive, signalGroup, signalProcess, waitFor } from './process-group.js';
+import { findMarked, stopMarked } from './marked-processes.js';
+import { groupOf, isAlive } from './process-group.js';
 
 // An app whose rainbowd died without stopping it (SIGKILL, the OOM killer, a crash) goes on
 // running, holding its port and memory, with nobody left to stop it. Every app gets the
@@ -44,19 +45,9 @@ export interface Orphan {
 
 export function findOrphans(configFile: string): Orphan[] {
   const orphans = new Map<string, Orphan>();
-  let entries: string[];
-  try {
-    entries = readdirSync('/proc');
-  } catch {
-    return [];
-  }
   // Never our own group: a rainbowd started from an app's shell inherits its environment.
   const ownGroup = groupOf(process.pid);
-  for (const entry of entries) {
-    if (!/^\d+$/.test(entry)) continue;
-    const env = readEnvironment(entry);
-    if (env?.get(CONFIG_VARIABLE) !== configFile) continue;
-    const pid = Number(entry);
+  for (const { pid, env } of findMarked(CONFIG_VARIABLE, configFile)) {
     const daemonPid = Number(env.get(DAEMON_PID_VARIABLE));
     const groupId = groupOf(pid);
     // A rainbowd that still runs (another one on this config, with other ports) owns its apps.
@@ -75,33 +66,6 @@ export function findOrphans(configFile: string): Orphan[] {
  * SIGTERM to the group and to any process that left it, SIGKILL to whatever is left after
  * `timeoutMs`. Says which it took.
  */
-export async function stopOrphan(orphan: Orphan, timeoutMs: number): Promise<'SIGTERM' | 'SIGKILL'> {
-  // Checked again before each signal: a pid that ended meanwhile may belong to someone else now.
-  const live = () => orphan.pids.filter((pid) => readEnvironment(String(pid))?.get(CONFIG_VARIABLE) === orphan.configFile);
-  const signalAll = (signal: NodeJS.Signals) => {
-    signalGroup(orphan.groupId, signal);
-    for (const pid of live()) signalProcess(pid, signal);
-  };
-  const gone = () => live().length === 0;
-  signalAll('SIGTERM');
-  if (await waitFor(gone, timeoutMs)) return 'SIGTERM';
-  signalAll('SIGKILL');
-  await waitFor(gone, 2000);
-  return 'SIGKILL';
-}
-
-function readEnvironment(pid: string): Map<string, string> | null {
-  let raw: Buffer;
-  try {
-    raw = readFileSync(`/proc/${pid}/environ`);
-  } catch {
-    return null; // gone, or not ours to read
-  }
-  if (!raw.includes(CONFIG_VARIABLE)) return null;
-  const env = new Map<string, string>();
-  for (const pair of raw.toString('utf8').split('\0')) {
-    const equals = pair.indexOf('=');
-    if (equals > 0) env.set(pair.slice(0, equals), pair.slice(equals + 1));
-  }
-  return env;
+export function stopOrphan(orphan: Orphan, timeoutMs: number): Promise<'SIGTERM' | 'SIGKILL'> {
+  return stopMarked(orphan.pids, CONFIG_VARIABLE, orphan.configFile, timeoutMs, orphan.groupId);
 }

@@ -1,5 +1,6 @@
 import { readFile, rename, writeFile } from 'node:fs/promises';
-import { messageOf } from './errors.js';
+import { MAX_DURATION_MS } from './duration.js';
+import { describeValue, messageOf } from './errors.js';
 import type { ServiceMode } from './pause-controller.js';
 
 // What `rainbowd deploy`, `pause` and `stop` changed at run time, kept next to the config so
@@ -42,20 +43,22 @@ export class StateFile {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') problems.push(`${this.file}: cannot read it: ${messageOf(error)}`);
       return { services, unreadable, problems };
     }
+    // A file that is not ours to read is set aside, not overwritten by the next save.
+    const setAside = async (what: string) => {
+      const kept = `${this.file}.corrupt`;
+      await rename(this.file, kept).catch(() => undefined);
+      problems.push(`${this.file}: ${what}; kept as ${kept}, starting without saved services`);
+      return { services, unreadable, problems };
+    };
     let parsed: unknown;
     try {
       parsed = JSON.parse(text);
     } catch (error) {
-      const kept = `${this.file}.corrupt`;
-      await rename(this.file, kept).catch(() => undefined);
-      problems.push(`${this.file}: not valid JSON (${messageOf(error)}); kept as ${kept}, starting without saved services`);
-      return { services, unreadable, problems };
+      return setAside(`not valid JSON (${messageOf(error)})`);
     }
-    const entries = (parsed as { services?: unknown }).services;
-    if (typeof entries !== 'object' || entries === null) {
-      problems.push(`${this.file}: no "services" object; starting without saved services`);
-      return { services, unreadable, problems };
-    }
+    if (!isObject(parsed)) return setAside(`holds ${describeValue(parsed)}, not an object`);
+    const entries = parsed.services;
+    if (!isObject(entries)) return setAside(entries === undefined ? 'no "services" in it' : `its "services" is ${describeValue(entries)}, not an object`);
     for (const [name, entry] of Object.entries(entries)) {
       const problem = checkEntry(entry);
       if (problem) {
@@ -83,12 +86,16 @@ export class StateFile {
   }
 }
 
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
 function checkEntry(entry: unknown): string | null {
-  if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) return 'not an object';
-  const { deployed, mode, message, maxPauseMs } = entry as Record<string, unknown>;
-  if (deployed !== undefined && (typeof deployed !== 'object' || deployed === null || Array.isArray(deployed))) return '"deployed" is not an object';
+  if (!isObject(entry)) return 'not an object';
+  const { deployed, mode, message, maxPauseMs } = entry;
+  if (deployed !== undefined && !isObject(deployed)) return '"deployed" is not an object';
   if (mode !== undefined && mode !== 'running' && mode !== 'paused' && mode !== 'stopped') return `"mode" is ${JSON.stringify(mode)}`;
   if (message !== undefined && message !== null && typeof message !== 'string') return '"message" is not a string';
-  if (maxPauseMs !== undefined && (typeof maxPauseMs !== 'number' || maxPauseMs < 0)) return '"maxPauseMs" is not a duration';
+  if (maxPauseMs !== undefined && (typeof maxPauseMs !== 'number' || maxPauseMs < 0 || maxPauseMs > MAX_DURATION_MS)) return '"maxPauseMs" is not a duration';
   return null;
 }

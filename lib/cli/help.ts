@@ -85,6 +85,7 @@ rainbow.state.json next to the config and comes back when rainbowd restarts.
   --deploy-timeout D          how long the target may take to become healthy (default 60s)
   --drain-timeout D           how long the previous target may finish requests (default 30s)
 A host (and path) that another service owns is refused: "host is used by another service".
+A target that is rainbowd's own proxy or control port on this machine is refused too.
 ${clientFlags}
 `,
   remove: () => `Usage: rainbowd remove NAME

@@ -135,3 +135,26 @@ test('while a deploy that will be refused is health-checked, requests are still 
   assert.equal(listed.target, good.address, 'status showed the refused target while it was being health-checked');
   await waitFor(async () => header(await request(daemon.proxyPort, '/app/page', { headers: { host } }), 'x-path') === '/page', { timeout: 2000, what: 'the stripped path after the refusal' });
 });
+
+test("a target that is rainbowd's own proxy or control API is refused with TARGET_LOOP and changes nothing: traffic, status and the state file", { timeout: 60_000 }, async (t) => {
+  const good = await startTarget(t, { service: 'web', label: 'good', marker: uniqueMarker('deploy-loop') });
+  const daemon = await daemonWithWeb(t, good);
+  const stateFile = join(daemon.dir, 'rainbow.state.json');
+  const stateBefore = readFileSync(stateFile, 'utf8');
+  const modifiedBefore = statSync(stateFile).mtimeMs;
+
+  for (const target of [`127.0.0.1:${daemon.proxyPort}`, `localhost:${daemon.controlPort}`, `0.0.0.0:${daemon.proxyPort}`, `127.0.0.2:${daemon.proxyPort}`]) {
+    const refused = await cli(daemon, ['deploy', 'loop', '--target', target, '--host', 'loop.test']);
+    assert.equal(refused.code, 1, describeCli(refused));
+    assert.match(refused.stderr, new RegExp(`^rainbowd: deploy loop: target ${target.replaceAll('.', '\\.')} is rainbowd's own (proxy|control API) \\(port \\d+ on this machine(, localhost is 127\\.0\\.0\\.1)?\\): every request would come back into rainbowd in a loop; give the address of the app\\n$`));
+    // Replacing web's target with rainbowd itself is refused the same way, over the API too.
+    const answer = await request(daemon.controlPort, '/services/web', { method: 'PUT', body: JSON.stringify({ target, host: host }) });
+    assert.equal(answer.status, 409, answer.body);
+    assert.equal((JSON.parse(answer.body) as { error: { code: string } }).error.code, 'TARGET_LOOP');
+  }
+  assert.deepEqual((await daemon.status()).services.map((service) => [service.name, service.target]), [['web', good.address]]);
+  assert.equal(header(await request(daemon.proxyPort, '/', { headers: { host } }), 'x-generation'), 'good');
+  assert.equal((await request(daemon.proxyPort, '/', { headers: { host: 'loop.test' } })).status, 404);
+  assert.equal(readFileSync(stateFile, 'utf8'), stateBefore, 'the refused deploys changed the state file');
+  assert.equal(statSync(stateFile).mtimeMs, modifiedBefore, 'the refused deploys rewrote the state file');
+});

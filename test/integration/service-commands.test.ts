@@ -93,6 +93,14 @@ test('pause holds new requests under load while those in flight finish, and resu
 
 test('with a short --max-pause, requests that wait longer get 503, and the service serves again after resume', { timeout: 60_000 }, async (t) => {
   const { daemon } = await startServices(t);
+  // Longer than Node's timers can wait (it would become 1 ms): refused, and nothing changes.
+  const tooLong = await request(daemon.controlPort, '/services/app/pause?maxPause=1000h', { method: 'POST', body: '' });
+  assert.equal(tooLong.status, 400, tooLong.body);
+  assert.match(tooLong.body, /maxPause must be a duration of at most 596h31m .*got \\"1000h\\"/);
+  assert.equal((await daemon.service('app')).mode, 'running');
+  const drainTooLong = await cli(daemon, ['deploy', 'ext', '--target', '127.0.0.1:1', '--drain-timeout', '1000h']);
+  assert.equal(drainTooLong.code, 2, describeCli(drainTooLong));
+  assert.match(drainTooLong.stderr, /^rainbowd: deploy ext: "drainTimeout" must be a duration of at most 596h31m .*, got "1000h"\n$/);
   await expectOk(cli(daemon, ['pause', 'app', '--max-pause', '500ms']));
   const response = await get(daemon, 'app.test');
   assert.equal(response.status, 503, `${response.status} ${response.body}`);

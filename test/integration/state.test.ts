@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
+import getPort from 'get-port';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { cli, describeCli } from '../helpers/cli.js';
 import { startDaemon, type Daemon } from '../helpers/daemon.js';
@@ -150,6 +151,31 @@ test('a state file that is not JSON at all is set aside and reported, and rainbo
   assert.ok(existsSync(`${stateFile(daemon)}.corrupt`), 'the unreadable state file was not kept aside');
   assert.equal(header(await get(daemon, 'app.test'), 'x-service'), 'app');
 });
+
+test("a saved target that is rainbowd's own proxy is skipped with the reason, and the others come back", { timeout: 60_000 }, async (t) => {
+  const one = await startTarget(t, { service: 'one', label: 'one', marker: uniqueMarker('state-loop') });
+  const proxyPort = await getPort({ host: '127.0.0.1' });
+  const saved = { version: 1, services: { one: { deployed: { target: one.address, host: ['one.test'] } }, loop: { deployed: { target: `127.0.0.1:${proxyPort}`, host: ['loop.test'] } } } };
+  const daemon = await startDaemon(t, { config, proxyPort, files: { 'rainbow.state.json': JSON.stringify(saved) }, waitUntilActive: false });
+  await daemon.waitForActive({ service: 'one' });
+  assert.match(await daemon.waitForLog(/ loop state-skipped /), new RegExp(`target 127\\.0\\.0\\.1:${proxyPort} is rainbowd's own proxy`));
+  assert.deepEqual((await daemon.status()).services.map((service) => service.name), ['one']);
+  assert.equal((await get(daemon, 'loop.test')).status, 404);
+  assert.equal(header(await get(daemon, 'one.test'), 'x-service'), 'one');
+});
+
+// JSON that is not an object used to throw in the start sequence: listening, never deploying.
+for (const content of ['null', '[]', '3', '"x"', '{"version": 1, "services": null}']) {
+  test(`a state file holding ${content} is set aside and reported, and rainbowd deploys and serves`, { timeout: 60_000 }, async (t) => {
+    const marker = uniqueMarker('state-not-object');
+    const withApp = { services: { app: { run: appRunLine(marker), host: 'app.test', healthCheckPath: '/health' } } };
+    const daemon = await startDaemon(t, { config: withApp, marker, files: { 'rainbow.state.json': content }, waitUntilActive: false });
+    await daemon.waitForActive({ service: 'app' });
+    assert.match(await daemon.waitForLog(/state-skipped/), /not an object; kept as .*rainbow\.state\.json\.corrupt, starting without saved services/);
+    assert.equal(readFileSync(`${stateFile(daemon)}.corrupt`, 'utf8'), content, 'the unreadable state file was not kept aside as it was');
+    assert.equal(header(await get(daemon, 'app.test'), 'x-service'), 'app');
+  });
+}
 
 test('a refused deploy never touches the state file, not even when another change saves the state while it is being health-checked', { timeout: 90_000 }, async (t) => {
   const marker = uniqueMarker('state-refused');

@@ -59,8 +59,11 @@ const badConfigs: Array<[string, string, RegExp, HowGiven?]> = [
   ['both run and target', '{"run": "x", "target": "127.0.0.1:3000"}', /exactly one of "run".*"target".*found both/],
   ['neither run nor target', '{"port": 7000}', /exactly one of "run".*"target".*found neither/],
   ['a bad duration', '{"run": "x", "drainTimeout": "soon"}', /"drainTimeout" must be a duration like "30s".*got "soon"/],
+  ['a duration Node cannot time', '{"run": "x", "drainTimeout": "1000h"}', /"drainTimeout" must be a duration of at most 596h31m \(.*\), got "1000h"/],
   ['a port out of range', '{"run": "x", "port": 70000}', /"port" must be a port number from 1 to 65535, got number 70000/],
   ['a bad target', '{"target": "localhost"}', /"target" must be a "host:port" address/],
+  ['a target that is its own proxy', '{"target": "127.0.0.1:7000"}', /"target": 127\.0\.0\.1:7000 is rainbowd's own proxy \(port 7000 on this machine\): every request would come back into rainbowd in a loop/],
+  ['a target that is its own control API', '{"port": 7100, "services": {"l": {"target": "localhost:7101", "host": "l.test"}}}', /"services\.l\.target": localhost:7101 is rainbowd's own control API/],
   ['a health path without a slash', '{"run": "x", "healthCheckPath": "health"}', /"healthCheckPath" must be a path starting with "\/"/],
   ['a control API open to the network without a token', '{"run": "x", "controlHost": "0.0.0.0"}', /"controlHost" must be a loopback address \(127\.0\.0\.1, ::1 or localhost\) unless "controlToken" is set: without a token the control API has no authentication, got "0\.0\.0\.0"/],
   ['a control token too short to resist guessing', '{"run": "x", "controlToken": "secret"}', /"controlToken" must be a string of at least 16 printable ASCII characters without spaces, e\.g\. from `openssl rand -hex 32`$/m],
@@ -86,7 +89,7 @@ for (const [what, content, expected, how = {}] of badConfigs) {
   test(`a config with ${what} is refused with one line naming the file and the key, exit 2`, async () => {
     const file = await configFile(content, how.name);
     const args = ['run', ...(how.search ? [] : ['--config', file]), ...(how.args ?? [])];
-    const result = await promisify(execFile)(process.execPath, [cli, ...args], { cwd: path.dirname(file) }).then(
+    const result = await promisify(execFile)(process.execPath, [cli, ...args], { cwd: path.dirname(file), timeout: 20_000 }).then(
       () => assert.fail('rainbowd started with a bad config'),
       (error: { code: number; stderr: string; stdout: string }) => error,
     );

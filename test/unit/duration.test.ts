@@ -18,6 +18,15 @@ test('nonsense is not a duration', () => {
   }
 });
 
+test('a duration longer than the longest timer Node.js can set (~24.8 days) is refused, naming the maximum', () => {
+  // Node turns a longer delay into 1 ms: a "1000h" drainTimeout would cut every request at once.
+  for (const tooLong of ['1000h', '597h', 2 ** 31, `${2 ** 31}ms`]) {
+    assert.throws(() => parseDuration(tooLong), /at most 596h31m \(2147483647 ms, about 24\.8 days/, `${tooLong} should be refused`);
+  }
+  assert.equal(parseDuration('596h'), 596 * 3_600_000);
+  assert.equal(parseDuration(2 ** 31 - 1), 2 ** 31 - 1);
+});
+
 test('durations format for people', () => {
   assert.equal(formatDuration(420), '420ms');
   assert.equal(formatDuration(1500), '1.5s');
