@@ -2,7 +2,7 @@ import { readFile, rm } from 'node:fs/promises';
 import { execa, type ResultPromise } from 'execa';
 import { findMarked, GENERATION_MARKER, newGenerationMarker, stopMarked } from './marked-processes.js';
 import { readOutputLines } from './output-lines.js';
-import { belongsTo, groupMembers, isAlive, killAll, signalGroup, signalProcess, waitFor } from './process-group.js';
+import { belongsTo, childrenOf, groupMembers, isAlive, killAll, signalGroup, signalProcess, waitFor } from './process-group.js';
 import { launchCommand, type LaunchValues } from './template.js';
 
 // One launched app: the `sh -c RUN` wrapper in its own process group, its output, its
@@ -110,10 +110,16 @@ export class AppProcess {
     return { pid };
   }
 
-  /** The pid to show in status: the app's own if it wrote a pidfile, else the wrapper's. */
+  /**
+   * The pid to show in status: the app's own from its pidfile; else the wrapper shell's only
+   * child (dash does not exec, and a person running ps looks for the app, not `sh -c`); else
+   * the wrapper's.
+   */
   async displayPid(): Promise<number> {
     const main = await this.mainPid();
-    return main.pid ?? this.groupId;
+    if (main.pid !== null) return main.pid;
+    const children = childrenOf(this.groupId);
+    return children.length === 1 ? children[0]! : this.groupId;
   }
 
   isRunning(): boolean {

@@ -30,6 +30,9 @@ const WATCH_DEBOUNCE_MS = 300;
 
 export type ModeChange = { action: 'pause'; maxPauseMs?: number } | { action: 'stop'; message?: string | null } | { action: 'resume' } | { action: 'start' };
 
+// The log line of each mode change, as a person says it ("api stopped", not "api stopd").
+const modeChanged: Record<ModeChange['action'], string> = { pause: 'paused', resume: 'resumed', stop: 'stopped', start: 'started' };
+
 export class Daemon {
   private readonly services = new Map<string, Service>();
   private readonly dataPath: DataPath;
@@ -43,6 +46,11 @@ export class Daemon {
   private readonly deploying = new Map<string, ServiceConfig>();
   /** State entries that could not be restored: kept in the file so that a typo loses nothing. */
   private unrestored = new Map<string, SavedService>();
+  /**
+   * Generation numbers go on across a service's removal and return (remove, then reload or
+   * deploy again), so that `default#1` names one generation in the whole log.
+   */
+  private readonly lastGenerations = new Map<string, number>();
 
   constructor(
     private config: DaemonConfig,
@@ -59,6 +67,10 @@ export class Daemon {
     this.control = new ControlServer(this, { host: config.controlHost, port: config.controlPort, token: config.controlToken });
   }
 
+  private forgetService(service: Service): void {
+    this.lastGenerations.set(service.name, service.lastGeneration);
+  }
+
   private createService(config: ServiceConfig, origin: ServiceOrigin): Service {
     const context = {
       log: this.log,
@@ -67,7 +79,7 @@ export class Daemon {
       dataPath: this.dataPath,
       routesChanged: () => this.publishRoutes(),
     };
-    return new Service(config, context, origin);
+    return new Service(config, context, origin, (this.lastGenerations.get(config.name) ?? 0) + 1);
   }
 
   /** Every change of who serves what goes through here, to the proxy (or each worker). */
@@ -159,7 +171,10 @@ export class Daemon {
       }
       return { ...result, ...(await this.saveState()) };
     } catch (error) {
-      if (!existing) await service.stopAll(`deploy of ${name} refused`);
+      if (!existing) {
+        this.forgetService(service);
+        await service.stopAll(`deploy of ${name} refused`);
+      }
       throw error;
     } finally {
       this.deploying.delete(name);
@@ -175,6 +190,7 @@ export class Daemon {
   async remove(name: string): Promise<Saved<{ ok: true; service: string }>> {
     const service = this.service(name);
     this.services.delete(name);
+    this.forgetService(service);
     this.publishRoutes();
     await service.stopAll(`service ${name} removed`);
     const saved = await this.saveState();
@@ -188,7 +204,7 @@ export class Daemon {
     else if (change.action === 'stop') service.pause.stop(change.message ?? null);
     else service.pause.resume();
     this.publishRoutes();
-    this.log.event(change.action === 'start' ? 'started' : `${change.action}d`, { service: name, reason: service.pause.describe() });
+    this.log.event(modeChanged[change.action], { service: name, reason: service.pause.describe() });
     const saved = await this.saveState();
     return { ...service.status(), ...saved };
   }
@@ -319,6 +335,7 @@ export class Daemon {
     for (const [name, service] of this.services) {
       if (service.origin !== 'config' || wanted.has(name)) continue;
       this.services.delete(name);
+      this.forgetService(service);
       void service.stopAll(`service ${name} is no longer in the config`);
     }
     for (const config of configs) {

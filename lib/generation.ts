@@ -257,11 +257,11 @@ export class Generation {
     this.drainEnd?.abort('cut');
   }
 
-  /** Stops the process (supervised); external targets are just forgotten. */
+  /** Stops the process (supervised); an external target is someone else's to stop. */
   private async stopApp(): Promise<void> {
     const outcome = this.app ? await this.app.stop(this.context.config.stopTimeoutMs) : null;
     const how =
-      outcome === null ? 'forgotten'
+      outcome === null ? 'external target: no longer routed to, left running'
       : outcome.how === 'already-exited' ? 'had already exited'
       : outcome.how === 'SIGKILL' ? `did not stop within ${formatDuration(this.context.config.stopTimeoutMs)} of SIGTERM to ${outcome.signalled}: SIGKILLed`
       : `SIGTERM to ${outcome.signalled}${outcome.leftoversKilled ? `; ${outcome.leftoversKilled} leftover process(es) SIGKILLed` : ''}`;

@@ -51,6 +51,18 @@ export function groupMembers(groupId: number): number[] {
   return members;
 }
 
+/** Live (non-zombie) children of a process. */
+export function childrenOf(pid: number): number[] {
+  if (!procAvailable) return [];
+  const children: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = readStat(entry);
+    if (stat && stat.parentPid === pid && stat.state !== 'Z') children.push(stat.pid);
+  }
+  return children;
+}
+
 /** The process group of a live process, or null (gone, a zombie, or no /proc to ask). */
 export function groupOf(pid: number): number | null {
   const stat = readStat(pid);

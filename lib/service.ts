@@ -71,7 +71,7 @@ export class Service {
   private generations: Generation[] = [];
   /** The generation new requests go to; the data path learns it from `route()`. */
   private activeGeneration: Generation | null = null;
-  private nextId = 1;
+  private nextId: number;
   private current: Promise<DeployResult> | null = null;
   private followUp: PendingDeploy | null = null;
   private restarts = 0;
@@ -92,8 +92,16 @@ export class Service {
     public config: ServiceConfig,
     private readonly context: ServiceContext,
     readonly origin: ServiceOrigin = 'config',
+    /** A service declared again after it was removed goes on from its last number. */
+    firstGeneration = 1,
   ) {
     this.log = context.log;
+    this.nextId = firstGeneration;
+  }
+
+  /** The number of the newest generation this service made (0: none yet). */
+  get lastGeneration(): number {
+    return this.nextId - 1;
   }
 
   get name(): string {
@@ -222,7 +230,8 @@ export class Service {
       this.forget(generation);
       this.lastDeploy = { at: new Date().toISOString(), ok: false, generation: generation.id, message: messageOf(error) };
       switched();
-      if (!this.active) this.scheduleRestart(`deploy of ${generation.label} failed`);
+      // A refused `rainbowd deploy` of a new service is the caller's to handle: nothing to restart.
+      if (!this.active && candidate === undefined) this.scheduleRestart(`deploy of ${generation.label} failed`);
       throw error;
     }
     const healthyMs = since();
