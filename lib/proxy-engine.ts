@@ -73,7 +73,11 @@ export class ProxyEngine {
       }
       if (upstreamResponse.statusMessage && INVALID_HEADER_TEXT.test(upstreamResponse.statusMessage)) upstreamResponse.statusMessage = '';
       stripHopByHop(upstreamResponse.headers);
-      upstreamResponse.headers.connection = String(response.getHeader('connection') ?? (response.shouldKeepAlive ? 'keep-alive' : 'close'));
+      // http-proxy then sets the client's Connection from these (from the request's alone for
+      // HTTP/1.0): both say what node:http decided. The request has been sent by now.
+      const connection = String(response.getHeader('connection') ?? (response.shouldKeepAlive ? 'keep-alive' : 'close'));
+      upstreamResponse.headers.connection = connection;
+      request.headers.connection = connection;
       (request as TrackedRequest)[upstreamAnswer] = upstreamResponse;
     });
     this.proxy.on('error', (error: NodeJS.ErrnoException, request, response) => {

@@ -134,6 +134,14 @@ test("hop-by-hop fields of the app's answer stop at the proxy, and the client's 
   assert.match(second, /\r\nconnection: close\r\n/i, "the client's close is honoured");
 });
 
+test('an HTTP/1.0 client that asks for keep-alive keeps its connection', async () => {
+  const app = await echoApp();
+  const { port } = await proxyTo(app.port);
+  const answer = await sendRaw(port, 'GET /1 HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\nGET /2 HTTP/1.0\r\nHost: a\r\n\r\n');
+  assert.equal([...answer.matchAll(/HTTP\/1\.1 200 /g)].length, 2, answer);
+  assert.deepEqual(app.seen.map(({ url }) => url), ['/1', '/2']);
+});
+
 test('a target that leads back to the proxy gets one 508 Loop Detected, not thousands of connections', async () => {
   let connections = 0;
   // The service's target is the proxy itself, through a forwarder that counts connections.
