@@ -20,6 +20,7 @@ export interface Forwarding {
   via: string;
 }
 
+/** The fields to forward `request` with: its own less the hop-by-hop ones and unbelieved claims, plus ours. */
 export function requestHeaders(request: http.IncomingMessage, forwarding: Forwarding, websocket: boolean): http.IncomingHttpHeaders {
   const received = request.headers;
   const address = clientAddress(request);
