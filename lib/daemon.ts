@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
@@ -39,6 +40,8 @@ export class Daemon {
   private readonly control: ControlServer;
   private readonly runtimeDir = mkdtempSync(runtimeDirPrefix());
   private readonly startedAt = Date.now();
+  /** Marks the requests our proxy forwarded, so one that a target sends back to it is answered 508, not forwarded again. */
+  private readonly via = `rainbowd-${randomBytes(6).toString('hex')}`;
   private watchers: FSWatcher[] = [];
   private shuttingDown: Promise<void> | null = null;
   private readonly state: StateFile | null;
@@ -84,7 +87,7 @@ export class Daemon {
 
   /** Every change of who serves what goes through here, to the proxy (or each worker). */
   private publishRoutes(): void {
-    this.dataPath.update({ services: [...this.services.values()].map((service) => service.route()), trustedProxies: this.config.trustedProxies });
+    this.dataPath.update({ services: [...this.services.values()].map((service) => service.route()), trustedProxies: this.config.trustedProxies, via: this.via });
   }
 
   private get configDir(): string {

@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import httpProxy from 'http-proxy';
+import { stripHopByHop } from './forward-headers.js';
 import type { Upstream } from './upstream.js';
 
 // The one module that knows the proxy engine is http-proxy 1.18.1, so it can be swapped.
@@ -21,6 +22,11 @@ import type { Upstream } from './upstream.js';
 // - it triggers deprecation warnings in users' logs: DEP0060 (util._extend) on Node 22+,
 //   DEP0169 (url.parse) on Node 24+, and DEP0170 (url.parse of an invalid URL) on any client's
 //   `GET http://a,:b/`.
+// - it forwards the request's header fields as they are, hop-by-hop ones included (a
+//   `Trailer` field on a GET made node:http throw out of an event handler: the same crash),
+//   and the app's response fields likewise; both are set here from forward-headers.ts;
+// - it sets the client's `Connection` from the request's (or `keep-alive`) when the app's
+//   response has none, which overrides node:http's own keep-alive decision.
 
 export type ErrorResponder = (response: http.ServerResponse, error: NodeJS.ErrnoException) => void;
 
@@ -66,6 +72,12 @@ export class ProxyEngine {
         return;
       }
       if (upstreamResponse.statusMessage && INVALID_HEADER_TEXT.test(upstreamResponse.statusMessage)) upstreamResponse.statusMessage = '';
+      stripHopByHop(upstreamResponse.headers);
+      // http-proxy then sets the client's Connection from these (from the request's alone for
+      // HTTP/1.0): both say what node:http decided. The request has been sent by now.
+      const connection = String(response.getHeader('connection') ?? (response.shouldKeepAlive ? 'keep-alive' : 'close'));
+      upstreamResponse.headers.connection = connection;
+      request.headers.connection = connection;
       (request as TrackedRequest)[upstreamAnswer] = upstreamResponse;
     });
     this.proxy.on('error', (error: NodeJS.ErrnoException, request, response) => {
@@ -87,9 +99,11 @@ export class ProxyEngine {
     });
   }
 
-  /** Counts the request in flight on `upstream` until its response closes. */
-  web(request: http.IncomingMessage, response: http.ServerResponse, upstream: Upstream): void {
+  /** Forwards with `headers` (forward-headers.ts); counts the request in flight on `upstream` until its response closes. */
+  web(request: http.IncomingMessage, headers: http.IncomingHttpHeaders, response: http.ServerResponse, upstream: Upstream): void {
     const tracked = request as TrackedRequest;
+    // http-proxy sends the request's own fields: the ones to forward take their place.
+    request.headers = headers;
     tracked[upstreamUsed] = upstream;
     upstream.requestStarted();
     // One listener per request does both jobs: it is the hot path.
@@ -105,8 +119,9 @@ export class ProxyEngine {
   }
 
   /** The caller has put an `error` listener on `socket`: a client reset mid-upgrade would otherwise crash us. */
-  ws(request: http.IncomingMessage, socket: Duplex, head: Buffer, upstream: Upstream): void {
+  ws(request: http.IncomingMessage, headers: http.IncomingHttpHeaders, socket: Duplex, head: Buffer, upstream: Upstream): void {
     upstream.trackUpgrade(socket);
+    request.headers = headers;
     try {
       this.proxy.ws(request, socket, head, { target: upstream.proxyTarget });
     } catch {

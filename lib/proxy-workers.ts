@@ -52,7 +52,7 @@ interface Question {
 export class ProxyWorkers implements DataPath {
   private readonly workers = new Map<Worker, WorkerState>();
   private readonly questions = new Map<number, Question>();
-  private table: RouteTable = { services: [], trustedProxies: [] };
+  private table: RouteTable = { services: [], trustedProxies: [], via: '' };
   private address: { port: number; host: string } | null = null;
   private nextQuestion = 1;
   private closing = false;

@@ -1,11 +1,13 @@
-import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { openFileLimit, proxyConnectionLimit } from './connection-limit.js';
+import { type Forwarding, requestHeaders } from './forward-headers.js';
 import type { Logger } from './log.js';
+import { BAD_GATEWAY, BAD_REQUEST, maintenance, NOT_FOUND, type Page, PAUSED, RESTARTING, sendPage, sendRawPage, STARTING } from './pages.js';
 import { PauseController } from './pause-controller.js';
 import { ProxyEngine, UNFORWARDABLE } from './proxy-engine.js';
+import { answerParseError, headWithoutUpgrade, isWebSocketUpgrade, MAX_HEADERS, type Refusal, refusal } from './request-framing.js';
 import type { DataPath, RouteTable, ServiceRoute, UpstreamAddress } from './route-table.js';
 import { Router, stripPrefix } from './router.js';
 import { Upstream } from './upstream.js';
@@ -42,11 +44,12 @@ export class Proxy implements DataPath {
   private readonly services = new Map<string, RoutedService>();
   /** Every upstream not yet released: the active ones and those still draining. */
   private readonly upstreams = new Map<number, Upstream>();
-  private trustedProxies = new Set<string>();
+  private forwarding: Forwarding = { trustedProxies: new Set(), via: '' };
   private closing = false;
   private readonly fdLimit = openFileLimit();
   private readonly maxConnections = proxyConnectionLimit(this.fdLimit);
   private openConnections = 0;
+  private readonly admitted = new WeakSet<Socket>();
   private refusedConnections = 0;
 
   constructor(private readonly log: EventLog) {
@@ -59,21 +62,26 @@ export class Proxy implements DataPath {
       connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
       requestTimeout: 0,
     });
+    // One more than we accept, so that too many is seen (and answered 431) rather than cut off;
+    // and a missing Host is refused by refusal(), with a page like every other refusal.
+    this.server.maxHeadersCount = MAX_HEADERS + 1;
+    Object.assign(this.server, { requireHostHeader: false });
     // Not server.maxConnections: in a proxy worker, node:cluster hands a connection the
     // worker turns down to another worker, and back, for as long as all of them are full,
     // while the daemon holds its descriptor. Accepted and closed at once, it is gone.
     this.server.on('connection', (socket: Socket) => this.admitConnection(socket));
     this.server.on('request', (request, response) => this.handle(request, response));
     this.server.on('upgrade', (request, socket, head) => this.handleUpgrade(request, socket, head));
-    this.server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
-      const status = error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
-      if ((socket as Socket).writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\n\r\n`);
-      else socket.destroy();
-    });
+    // Without a listener Node closes a CONNECT without a word.
+    this.server.on('connect', (request, socket: Duplex) => this.handleUpgrade(request, socket, Buffer.alloc(0)));
+    this.server.on('clientError', answerParseError);
   }
 
   private admitConnection(socket: Socket): void {
+    // A connection handed back to the server after a non-WebSocket upgrade is admitted already.
+    if (this.admitted.has(socket)) return;
     if (this.maxConnections === null || this.openConnections < this.maxConnections) {
+      this.admitted.add(socket);
       this.openConnections++;
       socket.once('close', () => this.openConnections--);
       return;
@@ -107,7 +115,7 @@ export class Proxy implements DataPath {
   }
 
   update(table: RouteTable): void {
-    this.trustedProxies = new Set(table.trustedProxies);
+    this.forwarding = { trustedProxies: new Set(table.trustedProxies), via: table.via };
     const names = new Set(table.services.map((route) => route.name));
     for (const [name, gone] of this.services) {
       if (names.has(name)) continue;
@@ -155,6 +163,12 @@ export class Proxy implements DataPath {
   }
 
   private handle(request: http.IncomingMessage, response: http.ServerResponse): void {
+    const refused = refusal(request, this.forwarding.via);
+    if (refused) {
+      // What follows on the connection cannot be trusted to be framed as it looks.
+      response.setHeader('connection', 'close');
+      return this.refuse(refused, (page) => sendPage(response, page));
+    }
     const service = this.router.route(request);
     if (!service) return sendPage(response, NOT_FOUND);
     admit(service.pause, () => this.forward(service, request, response), (page) => sendPage(response, page), () => response.destroyed);
@@ -163,13 +177,16 @@ export class Proxy implements DataPath {
   private forward(service: RoutedService, request: http.IncomingMessage, response: http.ServerResponse): void {
     const upstream = service.upstream;
     if (!upstream) return sendPage(response, STARTING);
-    this.prepare(service.route, request);
+    const headers = this.prepare(service.route, request, false);
     if (this.closing) response.setHeader('connection', 'close');
-    this.engine.web(request, response, upstream);
+    this.engine.web(request, headers, response, upstream);
   }
 
   private handleUpgrade(request: http.IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => socket.destroy());
+    if (request.method !== 'CONNECT' && !isWebSocketUpgrade(request)) return this.serveWithoutUpgrade(request, socket as Socket, head);
+    const refused = refusal(request, this.forwarding.via);
+    if (refused) return this.refuse(refused, (page) => sendRawPage(socket, page));
     const service = this.router.route(request);
     if (!service) return sendRawPage(socket, NOT_FOUND);
     admit(service.pause, () => this.forwardUpgrade(service, request, socket, head), (page) => sendRawPage(socket, page), () => socket.destroyed);
@@ -178,49 +195,47 @@ export class Proxy implements DataPath {
   private forwardUpgrade(service: RoutedService, request: http.IncomingMessage, socket: Duplex, head: Buffer): void {
     const upstream = service.upstream;
     if (!upstream) return sendRawPage(socket, STARTING);
-    this.prepare(service.route, request);
-    this.engine.ws(request, socket, head, upstream);
+    this.engine.ws(request, this.prepare(service.route, request, true), socket, head, upstream);
   }
 
-  /** The request as the app gets it: path prefix stripped, forwarding headers set. */
-  private prepare(route: ServiceRoute, request: http.IncomingMessage): void {
+  /**
+   * Node 20 has handed the connection over as a raw socket: the server parses the request
+   * again from the start, without its Upgrade, and serves it and what follows on the
+   * connection as any other request (see headWithoutUpgrade).
+   */
+  private serveWithoutUpgrade(request: http.IncomingMessage, socket: Socket, head: Buffer): void {
+    const again = Buffer.concat([headWithoutUpgrade(request), head]);
+    const reparse = () => {
+      // Answers to requests pipelined before this one are written first: they belong to the
+      // connection's previous parser, which would not hand the socket on to the next one.
+      const pending = (socket as Socket & { _httpMessage?: http.ServerResponse | null })._httpMessage;
+      if (pending) return void pending.once('finish', reparse);
+      if (!socket.writable) return; // the answer before closed the connection
+      socket.setTimeout(0); // a keep-alive timeout the previous parser set would outlive it
+      socket.unshift(again);
+      this.server.emit('connection', socket);
+    };
+    reparse();
+  }
+
+  private refuse({ reason, page }: Refusal, answer: (page: Page) => void): void {
+    this.log.event('bad-request', { reason: `${reason}; answered ${page.status}` });
+    answer(page);
+  }
+
+  /** The request as the app gets it: path prefix stripped; the header fields to forward it with. */
+  private prepare(route: ServiceRoute, request: http.IncomingMessage, websocket: boolean): http.IncomingHttpHeaders {
     if (route.pathPrefix !== null && route.stripPathPrefix) request.url = stripPrefix(request.url ?? '/', route.pathPrefix);
-    this.setForwardedHeaders(request);
+    return requestHeaders(request, this.forwarding, websocket);
   }
 
   private answerError(response: http.ServerResponse, error: NodeJS.ErrnoException): void {
-    if (error.code === UNFORWARDABLE) {
-      this.log.event('bad-request', { reason: `${error.message}; answered 400` });
-      return sendPage(response, BAD_REQUEST);
-    }
+    if (error.code === UNFORWARDABLE) return this.refuse({ reason: error.message, page: BAD_REQUEST }, (page) => sendPage(response, page));
     // Refused: nothing listens, the app is down (it crashed and is being restarted); that
     // is a 503 to retry, not a broken gateway.
     const refused = error.code === 'ECONNREFUSED';
     this.log.event('upstream-error', { reason: `${error.code ?? error.message}; answered ${refused ? 503 : 502}` });
     sendPage(response, refused ? RESTARTING : BAD_GATEWAY);
-  }
-
-  /**
-   * X-Forwarded-* from a trusted proxy (the local nginx) are kept and extended; from anyone
-   * else they are replaced: anyone can send them. X-Request-ID is added when absent.
-   */
-  private setForwardedHeaders(request: http.IncomingMessage): void {
-    const headers = request.headers;
-    const raw = request.socket.remoteAddress ?? '';
-    const address = raw.startsWith('::ffff:') ? raw.slice(7) : raw;
-    const proto = 'encrypted' in request.socket ? 'https' : 'http';
-    if (this.trustedProxies.size > 0 && this.trustedProxies.has(address)) {
-      headers['x-forwarded-for'] = headers['x-forwarded-for'] ? `${headers['x-forwarded-for']}, ${address}` : address;
-      headers['x-forwarded-proto'] ??= proto;
-      if (headers.host !== undefined) headers['x-forwarded-host'] ??= headers.host;
-    } else {
-      headers['x-forwarded-for'] = address;
-      headers['x-forwarded-proto'] = proto;
-      if (headers.host === undefined) delete headers['x-forwarded-host'];
-      else headers['x-forwarded-host'] = headers.host;
-      delete headers['x-forwarded-port'];
-    }
-    headers['x-request-id'] ??= randomUUID();
   }
 }
 
@@ -244,47 +259,6 @@ function applyMode(pause: PauseController, route: ServiceRoute): void {
   if (route.mode === 'running') pause.resume();
   else if (route.mode === 'stopped') pause.stop(route.message);
   else pause.pause(route.maxPauseMs);
-}
-
-// The pages rainbowd answers itself. They name nothing internal: no ports, no addresses.
-interface Page {
-  status: number;
-  title: string;
-  text: string;
-  retryAfter?: number;
-}
-
-const NOT_FOUND: Page = { status: 404, title: 'Not Found', text: 'There is no site at this address.' };
-const STARTING: Page = { status: 503, title: 'Service Unavailable', text: 'The app is starting or restarting. Try again in a moment.', retryAfter: 1 };
-const RESTARTING: Page = { status: 503, title: 'Service Unavailable', text: 'The app is restarting. Try again in a moment.', retryAfter: 1 };
-const PAUSED: Page = { status: 503, title: 'Service Unavailable', text: 'The app is paused. Try again in a moment.', retryAfter: 5 };
-const BAD_REQUEST: Page = { status: 400, title: 'Bad Request', text: 'The request could not be understood.' };
-const BAD_GATEWAY: Page = { status: 502, title: 'Bad Gateway', text: 'The app did not answer.' };
-
-function maintenance(message: string | null): Page {
-  return { status: 503, title: 'Service Unavailable', text: message ?? 'The site is down for maintenance. Please come back soon.', retryAfter: 60 };
-}
-
-function pageHeaders(page: Page, body: string): Record<string, string | number> {
-  return {
-    'content-type': 'text/plain; charset=utf-8',
-    'content-length': Buffer.byteLength(body),
-    'cache-control': 'no-store',
-    ...(page.retryAfter === undefined ? {} : { 'retry-after': page.retryAfter }),
-  };
-}
-
-function sendPage(response: http.ServerResponse, page: Page): void {
-  const body = `${page.status} ${page.title}\n${page.text}\n`;
-  response.writeHead(page.status, pageHeaders(page, body));
-  response.end(body);
-}
-
-/** The same page on a socket that asked for an upgrade, which has no ServerResponse. */
-function sendRawPage(socket: Duplex, page: Page): void {
-  const body = `${page.status} ${page.title}\n${page.text}\n`;
-  const headers = Object.entries({ ...pageHeaders(page, body), connection: 'close' }).map(([name, value]) => `${name}: ${value}\r\n`);
-  socket.end(`HTTP/1.1 ${page.status} ${page.title}\r\n${headers.join('')}\r\n${body}`);
 }
 
 export function listen(server: http.Server, port: number, host: string): Promise<void> {

@@ -26,6 +26,8 @@ export interface ServiceRoute {
 export interface RouteTable {
   services: ServiceRoute[];
   trustedProxies: string[];
+  /** This daemon's token in `Via`, the same in every proxy worker: a request that already carries it has looped back. */
+  via: string;
 }
 
 /**

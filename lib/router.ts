@@ -87,11 +87,12 @@ function byLongestPrefix<T>(a: Route<T>, b: Route<T>): number {
   return (b.prefix?.length ?? -1) - (a.prefix?.length ?? -1);
 }
 
-/** `Example.com:8080` -> `example.com`; `[::1]:80` -> `[::1]`. */
+/** `Example.com:8080` -> `example.com`; `[::1]:80` -> `[::1]`; `example.com.` (fully qualified) -> `example.com`. */
 function hostName(header: string | undefined): string {
   if (!header) return '';
   const host = header.toLowerCase();
   if (host.startsWith('[')) return host.slice(0, host.indexOf(']') + 1);
   const colon = host.indexOf(':');
-  return colon === -1 ? host : host.slice(0, colon);
+  const name = colon === -1 ? host : host.slice(0, colon);
+  return name.endsWith('.') ? name.slice(0, -1) : name;
 }

@@ -86,6 +86,17 @@ test('the longest path prefix wins within a host; prefixes are stripped unless s
   await assertRoute(daemon, 'raw.example.test', '/elsewhere', 'wild', '/elsewhere');
 });
 
+test('a path is routed and forwarded normalized (dot segments, percent-encoded letters), and a Host with a trailing dot reaches its service', { timeout: 60_000 }, async (t) => {
+  const { daemon } = await startRouted(t);
+  await assertRoute(daemon, 'api.example.test', '/x/../docs/intro', 'docs', '/intro');
+  await assertRoute(daemon, 'api.example.test', '/%64ocs/intro?q=%2e%2e', 'docs', '/intro?q=%2e%2e');
+  await assertRoute(daemon, 'api.example.test', '/docs/v2/./../../raw/a', 'raw', '/raw/a');
+  await assertRoute(daemon, 'api.example.test.', '/', 'api', '/');
+  await assertRoute(daemon, 'shop.example.test.:8080', '/', 'wild', '/');
+  const above = await get(daemon, 'api.example.test', '/docs/../../etc/passwd');
+  assert.equal(above.status, 400, 'a path that climbs above the root is refused, as nginx does');
+});
+
 test('a request that matches no service gets a 404 page that names nothing internal', { timeout: 60_000 }, async (t) => {
   const { daemon, targets } = await startRouted(t);
   const internal = [

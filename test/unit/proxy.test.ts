@@ -2,67 +2,13 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
-import { after, before, test } from 'node:test';
-import { PassThrough } from 'node:stream';
+import { before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { Logger } from '../../lib/log.js';
-import { Proxy, listen } from '../../lib/proxy.js';
+import { atEnd, get, proxyTo, rawAppOn, sendRaw, serverOn, UPSTREAM_KEY } from '../helpers/proxy.js';
 
 // Regression tests for the traps of http-proxy 1.18.1, through the real data path:
 // a real proxy listener, a real upstream server, routed to as one generation.
-
-const log = new Logger('text', new PassThrough().resume());
-
-/** An app on node:http; it is closed at the end. */
-async function serverOn(handler: http.RequestListener): Promise<{ server: http.Server; port: number }> {
-  const server = http.createServer(handler);
-  await listen(server, 0, '127.0.0.1');
-  cleanup.push(() => server.close());
-  return { server, port: (server.address() as net.AddressInfo).port };
-}
-
-/** An app written on raw sockets, for answers node:http would not send; it is closed at the end. */
-async function rawAppOn(onConnection: (socket: net.Socket) => void): Promise<number> {
-  const server = net.createServer((socket) => {
-    socket.on('error', () => undefined);
-    onConnection(socket);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  cleanup.push(() => server.close());
-  return (server.address() as net.AddressInfo).port;
-}
-
-const UPSTREAM_KEY = 1;
-
-async function proxyTo(upstreamPort: number, trustedProxies: string[] = []): Promise<{ proxy: Proxy; port: number }> {
-  const proxy = new Proxy(log);
-  const upstream = { key: UPSTREAM_KEY, host: '127.0.0.1', port: upstreamPort };
-  proxy.update({ services: [{ name: 'default', hosts: [], pathPrefix: null, stripPathPrefix: true, mode: 'running', message: null, maxPauseMs: 30_000, upstream }], trustedProxies });
-  await proxy.listen(0, '127.0.0.1');
-  cleanup.push(() => proxy.stop());
-  return { proxy, port: (proxy.server.address() as net.AddressInfo).port };
-}
-
-function get(port: number, headers: http.OutgoingHttpHeaders = {}): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    http
-      .get({ host: '127.0.0.1', port, path: '/', headers, agent: false, timeout: 5000 }, (response) => {
-        let body = '';
-        response.on('data', (chunk) => (body += chunk));
-        response.on('end', () => resolve({ status: response.statusCode ?? 0, body }));
-      })
-      .on('error', reject)
-      .on('timeout', function (this: http.ClientRequest) {
-        this.destroy(new Error('timed out'));
-      });
-  });
-}
-
-const cleanup: Array<() => unknown> = [];
-after(async () => {
-  for (const step of cleanup.reverse()) await step();
-});
 
 test('a dead upstream gets a 503 to retry (nothing listens) and the proxy keeps running', async () => {
   const upstream = await serverOn((_request, response) => response.end('ok'));
@@ -109,26 +55,45 @@ test('a client that goes away aborts its upstream request', async () => {
   assert.equal(proxy.inFlight(UPSTREAM_KEY), 0);
 });
 
-test('client-sent X-Forwarded-* headers are replaced, Host is preserved', async () => {
+test('client-sent X-Forwarded-*, Forwarded and X-Real-IP are replaced, Host is preserved', async () => {
   const upstream = await serverOn((request, response) => response.end(JSON.stringify(request.headers)));
   const { port } = await proxyTo(upstream.port);
-  const answer = await get(port, { host: 'shop.example.com', 'x-forwarded-for': '6.6.6.6', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'evil.example', 'x-forwarded-port': '1' });
+  const answer = await get(port, {
+    host: 'shop.example.com',
+    'x-forwarded-for': '6.6.6.6',
+    'x-forwarded-proto': 'https',
+    'x-forwarded-host': 'evil.example',
+    'x-forwarded-port': '1',
+    forwarded: 'for=6.6.6.6;proto=https',
+    'x-real-ip': '6.6.6.6',
+  });
   const seen = JSON.parse(answer.body) as Record<string, string>;
   assert.equal(seen['x-forwarded-for'], '127.0.0.1');
   assert.equal(seen['x-forwarded-proto'], 'http');
   assert.equal(seen['x-forwarded-host'], 'shop.example.com');
   assert.equal(seen['x-forwarded-port'], undefined);
+  assert.equal(seen.forwarded, 'for=127.0.0.1;proto=http;host="shop.example.com"');
+  assert.equal(seen['x-real-ip'], '127.0.0.1');
   assert.equal(seen.host, 'shop.example.com');
 });
 
-test('from a trusted proxy (the local nginx) X-Forwarded-* are kept and extended', async () => {
+test('from a trusted proxy (the local nginx) X-Forwarded-*, Forwarded and X-Real-IP are kept and extended', async () => {
   const upstream = await serverOn((request, response) => response.end(JSON.stringify(request.headers)));
   const { port } = await proxyTo(upstream.port, ['127.0.0.1']);
-  const answer = await get(port, { host: 'shop.example.com', 'x-forwarded-for': '203.0.113.9', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'www.example.com' });
+  const answer = await get(port, {
+    host: 'shop.example.com',
+    'x-forwarded-for': '203.0.113.9',
+    'x-forwarded-proto': 'https',
+    'x-forwarded-host': 'www.example.com',
+    forwarded: 'for=203.0.113.9;proto=https',
+    'x-real-ip': '203.0.113.9',
+  });
   const seen = JSON.parse(answer.body) as Record<string, string>;
   assert.equal(seen['x-forwarded-for'], '203.0.113.9, 127.0.0.1');
   assert.equal(seen['x-forwarded-proto'], 'https');
   assert.equal(seen['x-forwarded-host'], 'www.example.com');
+  assert.equal(seen.forwarded, 'for=203.0.113.9;proto=https, for=127.0.0.1;proto=http;host="shop.example.com"');
+  assert.equal(seen['x-real-ip'], '203.0.113.9');
 });
 
 test('X-Request-ID is added when absent and kept when sent', async () => {
@@ -157,18 +122,6 @@ test('a client reset during a WebSocket upgrade does not crash the proxy', async
   assert.equal((await get(port)).status, 200, 'the proxy still serves');
   assert.equal(proxy.inFlight(UPSTREAM_KEY), 0, 'reset upgrades are no longer counted in flight');
 });
-
-/** Sends `raw` on a new connection; resolves with everything the proxy answered before it closed. */
-function sendRaw(port: number, raw: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let answer = '';
-    const socket = net.connect(port, '127.0.0.1', () => socket.write(raw));
-    socket.setTimeout(5000, () => socket.destroy(new Error('no answer within 5 s')));
-    socket.on('data', (chunk) => (answer += chunk));
-    socket.on('error', reject);
-    socket.on('close', () => resolve(answer));
-  });
-}
 
 test('a request target the engine cannot parse gets a 400, on plain requests and upgrades, and the proxy keeps serving', async () => {
   // http-proxy 1.18.1 runs url.parse on the target, which throws on this one: it took the daemon down.
@@ -237,7 +190,7 @@ test('an idempotent request on a kept-alive socket the app just closed is retrie
   });
   const { port } = await proxyTo(upstreamPort);
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  cleanup.push(() => agent.destroy());
+  atEnd(() => agent.destroy());
   for (let i = 0; i < 5; i++) {
     const status = await new Promise<number>((resolve, reject) => {
       http.get({ host: '127.0.0.1', port, path: '/', agent }, (response) => {

@@ -89,7 +89,7 @@ async function startService(t: TestContext): Promise<Setup> {
     runtimeDir: dir,
     ownerEnv: {},
     dataPath,
-    routesChanged: () => dataPath.update({ services: [service.route()], trustedProxies: [] }),
+    routesChanged: () => dataPath.update({ services: [service.route()], trustedProxies: [], via: 'rainbowd-rollback-test' }),
   });
   t.after(async () => {
     dataPath.letGo();

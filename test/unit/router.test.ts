@@ -16,11 +16,14 @@ function requestFor(host: string | undefined, url = '/'): IncomingMessage {
   return { url, headers: host === undefined ? {} : { host } } as IncomingMessage;
 }
 
-test('exact host beats wildcard beats the catch-all; port and case do not matter', () => {
+test('exact host beats wildcard beats the catch-all; port, case and a trailing dot do not matter', () => {
   const router = new Router([service('web', []), service('api', ['api.example.com']), service('any', ['*.example.com']), service('deep', ['*.eu.example.com'])]);
   const routed = (host?: string) => router.route(requestFor(host))?.name;
   assert.equal(routed('api.example.com'), 'api');
   assert.equal(routed('API.Example.com:8080'), 'api');
+  assert.equal(routed('api.example.com.'), 'api', 'a fully qualified name, with its trailing dot');
+  assert.equal(routed('api.example.com.:8080'), 'api');
+  assert.equal(routed('www.example.com.'), 'any');
   assert.equal(routed('www.example.com'), 'any');
   assert.equal(routed('shop.eu.example.com'), 'deep');
   assert.equal(routed('example.com'), 'web');

@@ -1,0 +1,96 @@
+import { randomUUID } from 'node:crypto';
+import type http from 'node:http';
+
+// The header fields a request is forwarded with and a response is answered with,
+// independent of the engine that carries them. Hop-by-hop fields (RFC 9110 §7.6.1) describe
+// one connection and stop at the proxy, in both directions; fields saying who the client
+// is are set by us, since anyone can send them, unless the peer is a trusted proxy.
+
+/** Hop-by-hop in both directions, whether or not `Connection` names them. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+/** What a client says about where the request came from: believed only from a trusted proxy. */
+const CLIENT_CLAIMS = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'forwarded', 'x-real-ip']);
+/** Never dropped because `Connection` names them: without them the request would change meaning or framing. */
+const END_TO_END = new Set(['host', 'content-length']);
+
+export interface Forwarding {
+  /** Peers (the local nginx) whose X-Forwarded-*, Forwarded and X-Real-IP are kept and extended. */
+  trustedProxies: ReadonlySet<string>;
+  /** This daemon's token, added to `Via` to detect loops (see request-framing.ts). */
+  via: string;
+}
+
+/** The fields to forward `request` with: its own less the hop-by-hop ones and unbelieved claims, plus ours. */
+export function requestHeaders(request: http.IncomingMessage, forwarding: Forwarding, websocket: boolean): http.IncomingHttpHeaders {
+  const received = request.headers;
+  const address = clientAddress(request);
+  const trusted = forwarding.trustedProxies.has(address);
+  const named = connectionOptions(received.connection);
+  const headers: http.IncomingHttpHeaders = {};
+  for (const name in received) {
+    if (HOP_BY_HOP.has(name) || (!trusted && CLIENT_CLAIMS.has(name)) || named?.has(name)) continue;
+    headers[name] = received[name];
+  }
+  // Validated as exactly `chunked` (request-framing.ts); the body is sent on chunked again.
+  if (received['transfer-encoding'] !== undefined) headers['transfer-encoding'] = 'chunked';
+  if (websocket) {
+    headers.connection = 'Upgrade';
+    headers.upgrade = received.upgrade;
+  }
+  const proto = 'encrypted' in request.socket ? 'https' : 'http';
+  const host = received.host;
+  const hop = `for=${forwardedNode(address)};proto=${proto}${host === undefined ? '' : `;host=${quoted(host)}`}`;
+  if (trusted) {
+    headers['x-forwarded-for'] = append(headers['x-forwarded-for'], address);
+    headers['x-forwarded-proto'] ??= proto;
+    if (host !== undefined) headers['x-forwarded-host'] ??= host;
+    headers.forwarded = append(headers.forwarded, hop);
+    headers['x-real-ip'] ??= address;
+  } else {
+    headers['x-forwarded-for'] = address;
+    headers['x-forwarded-proto'] = proto;
+    if (host !== undefined) headers['x-forwarded-host'] = host;
+    headers.forwarded = hop;
+    headers['x-real-ip'] = address;
+  }
+  headers.via = append(headers.via, `${request.httpVersion} ${forwarding.via}`);
+  headers['x-request-id'] ??= randomUUID();
+  return headers;
+}
+
+/** Removes from an app's response what concerns only its connection to us; the proxy frames the answer again. */
+export function stripHopByHop(headers: http.IncomingHttpHeaders): void {
+  const named = connectionOptions(headers.connection);
+  for (const name of HOP_BY_HOP) delete headers[name];
+  if (named) for (const name of named) delete headers[name];
+}
+
+/** The fields `Connection` names, beyond its own options (close, keep-alive, upgrade). */
+function connectionOptions(value: string | undefined): Set<string> | null {
+  if (value === undefined) return null;
+  let names: Set<string> | null = null;
+  for (const token of value.split(',')) {
+    const name = token.trim().toLowerCase();
+    if (name === '' || name === 'close' || HOP_BY_HOP.has(name) || END_TO_END.has(name)) continue;
+    (names ??= new Set()).add(name);
+  }
+  return names;
+}
+
+function clientAddress(request: http.IncomingMessage): string {
+  const raw = request.socket.remoteAddress ?? '';
+  return raw.startsWith('::ffff:') ? raw.slice(7) : raw;
+}
+
+function append(list: string | string[] | undefined, item: string): string {
+  return list ? `${String(list)}, ${item}` : item;
+}
+
+/** RFC 7239 §6: an IPv6 address is bracketed and quoted. */
+function forwardedNode(address: string): string {
+  return address.includes(':') ? `"[${address}]"` : address || 'unknown';
+}
+
+function quoted(value: string): string {
+  return `"${value.replace(/["\\]/g, '\\$&')}"`;
+}
