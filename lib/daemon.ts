@@ -2,34 +2,23 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
+import type { DaemonStatus, DeployResult, ModeChange, RemoveResult, Saved, ServiceOrigin, ServiceStatus } from './api.js';
 import { DEFAULT_SERVICE, DEFAULT_STOP_TIMEOUT_MS, findRouteClash, loadConfig, validateServiceDefinition, type DaemonConfig, type RunOverrides, type ServiceConfig } from './config.js';
 import { ControlServer } from './control.js';
-import { formatDuration, parseDuration } from './duration.js';
+import { formatDuration } from './duration.js';
 import { RainbowError, isRainbowError, messageOf } from './errors.js';
 import type { Logger } from './log.js';
 import { findOrphans, ownerEnvironment, removeRuntimeDirs, runtimeDirPrefix, stopOrphan } from './orphans.js';
 import { Proxy } from './proxy.js';
 import { ProxyWorkers } from './proxy-workers.js';
 import type { DataPath } from './route-table.js';
-import { Service, type DeployResult, type ServiceOrigin, type ServiceStatus } from './service.js';
-import { StateFile, type SavedService, type Saved } from './state.js';
+import { Service } from './service.js';
+import { StateFile, type SavedService } from './state.js';
 import { findTargetLoop } from './target-address.js';
 
 // Wiring: listeners, services, signals, watched files, reload and shutdown.
 
-export interface DaemonStatus {
-  pid: number;
-  version: string;
-  uptimeMs: number;
-  config: string | null;
-  proxy: { host: string; port: number; workers: number };
-  control: { host: string; port: number; socket: string | null; token: boolean };
-  services: ServiceStatus[];
-}
-
 const WATCH_DEBOUNCE_MS = 300;
-
-export type ModeChange = { action: 'pause'; maxPauseMs?: number } | { action: 'stop'; message?: string | null } | { action: 'resume' } | { action: 'start' };
 
 // The log line of each mode change, as a person says it ("api stopped", not "api stopd").
 const modeChanged: Record<ModeChange['action'], string> = { pause: 'paused', resume: 'resumed', stop: 'stopped', start: 'started' };
@@ -190,7 +179,7 @@ export class Daemon {
   }
 
   /** Stops routing to the service, drains and stops its generations, forgets it. */
-  async remove(name: string): Promise<Saved<{ ok: true; service: string }>> {
+  async remove(name: string): Promise<Saved<RemoveResult>> {
     const service = this.service(name);
     this.services.delete(name);
     this.forgetService(service);
@@ -476,13 +465,4 @@ function definitionOf(config: ServiceConfig): Record<string, unknown> {
     deployTimeout: config.deployTimeoutMs,
     drainTimeout: config.drainTimeoutMs,
   };
-}
-
-export function parseMaxPause(value: string | null): number | undefined {
-  if (value === null) return undefined;
-  try {
-    return parseDuration(value);
-  } catch (error) {
-    throw new RainbowError('BAD_REQUEST', `maxPause must be ${messageOf(error)}, got ${JSON.stringify(value)}`);
-  }
 }

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import getPort from 'get-port';
+import type { GenerationState, GenerationStatus } from './api.js';
 import { AppProcess } from './app-process.js';
 import { isDirectory, type ServiceConfig } from './config.js';
 import { formatDuration } from './duration.js';
@@ -12,8 +13,6 @@ import { splitTarget } from './target-address.js';
 
 // One deployed instance of a service: a process rainbowd launched, or an external address.
 // Its lifecycle is the list of states below; `transition` is the only place state changes.
-
-export type GenerationState = 'starting' | 'healthy' | 'active' | 'draining' | 'stopping' | 'stopped' | 'failed';
 
 const allowedTransitions: Record<GenerationState, readonly GenerationState[]> = {
   starting: ['healthy', 'failed'],
@@ -46,16 +45,6 @@ export interface GenerationContext {
   dataPath: DataPath;
   /** Aborts a start that is under way (rainbowd is shutting down). */
   signal: AbortSignal;
-}
-
-export interface GenerationStatus {
-  id: number;
-  state: GenerationState;
-  host: string;
-  port: number;
-  pid: number | null;
-  inFlight: number;
-  ageMs: number;
 }
 
 export class Generation {

@@ -1,9 +1,8 @@
+import type { ServiceMode } from './api.js';
 import { formatDuration } from './duration.js';
 
 // Pause and maintenance of one service. Paused: new requests wait (up to maxPause, then
 // 503) while those in flight finish. Stopped: new requests get a 503 page with a message.
-
-export type ServiceMode = 'running' | 'paused' | 'stopped';
 
 export const DEFAULT_MAX_PAUSE_MS = 30_000;
 

@@ -1,4 +1,4 @@
-import type { ServiceMode } from './pause-controller.js';
+import type { ServiceMode } from './api.js';
 
 // What the data path knows of the services: a plain-data table the supervisor publishes on
 // every switch, route change or pause, so a proxy in a worker process routes exactly like

@@ -1,47 +1,15 @@
+import type { DeployResult, ServiceOrigin, ServiceStatus } from './api.js';
 import type { ServiceConfig } from './config.js';
 import { formatDuration } from './duration.js';
 import { RainbowError, messageOf } from './errors.js';
-import { Generation, type GenerationStatus, type Retirement } from './generation.js';
+import { Generation, type Retirement } from './generation.js';
 import type { Logger } from './log.js';
 import { describeOutput } from './output-excerpt.js';
-import { PauseController, type ServiceMode } from './pause-controller.js';
+import { PauseController } from './pause-controller.js';
 import type { DataPath, ServiceRoute } from './route-table.js';
 
 // A service owns its generations and runs its deploys: start the new one, switch to it,
 // drain the previous one, stop it. "What happens on a deploy" is `runDeploy` below.
-
-export interface DeployResult {
-  ok: true;
-  service: string;
-  generation: number;
-  port: number;
-  pid: number | null;
-  reason: string;
-  previous: number | null;
-  /** The external target now serving, for external services. */
-  target: string | null;
-  timings: { healthyMs: number; switchedMs: number; drainedMs: number | null; stoppedMs: number | null };
-}
-
-/** Where a service was declared: in the config file, or deployed with `rainbowd deploy`. */
-export type ServiceOrigin = 'config' | 'deploy';
-
-export interface ServiceStatus {
-  name: string;
-  kind: 'supervised' | 'external';
-  origin: ServiceOrigin;
-  target: string | null;
-  hosts: string[];
-  pathPrefix: string | null;
-  mode: ServiceMode;
-  message: string | null;
-  activeGeneration: number | null;
-  deploying: boolean;
-  restarts: number;
-  nextRestartInMs: number | null;
-  lastDeploy: { at: string; ok: boolean; generation: number | null; message: string } | null;
-  generations: GenerationStatus[];
-}
 
 interface PendingDeploy {
   promise: Promise<DeployResult>;
