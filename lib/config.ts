@@ -7,6 +7,7 @@ import { parseDuration } from './duration.js';
 import { configError, messageOf, RainbowError } from './errors.js';
 import { didYouMean } from './suggest.js';
 import type { LogFormat } from './log.js';
+import { findRouteClash } from './route-clash.js';
 import { findTargetLoop } from './target-address.js';
 
 export const DEFAULT_STOP_TIMEOUT_MS = 10_000;
@@ -253,28 +254,6 @@ export function validateServiceDefinition(raw: unknown, name: string, source: st
     throw new RainbowError('BAD_REQUEST', `${source}: service names use letters, digits, "-", "_" or "." (and not "${DEFAULT_SERVICE}"), got ${JSON.stringify(name)}`);
   }
   return v.namedService(raw, name, '', dir);
-}
-
-/** Two services may not answer the same host and path prefix; names the one that already does. */
-export function findRouteClash(services: Iterable<ServiceConfig>, candidate: ServiceConfig): string | null {
-  const wanted = new Set(routeKeys(candidate));
-  for (const service of services) {
-    if (service.name === candidate.name) continue;
-    const taken = routeKeys(service).find((key) => wanted.has(key));
-    if (taken !== undefined) return `host is used by another service: ${describeRouteKey(taken)} belongs to "${service.name}"`;
-  }
-  return null;
-}
-
-function routeKeys(service: ServiceConfig): string[] {
-  const hosts = service.hosts.length === 0 ? [''] : service.hosts.map((host) => host.toLowerCase());
-  return hosts.map((host) => `${host} ${service.pathPrefix ?? '/'}`);
-}
-
-function describeRouteKey(key: string): string {
-  const [host, prefix] = key.split(' ');
-  const where = host === '' ? 'the catch-all host' : `host ${host}`;
-  return prefix === '/' ? where : `${where} with path ${prefix}`;
 }
 
 class Validator {
