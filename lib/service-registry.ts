@@ -7,6 +7,7 @@ import { ownerEnvironment } from './orphans.js';
 import type { DataPath } from './route-table.js';
 import { findRouteClash } from './route-clash.js';
 import { Service } from './service.js';
+import { describeMode } from './service-mode.js';
 import { StateFile, type SavedService } from './state.js';
 import { findTargetLoop } from './target-address.js';
 
@@ -123,11 +124,8 @@ export class ServiceRegistry {
 
   async changeMode(name: string, change: ModeChange): Promise<Saved<ServiceStatus>> {
     const service = this.service(name);
-    if (change.action === 'pause') service.pause.pause(change.maxPauseMs);
-    else if (change.action === 'stop') service.pause.stop(change.message ?? null);
-    else service.pause.resume();
-    this.publishRoutes();
-    this.log.event(modeChanged[change.action], { service: name, reason: service.pause.describe() });
+    service.changeMode(change);
+    this.log.event(modeChanged[change.action], { service: name, reason: describeMode(service.mode) });
     const saved = await this.saveState();
     return { ...service.status(), ...saved };
   }
@@ -173,7 +171,7 @@ export class ServiceRegistry {
     this.config = next;
     for (const config of next.services) {
       const service = this.services.get(config.name);
-      if (service?.origin === 'config') service.config = config;
+      if (service?.origin === 'config') service.reconfigure(config);
       else if (service) this.log.event('reload-ignored', { service: config.name, reason: `"${config.name}" was deployed with rainbowd deploy; remove it first to declare it in the config` });
       else {
         const added = this.createService(config, 'config');
@@ -208,8 +206,8 @@ export class ServiceRegistry {
         }
       }
       if (!service) continue;
-      if (entry.mode === 'paused') service.pause.pause(entry.maxPauseMs);
-      if (entry.mode === 'stopped') service.pause.stop(entry.message ?? null);
+      if (entry.mode === 'paused') service.changeMode({ action: 'pause', maxPauseMs: entry.maxPauseMs });
+      if (entry.mode === 'stopped') service.changeMode({ action: 'stop', message: entry.message ?? null });
     }
     this.publishRoutes();
   }
@@ -224,11 +222,7 @@ export class ServiceRegistry {
     for (const service of this.services.values()) {
       const entry: SavedService = {};
       if (service.origin === 'deploy') entry.deployed = definitionOf(service.config);
-      if (service.pause.mode !== 'running') {
-        entry.mode = service.pause.mode;
-        entry.message = service.pause.message;
-        entry.maxPauseMs = service.pause.maxPauseMs;
-      }
+      if (service.mode.mode !== 'running') Object.assign(entry, service.mode);
       if (Object.keys(entry).length > 0) saved.set(service.name, entry);
     }
     try {
