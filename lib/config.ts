@@ -450,9 +450,9 @@ export function isDirectory(dir: string): boolean {
 function asConfigError(error: unknown, file?: string): RainbowError {
   if (error instanceof RainbowError) return error;
   const code = (error as NodeJS.ErrnoException).code;
-  if (code === 'ENOENT') return new RainbowError('CONFIG_NOT_FOUND', `${file ?? 'config'}: no such file`);
-  if (code === 'EACCES') return new RainbowError('CONFIG_INVALID', `${file ?? 'config'}: permission denied`);
-  return new RainbowError('CONFIG_INVALID', `${file ?? 'config'}: ${firstLine(error)}`);
+  if (code === 'ENOENT') return new RainbowError('CONFIG_NOT_FOUND', `${file ?? 'config'}: no such file`, { cause: error });
+  if (code === 'EACCES') return new RainbowError('CONFIG_INVALID', `${file ?? 'config'}: permission denied`, { cause: error });
+  return new RainbowError('CONFIG_INVALID', `${file ?? 'config'}: ${firstLine(error)}`, { cause: error });
 }
 
 function firstLine(error: unknown): string {

@@ -126,7 +126,7 @@ function parseTarget(target: string): { url: URL; parts: string[] } {
     const url = new URL(target, 'http://control');
     return { url, parts: url.pathname.split('/').map((part) => decodeURIComponent(part)) };
   } catch (error) {
-    throw new RainbowError('BAD_REQUEST', `the request target ${JSON.stringify(target)} is not a valid URL: ${messageOf(error)}`);
+    throw new RainbowError('BAD_REQUEST', `the request target ${JSON.stringify(target)} is not a valid URL: ${messageOf(error)}`, { cause: error });
   }
 }
 
@@ -135,7 +135,7 @@ function parseJson(body: string): unknown {
   try {
     return JSON.parse(body) as unknown;
   } catch (error) {
-    throw new RainbowError('BAD_REQUEST', `the request body is not valid JSON: ${messageOf(error)}`);
+    throw new RainbowError('BAD_REQUEST', `the request body is not valid JSON: ${messageOf(error)}`, { cause: error });
   }
 }
 
@@ -178,11 +178,12 @@ function refuse(request: http.IncomingMessage, response: http.ServerResponse, er
 }
 
 function notFound(response: http.ServerResponse, method: string, pathname: string): void {
-  sendJson(response, 404, { ok: false, error: { code: 'BAD_REQUEST', message: `no such endpoint: ${method} ${pathname}` } } satisfies ErrorBody);
+  const error = new RainbowError('NOT_FOUND', `no such endpoint: ${method} ${pathname}`);
+  sendJson(response, error.httpStatus, errorBody(error));
 }
 
 function sendError(response: http.ServerResponse, error: unknown): void {
-  const known = isRainbowError(error) ? error : new RainbowError('DEPLOY_FAILED', `internal error: ${messageOf(error)}`);
+  const known = isRainbowError(error) ? error : new RainbowError('INTERNAL', `internal error: ${messageOf(error)}`, { cause: error });
   if (response.headersSent) return void response.destroy();
   sendJson(response, known.httpStatus, errorBody(known));
 }
@@ -197,11 +198,11 @@ function sendJson(response: http.ServerResponse, status: number, body: unknown, 
   response.end(text);
 }
 
-export function parseMaxPause(value: string | null): number | undefined {
+function parseMaxPause(value: string | null): number | undefined {
   if (value === null) return undefined;
   try {
     return parseDuration(value);
   } catch (error) {
-    throw new RainbowError('BAD_REQUEST', `maxPause must be ${messageOf(error)}, got ${JSON.stringify(value)}`);
+    throw new RainbowError('BAD_REQUEST', `maxPause must be ${messageOf(error)}, got ${JSON.stringify(value)}`, { cause: error });
   }
 }

@@ -186,8 +186,9 @@ async function listenOrExplain(listening: Promise<void>, what: string, host: str
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
       const problem = code === 'EADDRINUSE' ? 'is already in use (is another rainbowd running?)' : code === 'EACCES' ? 'needs privileges' : 'is not an address of this machine';
-      throw new RainbowError('PORT_IN_USE', `cannot listen on ${host}:${port} for the ${what}: it ${problem}; set ${setting}${file ? ` in ${file}` : ''}`);
+      const errorCode = code === 'EADDRINUSE' ? 'PORT_IN_USE' : 'LISTEN_FAILED';
+      throw new RainbowError(errorCode, `cannot listen on ${host}:${port} for the ${what}: it ${problem}; set ${setting}${file ? ` in ${file}` : ''}`, { cause: error });
     }
-    throw isRainbowError(error) ? error : new RainbowError('PORT_IN_USE', `cannot listen on ${host}:${port} for the ${what}: ${messageOf(error)}`);
+    throw isRainbowError(error) ? error : new RainbowError('LISTEN_FAILED', `cannot listen on ${host}:${port} for the ${what}: ${messageOf(error)}`, { cause: error });
   }
 }

@@ -5,7 +5,7 @@ import { AppProcess } from './app-process.js';
 import { isDirectory, type ServiceConfig } from './config.js';
 import { formatDuration } from './duration.js';
 import { deployFailed, messageOf } from './errors.js';
-import { HealthCheckFailed, sleep, waitUntilHealthy } from './health.js';
+import { sleep, waitUntilHealthy } from './health.js';
 import type { EventFields, Logger } from './log.js';
 import { describeOutput } from './output-excerpt.js';
 import type { DataPath, UpstreamAddress } from './route-table.js';
@@ -106,7 +106,7 @@ export class Generation {
       this.transition('healthy');
     } catch (error) {
       await this.fail(messageOf(error));
-      throw deployFailed(`${this.label} ${messageOf(error)}`);
+      throw deployFailed(`${this.label} ${messageOf(error)}`, error);
     }
   }
 
@@ -155,12 +155,7 @@ export class Generation {
   private async waitUntilReady(signal: AbortSignal): Promise<void> {
     const { config } = this.context;
     if (config.warmupMs !== undefined) return sleep(config.warmupMs, signal);
-    try {
-      await waitUntilHealthy(this, config.healthCheck, config.deployTimeoutMs, signal);
-    } catch (error) {
-      if (error instanceof HealthCheckFailed) throw new Error(error.message);
-      throw error;
-    }
+    await waitUntilHealthy(this, config.healthCheck, config.deployTimeoutMs, signal);
   }
 
   private async fail(reason: string): Promise<void> {

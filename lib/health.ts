@@ -1,5 +1,6 @@
 import http from 'node:http';
 import { formatDuration } from './duration.js';
+import { deployFailed } from './errors.js';
 import type { HealthCheckConfig } from './config.js';
 
 // Is the new generation ready? GET the health path until it answers 2xx/3xx.
@@ -37,10 +38,8 @@ export function probe(target: HealthTarget, check: HealthCheckConfig, signal?: A
   });
 }
 
-export class HealthCheckFailed extends Error {}
-
 /**
- * Polls until healthy. Rejects with HealthCheckFailed when `deadlineMs` passes, and with the
+ * Polls until healthy. Rejects with a DEPLOY_FAILED error when `deadlineMs` passes, and with the
  * abort reason as soon as `signal` aborts (the process exited, or rainbowd is shutting down).
  */
 export async function waitUntilHealthy(
@@ -61,7 +60,7 @@ export async function waitUntilHealthy(
     const cutShort = result.timedOut && budget < check.timeoutMs;
     if (!cutShort || last === null) last = result.problem;
     if (Date.now() + check.intervalMs >= deadline) {
-      throw new HealthCheckFailed(`not healthy after ${formatDuration(deadlineMs)} (last check: ${last})`);
+      throw deployFailed(`not healthy after ${formatDuration(deadlineMs)} (last check: ${last})`);
     }
     await sleep(check.intervalMs, signal);
   }
