@@ -8,7 +8,7 @@ import { configError, messageOf, RainbowError } from './errors.js';
 import { didYouMean } from './suggest.js';
 import type { LogFormat } from './log.js';
 import { findRouteClash } from './route-clash.js';
-import { findTargetLoop } from './target-address.js';
+import { findTargetLoop, parseTarget } from './target-address.js';
 
 export const DEFAULT_STOP_TIMEOUT_MS = 10_000;
 
@@ -337,10 +337,7 @@ class Validator {
   target(value: unknown, key: string): string | undefined {
     const target = this.string(value, key);
     if (target === undefined) return undefined;
-    const match = /^([^\s:/]+|\[[0-9a-fA-F:]+\]):(\d+)$/.exec(target);
-    if (!match || Number(match[2]) < 1 || Number(match[2]) > 65535) {
-      this.fail(key, 'a "host:port" address such as "127.0.0.1:3000"', value);
-    }
+    if (!parseTarget(target)) this.fail(key, 'a "host:port" address such as "127.0.0.1:3000"', value);
     return target;
   }
 
