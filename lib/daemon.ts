@@ -164,7 +164,15 @@ export class Daemon {
 
   private installSignalHandlers(): void {
     process.on('SIGUSR1', () => {
-      this.registry.redeploy(undefined, 'SIGUSR1').catch(() => undefined); // logged by the deploy
+      let deploying: Promise<unknown>;
+      try {
+        deploying = this.registry.redeploy(undefined, 'SIGUSR1');
+      } catch (error) {
+        // A config of named services only has no default one: a signal's mistake, not a crash.
+        this.log.event('signal-ignored', { reason: `SIGUSR1 redeploys the default service: ${messageOf(error)}; use rainbowd redeploy NAME` });
+        return;
+      }
+      deploying.catch(() => undefined); // logged by the deploy
     });
     process.on('SIGHUP', () => void this.reload('SIGHUP'));
     for (const signal of ['SIGTERM', 'SIGINT'] as const) {
