@@ -4,6 +4,7 @@ import path from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import { DEFAULT_SERVICE, DEFAULT_STOP_TIMEOUT_MS, findRouteClash, loadConfig, validateServiceDefinition, type DaemonConfig, type RunOverrides, type ServiceConfig } from './config.js';
 import { ControlServer } from './control.js';
+import { removeRecord, writeRecord } from './daemon-record.js';
 import { formatDuration, parseDuration } from './duration.js';
 import { RainbowError, isRainbowError, messageOf } from './errors.js';
 import type { Logger } from './log.js';
@@ -116,6 +117,7 @@ export class Daemon {
       pid: process.pid,
     });
     try {
+      this.recordControlAddress();
       this.installSignalHandlers();
       this.installCrashHandler();
       this.watchFiles();
@@ -361,10 +363,27 @@ export class Daemon {
       await Promise.all([...this.services.values()].map((service) => service.stopAll(`rainbowd received ${signal}`)));
       await this.dataPath.stop();
       this.control.close();
-      rmSync(this.runtimeDir, { recursive: true, force: true });
+      this.removeRuntimeFiles();
       this.log.event('stopped', { reason: 'every generation is stopped' });
     })();
     return this.shuttingDown;
+  }
+
+  /** For the CLI and the git hook: without it they find the daemon from the config on disk. */
+  private recordControlAddress(): void {
+    const { file, controlHost, controlPort, controlSocket } = this.config;
+    if (!file) return;
+    try {
+      writeRecord({ pid: process.pid, config: file, controlHost, controlPort, controlSocket });
+    } catch (error) {
+      this.log.event('record-not-written', { reason: `${messageOf(error)}; rainbowd redeploy and the git hook find this daemon from the config file instead` });
+    }
+  }
+
+  /** Synchronous: the crash handler runs it too. */
+  private removeRuntimeFiles(): void {
+    rmSync(this.runtimeDir, { recursive: true, force: true });
+    if (this.config.file) removeRecord(this.config.file, process.pid);
   }
 
   /** Apps a predecessor on this config left running when it died: stopped before anything is deployed. */
@@ -397,7 +416,7 @@ export class Daemon {
       this.log.event('crashed', { reason: `internal error, please report it: ${what}; every app was sent SIGTERM` });
       for (const service of this.services.values()) service.terminateAppsNow();
       this.control.close();
-      rmSync(this.runtimeDir, { recursive: true, force: true });
+      this.removeRuntimeFiles();
       process.exit(1);
     });
   }
@@ -472,7 +491,12 @@ function definitionOf(config: ServiceConfig): Record<string, unknown> {
     target: config.target,
     host: config.hosts,
     ...(config.pathPrefix === null ? {} : { pathPrefix: config.pathPrefix, stripPathPrefix: config.stripPathPrefix }),
-    healthCheck: { path: config.healthCheck.path, interval: config.healthCheck.intervalMs, timeout: config.healthCheck.timeoutMs },
+    healthCheck: {
+      path: config.healthCheck.path,
+      interval: config.healthCheck.intervalMs,
+      timeout: config.healthCheck.timeoutMs,
+      ...(config.healthCheck.failAfter === null ? {} : { failAfter: config.healthCheck.failAfter }),
+    },
     deployTimeout: config.deployTimeoutMs,
     drainTimeout: config.drainTimeoutMs,
   };

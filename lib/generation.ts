@@ -56,6 +56,8 @@ export interface GenerationStatus {
   pid: number | null;
   inFlight: number;
   ageMs: number;
+  /** While it starts: the last health check's outcome ("GET /health answered 500"), for progress. */
+  lastCheck: string | null;
 }
 
 export class Generation {
@@ -63,6 +65,7 @@ export class Generation {
   host: string;
   port = 0;
   pid: number | null = null;
+  private lastCheck: string | null = null;
   app: AppProcess | null = null;
   readonly key = nextKey++;
   readonly createdAt = Date.now();
@@ -167,7 +170,7 @@ export class Generation {
     const { config } = this.context;
     if (config.warmupMs !== undefined) return sleep(config.warmupMs, signal);
     try {
-      await waitUntilHealthy(this, config.healthCheck, config.deployTimeoutMs, signal);
+      await waitUntilHealthy(this, config.healthCheck, config.deployTimeoutMs, signal, (outcome) => (this.lastCheck = outcome));
     } catch (error) {
       if (error instanceof HealthCheckFailed) throw new Error(error.message);
       throw error;
@@ -270,6 +273,7 @@ export class Generation {
   }
 
   status(): GenerationStatus {
-    return { id: this.id, state: this.state, host: this.host, port: this.port, pid: this.pid, inFlight: this.inFlight, ageMs: Date.now() - this.createdAt };
+    const lastCheck = this.state === 'starting' ? this.lastCheck : null;
+    return { id: this.id, state: this.state, host: this.host, port: this.port, pid: this.pid, inFlight: this.inFlight, ageMs: Date.now() - this.createdAt, lastCheck };
   }
 }

@@ -37,6 +37,8 @@ export interface ServiceStatus {
   message: string | null;
   activeGeneration: number | null;
   deploying: boolean;
+  /** A deploy waits for the one under way (triggers coalesce into it). */
+  queued: boolean;
   restarts: number;
   nextRestartInMs: number | null;
   lastDeploy: { at: string; ok: boolean; generation: number | null; message: string } | null;
@@ -364,6 +366,7 @@ export class Service {
       message: this.pause.message,
       activeGeneration: this.active?.id ?? null,
       deploying: this.current !== null,
+      queued: this.followUp !== null,
       restarts: this.restarts,
       nextRestartInMs: this.restartAt === null ? null : Math.max(0, this.restartAt - Date.now()),
       lastDeploy: this.lastDeploy,
