@@ -33,6 +33,8 @@ export interface GenerationStatus {
   pid: number | null;
   inFlight: number;
   ageMs: number;
+  /** While it starts: the last health check's outcome ("GET /health answered 500"), for progress. */
+  lastCheck: string | null;
 }
 
 export interface ServiceStatus {
@@ -46,6 +48,8 @@ export interface ServiceStatus {
   message: string | null;
   activeGeneration: number | null;
   deploying: boolean;
+  /** A deploy waits for the one under way (triggers coalesce into it). */
+  queued: boolean;
   restarts: number;
   nextRestartInMs: number | null;
   lastDeploy: { at: string; ok: boolean; generation: number | null; message: string } | null;

@@ -16,6 +16,8 @@ export interface HealthCheckConfig {
   path: string;
   intervalMs: number;
   timeoutMs: number;
+  /** Fail the deploy after this many 5xx answers in a row; null = only at deployTimeout. */
+  failAfter: number | null;
 }
 
 export interface ServiceConfig {
@@ -354,7 +356,7 @@ class Validator {
 
   healthCheck(config: Record<string, unknown>, prefix: string): HealthCheckConfig {
     const fine = config.healthCheck === undefined ? {} : this.object(config.healthCheck, `${prefix}healthCheck`);
-    this.knownKeys(fine, ['path', 'interval', 'timeout'], `${prefix}healthCheck.`);
+    this.knownKeys(fine, ['path', 'interval', 'timeout', 'failAfter'], `${prefix}healthCheck.`);
     const pathKey = fine.path === undefined ? `${prefix}healthCheckPath` : `${prefix}healthCheck.path`;
     const healthPath = this.string(fine.path ?? config.healthCheckPath, pathKey) ?? '/';
     if (!healthPath.startsWith('/')) this.fail(pathKey, 'a path starting with "/"', healthPath);
@@ -362,6 +364,7 @@ class Validator {
       path: healthPath,
       intervalMs: this.duration(fine.interval, `${prefix}healthCheck.interval`) ?? 50,
       timeoutMs: this.duration(fine.timeout, `${prefix}healthCheck.timeout`) ?? 5000,
+      failAfter: this.integer(fine.failAfter, `${prefix}healthCheck.failAfter`, 1, 1000) ?? null,
     };
   }
 

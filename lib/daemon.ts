@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import type { DaemonStatus } from './api.js';
 import { DEFAULT_STOP_TIMEOUT_MS, loadConfig, type DaemonConfig, type RunOverrides } from './config.js';
 import { ControlServer } from './control.js';
+import { removeRecord, writeRecord } from './daemon-record.js';
 import { RainbowError, isRainbowError, messageOf } from './errors.js';
 import { FileWatch } from './file-watch.js';
 import type { Logger } from './log.js';
@@ -71,6 +72,7 @@ export class Daemon {
       pid: process.pid,
     });
     try {
+      this.recordControlAddress();
       this.installSignalHandlers();
       this.installCrashHandler();
       this.watchFiles();
@@ -136,7 +138,7 @@ export class Daemon {
       await Promise.all(this.registry.all().map((service) => service.stopAll(`rainbowd received ${signal}`)));
       await this.dataPath.stop();
       this.control.close();
-      rmSync(this.runtimeDir, { recursive: true, force: true });
+      this.removeRuntimeFiles();
       this.log.event('stopped', { reason: 'every generation is stopped' });
     })();
     return this.shuttingDown;
@@ -144,6 +146,23 @@ export class Daemon {
 
   private watchFiles(): void {
     this.fileWatch.watch(this.config.file, () => void this.reload('config file changed'), this.registry.all());
+  }
+
+  /** For the CLI and the git hook: without it they find the daemon from the config on disk. */
+  private recordControlAddress(): void {
+    const { file, controlHost, controlPort, controlSocket } = this.config;
+    if (!file) return;
+    try {
+      writeRecord({ pid: process.pid, config: file, controlHost, controlPort, controlSocket });
+    } catch (error) {
+      this.log.event('record-not-written', { reason: `${messageOf(error)}; rainbowd redeploy and the git hook find this daemon from the config file instead` });
+    }
+  }
+
+  /** Synchronous: the crash handler runs it too. */
+  private removeRuntimeFiles(): void {
+    rmSync(this.runtimeDir, { recursive: true, force: true });
+    if (this.config.file) removeRecord(this.config.file, process.pid);
   }
 
   /**
@@ -157,7 +176,7 @@ export class Daemon {
       this.log.event('crashed', { reason: `internal error, please report it: ${what}; every app was sent SIGTERM` });
       for (const service of this.registry.all()) service.terminateAppsNow();
       this.control.close();
-      rmSync(this.runtimeDir, { recursive: true, force: true });
+      this.removeRuntimeFiles();
       process.exit(1);
     });
   }

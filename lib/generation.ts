@@ -52,6 +52,7 @@ export class Generation {
   host: string;
   port = 0;
   pid: number | null = null;
+  private lastCheck: string | null = null;
   app: AppProcess | null = null;
   readonly key = nextKey++;
   readonly createdAt = Date.now();
@@ -155,7 +156,7 @@ export class Generation {
   private async waitUntilReady(signal: AbortSignal): Promise<void> {
     const { config } = this.context;
     if (config.warmupMs !== undefined) return sleep(config.warmupMs, signal);
-    await waitUntilHealthy(this, config.healthCheck, config.deployTimeoutMs, signal);
+    await waitUntilHealthy(this, config.healthCheck, config.deployTimeoutMs, signal, (outcome) => (this.lastCheck = outcome));
   }
 
   private async fail(reason: string): Promise<void> {
@@ -254,6 +255,7 @@ export class Generation {
   }
 
   status(): GenerationStatus {
-    return { id: this.id, state: this.state, host: this.host, port: this.port, pid: this.pid, inFlight: this.inFlight, ageMs: Date.now() - this.createdAt };
+    const lastCheck = this.state === 'starting' ? this.lastCheck : null;
+    return { id: this.id, state: this.state, host: this.host, port: this.port, pid: this.pid, inFlight: this.inFlight, ageMs: Date.now() - this.createdAt, lastCheck };
   }
 }

@@ -352,6 +352,7 @@ export class Service {
       message: this.mode.message,
       activeGeneration: this.active?.id ?? null,
       deploying: this.current !== null,
+      queued: this.followUp !== null,
       restarts: this.restarts,
       nextRestartInMs: this.restartAt === null ? null : Math.max(0, this.restartAt - Date.now()),
       lastDeploy: this.lastDeploy,
