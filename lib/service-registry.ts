@@ -271,7 +271,12 @@ function definitionOf(config: ServiceConfig): Record<string, unknown> {
     target: config.target,
     host: config.hosts,
     ...(config.pathPrefix === null ? {} : { pathPrefix: config.pathPrefix, stripPathPrefix: config.stripPathPrefix }),
-    healthCheck: { path: config.healthCheck.path, interval: config.healthCheck.intervalMs, timeout: config.healthCheck.timeoutMs },
+    healthCheck: {
+      path: config.healthCheck.path,
+      interval: config.healthCheck.intervalMs,
+      timeout: config.healthCheck.timeoutMs,
+      ...(config.healthCheck.failAfter === null ? {} : { failAfter: config.healthCheck.failAfter }),
+    },
     deployTimeout: config.deployTimeoutMs,
     drainTimeout: config.drainTimeoutMs,
   };
