@@ -7,7 +7,8 @@ import { parseDuration } from './duration.js';
 import { configError, messageOf, RainbowError } from './errors.js';
 import { didYouMean } from './suggest.js';
 import type { LogFormat } from './log.js';
-import { findTargetLoop } from './target-address.js';
+import { findRouteClash } from './route-clash.js';
+import { findTargetLoop, parseTarget } from './target-address.js';
 
 export const DEFAULT_STOP_TIMEOUT_MS = 10_000;
 
@@ -257,28 +258,6 @@ export function validateServiceDefinition(raw: unknown, name: string, source: st
   return v.namedService(raw, name, '', dir);
 }
 
-/** Two services may not answer the same host and path prefix; names the one that already does. */
-export function findRouteClash(services: Iterable<ServiceConfig>, candidate: ServiceConfig): string | null {
-  const wanted = new Set(routeKeys(candidate));
-  for (const service of services) {
-    if (service.name === candidate.name) continue;
-    const taken = routeKeys(service).find((key) => wanted.has(key));
-    if (taken !== undefined) return `host is used by another service: ${describeRouteKey(taken)} belongs to "${service.name}"`;
-  }
-  return null;
-}
-
-function routeKeys(service: ServiceConfig): string[] {
-  const hosts = service.hosts.length === 0 ? [''] : service.hosts.map((host) => host.toLowerCase());
-  return hosts.map((host) => `${host} ${service.pathPrefix ?? '/'}`);
-}
-
-function describeRouteKey(key: string): string {
-  const [host, prefix] = key.split(' ');
-  const where = host === '' ? 'the catch-all host' : `host ${host}`;
-  return prefix === '/' ? where : `${where} with path ${prefix}`;
-}
-
 class Validator {
   constructor(private readonly file: string) {}
 
@@ -360,10 +339,7 @@ class Validator {
   target(value: unknown, key: string): string | undefined {
     const target = this.string(value, key);
     if (target === undefined) return undefined;
-    const match = /^([^\s:/]+|\[[0-9a-fA-F:]+\]):(\d+)$/.exec(target);
-    if (!match || Number(match[2]) < 1 || Number(match[2]) > 65535) {
-      this.fail(key, 'a "host:port" address such as "127.0.0.1:3000"', value);
-    }
+    if (!parseTarget(target)) this.fail(key, 'a "host:port" address such as "127.0.0.1:3000"', value);
     return target;
   }
 
@@ -474,9 +450,9 @@ export function isDirectory(dir: string): boolean {
 function asConfigError(error: unknown, file?: string): RainbowError {
   if (error instanceof RainbowError) return error;
   const code = (error as NodeJS.ErrnoException).code;
-  if (code === 'ENOENT') return new RainbowError('CONFIG_NOT_FOUND', `${file ?? 'config'}: no such file`);
-  if (code === 'EACCES') return new RainbowError('CONFIG_INVALID', `${file ?? 'config'}: permission denied`);
-  return new RainbowError('CONFIG_INVALID', `${file ?? 'config'}: ${firstLine(error)}`);
+  if (code === 'ENOENT') return new RainbowError('CONFIG_NOT_FOUND', `${file ?? 'config'}: no such file`, { cause: error });
+  if (code === 'EACCES') return new RainbowError('CONFIG_INVALID', `${file ?? 'config'}: permission denied`, { cause: error });
+  return new RainbowError('CONFIG_INVALID', `${file ?? 'config'}: ${firstLine(error)}`, { cause: error });
 }
 
 function firstLine(error: unknown): string {

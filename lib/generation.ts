@@ -1,10 +1,11 @@
 import path from 'node:path';
 import getPort from 'get-port';
+import type { GenerationState, GenerationStatus } from './api.js';
 import { AppProcess } from './app-process.js';
 import { isDirectory, type ServiceConfig } from './config.js';
 import { formatDuration } from './duration.js';
 import { deployFailed, messageOf } from './errors.js';
-import { HealthCheckFailed, sleep, waitUntilHealthy } from './health.js';
+import { sleep, waitUntilHealthy } from './health.js';
 import type { EventFields, Logger } from './log.js';
 import { describeOutput } from './output-excerpt.js';
 import type { DataPath, UpstreamAddress } from './route-table.js';
@@ -12,8 +13,6 @@ import { splitTarget } from './target-address.js';
 
 // One deployed instance of a service: a process rainbowd launched, or an external address.
 // Its lifecycle is the list of states below; `transition` is the only place state changes.
-
-export type GenerationState = 'starting' | 'healthy' | 'active' | 'draining' | 'stopping' | 'stopped' | 'failed';
 
 const allowedTransitions: Record<GenerationState, readonly GenerationState[]> = {
   starting: ['healthy', 'failed'],
@@ -46,18 +45,6 @@ export interface GenerationContext {
   dataPath: DataPath;
   /** Aborts a start that is under way (rainbowd is shutting down). */
   signal: AbortSignal;
-}
-
-export interface GenerationStatus {
-  id: number;
-  state: GenerationState;
-  host: string;
-  port: number;
-  pid: number | null;
-  inFlight: number;
-  ageMs: number;
-  /** While it starts: the last health check's outcome ("GET /health answered 500"), for progress. */
-  lastCheck: string | null;
 }
 
 export class Generation {
@@ -120,7 +107,7 @@ export class Generation {
       this.transition('healthy');
     } catch (error) {
       await this.fail(messageOf(error));
-      throw deployFailed(`${this.label} ${messageOf(error)}`);
+      throw deployFailed(`${this.label} ${messageOf(error)}`, error);
     }
   }
 
@@ -169,12 +156,7 @@ export class Generation {
   private async waitUntilReady(signal: AbortSignal): Promise<void> {
     const { config } = this.context;
     if (config.warmupMs !== undefined) return sleep(config.warmupMs, signal);
-    try {
-      await waitUntilHealthy(this, config.healthCheck, config.deployTimeoutMs, signal, (outcome) => (this.lastCheck = outcome));
-    } catch (error) {
-      if (error instanceof HealthCheckFailed) throw new Error(error.message);
-      throw error;
-    }
+    await waitUntilHealthy(this, config.healthCheck, config.deployTimeoutMs, signal, (outcome) => (this.lastCheck = outcome));
   }
 
   private async fail(reason: string): Promise<void> {

@@ -1,5 +1,6 @@
 import http from 'node:http';
 import { formatDuration } from './duration.js';
+import { deployFailed } from './errors.js';
 import type { HealthCheckConfig } from './config.js';
 
 // Is the new generation ready? GET the health path until it answers 2xx/3xx.
@@ -38,10 +39,8 @@ export function probe(target: HealthTarget, check: HealthCheckConfig, signal?: A
   });
 }
 
-export class HealthCheckFailed extends Error {}
-
 /**
- * Polls until healthy. Rejects with HealthCheckFailed when `deadlineMs` passes, or after
+ * Polls until healthy. Rejects with a DEPLOY_FAILED error when `deadlineMs` passes, or after
  * `check.failAfter` 5xx answers in a row, and with the abort reason as soon as `signal` aborts
  * (the process exited, or rainbowd is shutting down). `onCheck` hears each check's outcome.
  */
@@ -67,10 +66,10 @@ export async function waitUntilHealthy(
     onCheck(last);
     serverErrors = result.status !== undefined && result.status >= 500 ? serverErrors + 1 : 0;
     if (check.failAfter !== null && serverErrors >= check.failAfter) {
-      throw new HealthCheckFailed(`${result.problem} ${serverErrors} times in a row (healthCheck.failAfter ${check.failAfter})`);
+      throw deployFailed(`${result.problem} ${serverErrors} times in a row (healthCheck.failAfter ${check.failAfter})`);
     }
     if (Date.now() + check.intervalMs >= deadline) {
-      throw new HealthCheckFailed(`not healthy after ${formatDuration(deadlineMs)} (last check: ${last})`);
+      throw deployFailed(`not healthy after ${formatDuration(deadlineMs)} (last check: ${last})`);
     }
     await sleep(check.intervalMs, signal);
   }

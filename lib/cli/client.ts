@@ -1,9 +1,10 @@
 import http from 'node:http';
 import path from 'node:path';
 import type { ParseArgsConfig } from 'node:util';
+import type { ErrorBody } from '../api.js';
 import { findConfigFile, loadConfig, type DaemonConfig } from '../config.js';
 import { findRunningDaemon } from '../daemon-record.js';
-import { RainbowError, type ErrorCode } from '../errors.js';
+import { RainbowError } from '../errors.js';
 import { parseCommandLine } from './args.js';
 import { controlTokenFromEnv, parsePort } from './run-options.js';
 
@@ -114,6 +115,6 @@ export function callDaemon<T>(address: ControlAddress, method: string, pathname:
 
 /** A non-2xx answer of the control API as the error the daemon described. */
 export function answerError(answer: ControlAnswer<unknown>): RainbowError {
-  const error = (answer.body as { error?: { code?: ErrorCode; message?: string } }).error;
+  const error = (answer.body as Partial<ErrorBody> | null)?.error;
   return new RainbowError(error?.code ?? 'DEPLOY_FAILED', error?.message ?? `the daemon answered ${answer.status}`);
 }

@@ -1,5 +1,4 @@
-import type { DaemonStatus } from '../daemon.js';
-import type { ServiceStatus } from '../service.js';
+import type { DaemonStatus, ServiceStatus } from '../api.js';
 import { callDaemon, type ControlAddress } from './client.js';
 import type { ProgressDetail } from './progress.js';
 

@@ -1,7 +1,7 @@
 import { validateServiceDefinition } from '../config.js';
 import { formatDuration } from '../duration.js';
 import { usageError } from '../errors.js';
-import type { DeployResult } from '../service.js';
+import type { DeployResult } from '../api.js';
 import { answerError, callDaemon, findDaemon, parseCommandArgs } from './client.js';
 import { deployProgress } from './deploy-progress.js';
 import { showProgress } from './progress.js';

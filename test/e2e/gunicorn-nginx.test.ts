@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import getPort from 'get-port';
+import type { DaemonStatus, GenerationStatus } from '../../lib/api.js';
 import {
   OutputTail,
   findExecutable,
@@ -59,17 +60,6 @@ after(async () => {
   }
   await rm(tmp, { recursive: true, force: true });
 });
-
-interface StatusGeneration {
-  id: number | string;
-  state: string;
-  port: number;
-  pid: number;
-}
-
-interface Status {
-  services: { name: string; activeGeneration: number | string | null; generations: StatusGeneration[] }[];
-}
 
 const deadStates = new Set(['stopped', 'failed']);
 
@@ -194,10 +184,10 @@ test(
     assert.equal(summary.non2xx3xx, undefined, `non-2xx/3xx responses under redeploys:\n${wrkText}\n${await diagnostics()}`);
 
     // The old generations drain and stop: one live generation is left, the active one.
-    let status: Status | undefined;
+    let status: DaemonStatus | undefined;
     await waitUntil(
       async () => {
-        status = JSON.parse((await request('GET', `${control}/status`, 5000)).body) as Status;
+        status = JSON.parse((await request('GET', `${control}/status`, 5000)).body) as DaemonStatus;
         return liveGenerations(status).length === 1;
       },
       { timeoutMs: 30_000, describe: () => `generations still alive: ${JSON.stringify(status, null, 2)}` },
@@ -223,7 +213,7 @@ test(
   },
 );
 
-function liveGenerations(status: Status): StatusGeneration[] {
+function liveGenerations(status: DaemonStatus): GenerationStatus[] {
   return status.services.flatMap((service) => service.generations).filter((generation) => !deadStates.has(generation.state));
 }
 
