@@ -51,7 +51,6 @@ test('deploy of a new target under load loses no request and exits only after a 
     await sleep(300);
     const deployed = await deploy(daemon, next, ['--drain-timeout', '20s']);
     const slowResponse = await slow;
-    t.diagnostic(`deploy: ${describeCli(deployed)}; slow request answered ${slowResponse.at - deployed.exitedAt} ms relative to the command's exit`);
     assert.equal(deployed.code, 0, describeCli(deployed));
     assert.match(deployed.stdout, /deployed web to 127\.0\.0\.1:\d+/);
     assert.equal(slowResponse.status, 200, `the slow request got ${slowResponse.status}: ${slowResponse.body}`);
@@ -67,7 +66,6 @@ test('deploy of a new target under load loses no request and exits only after a 
   } finally {
     result = await load.stop();
   }
-  t.diagnostic(`load: ${result.total} requests, by status ${JSON.stringify(result.byStatus)}, generations ${result.generations.join(',')}`);
   assertNoFailure(result);
   assert.deepEqual(result.generations, ['new', 'old']);
   const service = await daemon.service('web');
@@ -91,14 +89,12 @@ test('a target that never becomes healthy is refused with exit 1 and the reason,
   try {
     await sleep(300);
     const refused = await deploy(daemon, unhealthy, ['--deploy-timeout', '1500ms']);
-    t.diagnostic(`unhealthy target: ${describeCli(refused)}`);
     assert.equal(refused.code, 1, describeCli(refused));
     assert.match(refused.stderr, /not healthy/);
     assert.match(refused.stderr, /500/, 'the reason (the health check answered 500) is not given');
     assert.equal(refused.stderr.trim().split('\n').length, 1, 'the error is not one line');
 
     const unreachable = await deploy(daemon, nothingThere, ['--deploy-timeout', '1s']);
-    t.diagnostic(`no target: ${describeCli(unreachable)}`);
     assert.equal(unreachable.code, 1, describeCli(unreachable));
     assert.match(unreachable.stderr, /connection refused/);
     await sleep(300);

@@ -181,7 +181,6 @@ test('of two deploys under different names that claim the same host at the same 
   await sleep(1000);
   for (const [i, name] of ['first', 'second'].entries()) await startTarget(t, { service: name, label: name, marker, port: ports[i] });
   const results = await Promise.all(deploys);
-  t.diagnostic(results.map(describeCli).join('\n'));
   assert.deepEqual(results.map((result) => result.code).sort(), [0, 1], 'both deploys of race.test were accepted');
   assert.match(results.find((result) => result.code === 1)?.stderr ?? '', /host is used by another service/);
   const owners = (await daemon.status()).services.filter((service) => service.hosts?.includes('race.test')).map((service) => service.name);

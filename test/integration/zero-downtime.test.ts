@@ -46,7 +46,6 @@ for (const { onSigterm, description, workers } of cases) {
     } finally {
       result = await load.stop();
     }
-    t.diagnostic(`load: ${result.total} requests in ${result.durationMs} ms, by status ${JSON.stringify(result.byStatus)}, generations ${result.generations.join(',')}`);
     assert.equal(result.errorCount, 0, `transport errors under load:\n${describeLoad(result)}`);
     const non2xx = Object.keys(result.byStatus).filter((status) => Number(status) < 200 || Number(status) > 299);
     assert.deepEqual(non2xx, [], `non-2xx responses under load:\n${describeLoad(result)}`);

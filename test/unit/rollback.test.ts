@@ -262,7 +262,6 @@ test('whenever a rollback comes in a drain that is ending, one generation is act
     assert.equal((await held.response).status, 200);
 
     const story = `rollback ${offsetMs} ms from the end of the drain: deploy ${describe(deployAnswer)}, rollback ${describe(rollbackAnswer)}`;
-    t.diagnostic(story);
     if (rollbackAnswer.ok) {
       assert.equal(rollbackAnswer.value.generation, old, story);
       assertUndone(deployAnswer, story);
