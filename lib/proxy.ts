@@ -6,7 +6,8 @@ import { type Forwarding, requestHeaders } from './forward-headers.js';
 import type { Logger } from './log.js';
 import { BAD_GATEWAY, BAD_REQUEST, maintenance, NOT_FOUND, type Page, PAUSED, RESTARTING, sendPage, sendRawPage, STARTING } from './pages.js';
 import { PauseController } from './pause-controller.js';
-import { ProxyEngine, UNFORWARDABLE } from './proxy-engine.js';
+import { UNFORWARDABLE } from './forwarded-request.js';
+import { ProxyEngine } from './proxy-engine.js';
 import { answerParseError, headWithoutUpgrade, isWebSocketUpgrade, MAX_HEADERS, type Refusal, refusal } from './request-framing.js';
 import type { DataPath, RouteTable, ServiceRoute, UpstreamAddress } from './route-table.js';
 import { Router, stripPrefix } from './router.js';
@@ -156,7 +157,7 @@ export class Proxy implements DataPath {
   private upstreamFor(address: UpstreamAddress): Upstream {
     let upstream = this.upstreams.get(address.key);
     if (!upstream) {
-      upstream = new Upstream(address);
+      upstream = new Upstream(address, this.maxConnections);
       this.upstreams.set(address.key, upstream);
     }
     return upstream;
