@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import { test } from 'node:test';
-import { proxyTo, rawAppOn, sendRaw, serverOn, UPSTREAM_KEY } from '../helpers/proxy.js';
+import { atEnd, proxyTo, rawAppOn, sendRaw, serverOn, UPSTREAM_KEY } from '../helpers/proxy.js';
 import { waitFor } from '../helpers/wait.js';
 
 // How ordinary requests travel to the app and back, through a real proxy listener: which
@@ -92,6 +92,7 @@ test('a client that goes away while its answer streams closes the request to the
     response.write('first part');
     response.on('close', () => (appClosed = true));
   });
+  atEnd(() => upstream.server.closeAllConnections()); // its answer never ends
   const { proxy, port } = await proxyTo(upstream.port);
   const client = http.get({ host: '127.0.0.1', port, path: '/stream', agent: false });
   client.on('error', () => undefined);
@@ -110,6 +111,7 @@ test('a client that goes away while sending its body closes the request to the a
     request.once('data', () => (appGot = true));
     response.on('close', () => (appClosed = true));
   });
+  atEnd(() => upstream.server.closeAllConnections()); // its request never ends
   const { proxy, port } = await proxyTo(upstream.port);
   const client = net.connect(port, '127.0.0.1', () => client.write('POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000\r\n\r\nfirst part'));
   client.on('error', () => undefined);
