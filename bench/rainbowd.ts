@@ -3,24 +3,12 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import getPort from 'get-port';
+import type { DaemonStatus, DeployResult, ErrorBody } from '../lib/api.js';
 import { getJson, httpRequest, waitForHttp } from './http.js';
 import { stopIfFails, type Launched, type ProcessRegistry } from './processes.js';
 
-export interface DeployAnswer {
-  ok: boolean;
-  generation: number;
-  previous: number | null;
-  port: number;
-  pid: number | null;
-  timings: { healthyMs: number; switchedMs: number; drainedMs: number | null; stoppedMs: number | null };
-  error?: { code: string; message: string };
-}
-
-export interface DaemonStatus {
-  pid: number;
-  proxy: { workers: number };
-  services: { name: string; activeGeneration: number | null; generations: { id: number; state: string; pid: number | null }[] }[];
-}
+/** What a redeploy answers: its result, or (refused) the error. */
+export type DeployAnswer = DeployResult & { error?: ErrorBody['error'] };
 
 /** One line of the daemon's stdout, as it was read. */
 export interface LogLine {

@@ -7,7 +7,8 @@ import { parseDuration } from './duration.js';
 import { configError, messageOf, RainbowError } from './errors.js';
 import { didYouMean } from './suggest.js';
 import type { LogFormat } from './log.js';
-import { findTargetLoop } from './target-address.js';
+import { findRouteClash } from './route-clash.js';
+import { findTargetLoop, parseTarget } from './target-address.js';
 
 export const DEFAULT_STOP_TIMEOUT_MS = 10_000;
 
@@ -15,6 +16,8 @@ export interface HealthCheckConfig {
   path: string;
   intervalMs: number;
   timeoutMs: number;
+  /** Fail the deploy after this many 5xx answers in a row; null = only at deployTimeout. */
+  failAfter: number | null;
 }
 
 export interface ServiceConfig {
@@ -255,28 +258,6 @@ export function validateServiceDefinition(raw: unknown, name: string, source: st
   return v.namedService(raw, name, '', dir);
 }
 
-/** Two services may not answer the same host and path prefix; names the one that already does. */
-export function findRouteClash(services: Iterable<ServiceConfig>, candidate: ServiceConfig): string | null {
-  const wanted = new Set(routeKeys(candidate));
-  for (const service of services) {
-    if (service.name === candidate.name) continue;
-    const taken = routeKeys(service).find((key) => wanted.has(key));
-    if (taken !== undefined) return `host is used by another service: ${describeRouteKey(taken)} belongs to "${service.name}"`;
-  }
-  return null;
-}
-
-function routeKeys(service: ServiceConfig): string[] {
-  const hosts = service.hosts.length === 0 ? [''] : service.hosts.map((host) => host.toLowerCase());
-  return hosts.map((host) => `${host} ${service.pathPrefix ?? '/'}`);
-}
-
-function describeRouteKey(key: string): string {
-  const [host, prefix] = key.split(' ');
-  const where = host === '' ? 'the catch-all host' : `host ${host}`;
-  return prefix === '/' ? where : `${where} with path ${prefix}`;
-}
-
 class Validator {
   constructor(private readonly file: string) {}
 
@@ -358,10 +339,7 @@ class Validator {
   target(value: unknown, key: string): string | undefined {
     const target = this.string(value, key);
     if (target === undefined) return undefined;
-    const match = /^([^\s:/]+|\[[0-9a-fA-F:]+\]):(\d+)$/.exec(target);
-    if (!match || Number(match[2]) < 1 || Number(match[2]) > 65535) {
-      this.fail(key, 'a "host:port" address such as "127.0.0.1:3000"', value);
-    }
+    if (!parseTarget(target)) this.fail(key, 'a "host:port" address such as "127.0.0.1:3000"', value);
     return target;
   }
 
@@ -378,7 +356,7 @@ class Validator {
 
   healthCheck(config: Record<string, unknown>, prefix: string): HealthCheckConfig {
     const fine = config.healthCheck === undefined ? {} : this.object(config.healthCheck, `${prefix}healthCheck`);
-    this.knownKeys(fine, ['path', 'interval', 'timeout'], `${prefix}healthCheck.`);
+    this.knownKeys(fine, ['path', 'interval', 'timeout', 'failAfter'], `${prefix}healthCheck.`);
     const pathKey = fine.path === undefined ? `${prefix}healthCheckPath` : `${prefix}healthCheck.path`;
     const healthPath = this.string(fine.path ?? config.healthCheckPath, pathKey) ?? '/';
     if (!healthPath.startsWith('/')) this.fail(pathKey, 'a path starting with "/"', healthPath);
@@ -386,6 +364,7 @@ class Validator {
       path: healthPath,
       intervalMs: this.duration(fine.interval, `${prefix}healthCheck.interval`) ?? 50,
       timeoutMs: this.duration(fine.timeout, `${prefix}healthCheck.timeout`) ?? 5000,
+      failAfter: this.integer(fine.failAfter, `${prefix}healthCheck.failAfter`, 1, 1000) ?? null,
     };
   }
 
@@ -471,9 +450,9 @@ export function isDirectory(dir: string): boolean {
 function asConfigError(error: unknown, file?: string): RainbowError {
   if (error instanceof RainbowError) return error;
   const code = (error as NodeJS.ErrnoException).code;
-  if (code === 'ENOENT') return new RainbowError('CONFIG_NOT_FOUND', `${file ?? 'config'}: no such file`);
-  if (code === 'EACCES') return new RainbowError('CONFIG_INVALID', `${file ?? 'config'}: permission denied`);
-  return new RainbowError('CONFIG_INVALID', `${file ?? 'config'}: ${firstLine(error)}`);
+  if (code === 'ENOENT') return new RainbowError('CONFIG_NOT_FOUND', `${file ?? 'config'}: no such file`, { cause: error });
+  if (code === 'EACCES') return new RainbowError('CONFIG_INVALID', `${file ?? 'config'}: permission denied`, { cause: error });
+  return new RainbowError('CONFIG_INVALID', `${file ?? 'config'}: ${firstLine(error)}`, { cause: error });
 }
 
 function firstLine(error: unknown): string {

@@ -37,7 +37,7 @@ async function removeStaleSocket(file: string): Promise<void> {
   } catch {
     return; // nothing there
   }
-  if (!isSocket) throw new RainbowError('PORT_IN_USE', `cannot listen on ${file} for the control API: a file that is not a socket is in the way; remove it or set "controlSocket" to another path`);
+  if (!isSocket) throw new RainbowError('LISTEN_FAILED', `cannot listen on ${file} for the control API: a file that is not a socket is in the way; remove it or set "controlSocket" to another path`);
   const probe = await new Promise<'answered' | 'stale' | Error>((resolve) => {
     const socket = net.connect(file);
     socket.once('connect', () => {
@@ -47,6 +47,6 @@ async function removeStaleSocket(file: string): Promise<void> {
     socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'ECONNREFUSED' ? 'stale' : error));
   });
   if (probe === 'answered') throw new RainbowError('PORT_IN_USE', `cannot listen on ${file} for the control API: something answers on it (is another rainbowd running?)`);
-  if (probe !== 'stale') throw new RainbowError('PORT_IN_USE', `cannot listen on ${file} for the control API: ${messageOf(probe)}`);
+  if (probe !== 'stale') throw new RainbowError('LISTEN_FAILED', `cannot listen on ${file} for the control API: ${messageOf(probe)}`, { cause: probe });
   removeSocket(file);
 }

@@ -1,12 +1,10 @@
 import http from 'node:http';
+import type { Accepted, DaemonStatus, DeployResult, ErrorBody, ModeChange, RemoveResult, Saved, ServiceStatus } from './api.js';
 import { refusal, type ControlListener, type ControlTransport } from './control-guard.js';
 import { listenOnSocket, removeSocket } from './control-socket.js';
+import { parseDuration } from './duration.js';
 import { RainbowError, isRainbowError, messageOf } from './errors.js';
-import { listen } from './proxy.js';
-import type { DeployResult, ServiceStatus } from './service.js';
-import type { Saved } from './state.js';
-import type { DaemonStatus, ModeChange } from './daemon.js';
-import { parseMaxPause } from './daemon.js';
+import { listen } from './listen.js';
 
 // The control API: what git hooks, the CLI and curl talk to. Answers are JSON; errors are
 // `{ ok: false, error: { code, message } }` with a fitting status, never a stack trace.
@@ -24,7 +22,7 @@ import { parseMaxPause } from './daemon.js';
 export interface ControlTarget {
   redeploy(service: string | undefined, reason: string): Promise<DeployResult>;
   deploy(service: string, definition: unknown): Promise<Saved<DeployResult>>;
-  remove(service: string): Promise<Saved<{ ok: true; service: string }>>;
+  remove(service: string): Promise<Saved<RemoveResult>>;
   changeMode(service: string, change: ModeChange): Promise<Saved<ServiceStatus>>;
   rollback(service: string): Promise<Saved<DeployResult>>;
   status(): DaemonStatus;
@@ -116,7 +114,7 @@ export class ControlServer {
   private async answer(response: http.ServerResponse, operation: Promise<unknown>, wait: boolean): Promise<void> {
     if (!wait) {
       operation.catch(() => undefined); // the outcome is logged and shown in status
-      return sendJson(response, 202, { ok: true, accepted: true });
+      return sendJson(response, 202, { ok: true, accepted: true } satisfies Accepted);
     }
     sendJson(response, 200, await operation);
   }
@@ -128,7 +126,7 @@ function parseTarget(target: string): { url: URL; parts: string[] } {
     const url = new URL(target, 'http://control');
     return { url, parts: url.pathname.split('/').map((part) => decodeURIComponent(part)) };
   } catch (error) {
-    throw new RainbowError('BAD_REQUEST', `the request target ${JSON.stringify(target)} is not a valid URL: ${messageOf(error)}`);
+    throw new RainbowError('BAD_REQUEST', `the request target ${JSON.stringify(target)} is not a valid URL: ${messageOf(error)}`, { cause: error });
   }
 }
 
@@ -137,7 +135,7 @@ function parseJson(body: string): unknown {
   try {
     return JSON.parse(body) as unknown;
   } catch (error) {
-    throw new RainbowError('BAD_REQUEST', `the request body is not valid JSON: ${messageOf(error)}`);
+    throw new RainbowError('BAD_REQUEST', `the request body is not valid JSON: ${messageOf(error)}`, { cause: error });
   }
 }
 
@@ -171,7 +169,7 @@ function readBody(request: http.IncomingMessage, response: http.ServerResponse):
  */
 function refuse(request: http.IncomingMessage, response: http.ServerResponse, error: RainbowError): void {
   const headers = error.code === 'UNAUTHORIZED' ? { 'www-authenticate': 'Bearer' } : {};
-  sendJson(response, error.httpStatus, { ok: false, error: error.toJSON() }, headers);
+  sendJson(response, error.httpStatus, errorBody(error), headers);
   if (request.complete) return;
   request.resume();
   const linger = setTimeout(() => request.socket.destroy(), LINGER_AFTER_REFUSAL_MS).unref();
@@ -180,17 +178,31 @@ function refuse(request: http.IncomingMessage, response: http.ServerResponse, er
 }
 
 function notFound(response: http.ServerResponse, method: string, pathname: string): void {
-  sendJson(response, 404, { ok: false, error: { code: 'BAD_REQUEST', message: `no such endpoint: ${method} ${pathname}` } });
+  const error = new RainbowError('NOT_FOUND', `no such endpoint: ${method} ${pathname}`);
+  sendJson(response, error.httpStatus, errorBody(error));
 }
 
 function sendError(response: http.ServerResponse, error: unknown): void {
-  const known = isRainbowError(error) ? error : new RainbowError('DEPLOY_FAILED', `internal error: ${messageOf(error)}`);
+  const known = isRainbowError(error) ? error : new RainbowError('INTERNAL', `internal error: ${messageOf(error)}`, { cause: error });
   if (response.headersSent) return void response.destroy();
-  sendJson(response, known.httpStatus, { ok: false, error: known.toJSON() });
+  sendJson(response, known.httpStatus, errorBody(known));
+}
+
+function errorBody(error: RainbowError): ErrorBody {
+  return { ok: false, error: error.toJSON() };
 }
 
 function sendJson(response: http.ServerResponse, status: number, body: unknown, headers: http.OutgoingHttpHeaders = {}): void {
   const text = `${JSON.stringify(body, null, 2)}\n`;
   response.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   response.end(text);
+}
+
+function parseMaxPause(value: string | null): number | undefined {
+  if (value === null) return undefined;
+  try {
+    return parseDuration(value);
+  } catch (error) {
+    throw new RainbowError('BAD_REQUEST', `maxPause must be ${messageOf(error)}, got ${JSON.stringify(value)}`, { cause: error });
+  }
 }

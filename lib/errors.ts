@@ -11,16 +11,19 @@ export type ErrorCode =
   | 'SHUTTING_DOWN'
   | 'DAEMON_UNREACHABLE'
   | 'PORT_IN_USE'
+  | 'LISTEN_FAILED'
   | 'HOST_IN_USE'
   | 'TARGET_LOOP'
   | 'SERVICE_EXISTS'
   | 'NO_ROLLBACK'
   | 'ROLLED_BACK'
   | 'BAD_REQUEST'
+  | 'NOT_FOUND'
   | 'CROSS_SITE_REQUEST'
   | 'MISDIRECTED_REQUEST'
   | 'UNAUTHORIZED'
-  | 'BODY_TOO_LARGE';
+  | 'BODY_TOO_LARGE'
+  | 'INTERNAL';
 
 const httpStatusByCode: Record<ErrorCode, number> = {
   CONFIG_NOT_FOUND: 400,
@@ -31,6 +34,8 @@ const httpStatusByCode: Record<ErrorCode, number> = {
   SHUTTING_DOWN: 503,
   DAEMON_UNREACHABLE: 503,
   PORT_IN_USE: 500,
+  // Not in use, but refused all the same: the port needs privileges, the address is not this machine's.
+  LISTEN_FAILED: 500,
   HOST_IN_USE: 409,
   TARGET_LOOP: 409,
   SERVICE_EXISTS: 409,
@@ -38,10 +43,14 @@ const httpStatusByCode: Record<ErrorCode, number> = {
   // The deploy (or rollback) switched, then a rollback undid it while it was draining.
   ROLLED_BACK: 409,
   BAD_REQUEST: 400,
+  // No such endpoint of the control API.
+  NOT_FOUND: 404,
   CROSS_SITE_REQUEST: 403,
   MISDIRECTED_REQUEST: 421,
   UNAUTHORIZED: 401,
   BODY_TOO_LARGE: 413,
+  // A bug in rainbowd, not something the user did.
+  INTERNAL: 500,
 };
 
 // Exit codes of the CLI: 1 = the operation failed (a deploy was refused, the daemon is not
@@ -51,6 +60,7 @@ const exitCodeByCode: Partial<Record<ErrorCode, number>> = {
   CONFIG_INVALID: 2,
   USAGE: 2,
   BAD_REQUEST: 2,
+  NOT_FOUND: 2,
 };
 
 export class RainbowError extends Error {
@@ -89,8 +99,8 @@ export function usageError(message: string): RainbowError {
   return new RainbowError('USAGE', `${message} (see rainbowd help)`);
 }
 
-export function deployFailed(message: string): RainbowError {
-  return new RainbowError('DEPLOY_FAILED', message);
+export function deployFailed(message: string, cause?: unknown): RainbowError {
+  return new RainbowError('DEPLOY_FAILED', message, { cause });
 }
 
 export function describeValue(value: unknown): string {

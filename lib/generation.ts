@@ -1,10 +1,11 @@
 import path from 'node:path';
 import getPort from 'get-port';
+import type { GenerationState, GenerationStatus } from './api.js';
 import { AppProcess } from './app-process.js';
 import { isDirectory, type ServiceConfig } from './config.js';
 import { formatDuration } from './duration.js';
 import { deployFailed, messageOf } from './errors.js';
-import { HealthCheckFailed, sleep, waitUntilHealthy } from './health.js';
+import { sleep, waitUntilHealthy } from './health.js';
 import type { EventFields, Logger } from './log.js';
 import { describeOutput } from './output-excerpt.js';
 import type { DataPath, UpstreamAddress } from './route-table.js';
@@ -12,8 +13,6 @@ import { splitTarget } from './target-address.js';
 
 // One deployed instance of a service: a process rainbowd launched, or an external address.
 // Its lifecycle is the list of states below; `transition` is the only place state changes.
-
-export type GenerationState = 'starting' | 'healthy' | 'active' | 'draining' | 'stopping' | 'stopped' | 'failed';
 
 const allowedTransitions: Record<GenerationState, readonly GenerationState[]> = {
   starting: ['healthy', 'failed'],
@@ -48,21 +47,12 @@ export interface GenerationContext {
   signal: AbortSignal;
 }
 
-export interface GenerationStatus {
-  id: number;
-  state: GenerationState;
-  host: string;
-  port: number;
-  pid: number | null;
-  inFlight: number;
-  ageMs: number;
-}
-
 export class Generation {
   state: GenerationState = 'starting';
   host: string;
   port = 0;
   pid: number | null = null;
+  private lastCheck: string | null = null;
   app: AppProcess | null = null;
   readonly key = nextKey++;
   readonly createdAt = Date.now();
@@ -117,7 +107,7 @@ export class Generation {
       this.transition('healthy');
     } catch (error) {
       await this.fail(messageOf(error));
-      throw deployFailed(`${this.label} ${messageOf(error)}`);
+      throw deployFailed(`${this.label} ${messageOf(error)}`, error);
     }
   }
 
@@ -166,12 +156,7 @@ export class Generation {
   private async waitUntilReady(signal: AbortSignal): Promise<void> {
     const { config } = this.context;
     if (config.warmupMs !== undefined) return sleep(config.warmupMs, signal);
-    try {
-      await waitUntilHealthy(this, config.healthCheck, config.deployTimeoutMs, signal);
-    } catch (error) {
-      if (error instanceof HealthCheckFailed) throw new Error(error.message);
-      throw error;
-    }
+    await waitUntilHealthy(this, config.healthCheck, config.deployTimeoutMs, signal, (outcome) => (this.lastCheck = outcome));
   }
 
   private async fail(reason: string): Promise<void> {
@@ -270,6 +255,7 @@ export class Generation {
   }
 
   status(): GenerationStatus {
-    return { id: this.id, state: this.state, host: this.host, port: this.port, pid: this.pid, inFlight: this.inFlight, ageMs: Date.now() - this.createdAt };
+    const lastCheck = this.state === 'starting' ? this.lastCheck : null;
+    return { id: this.id, state: this.state, host: this.host, port: this.port, pid: this.pid, inFlight: this.inFlight, ageMs: Date.now() - this.createdAt, lastCheck };
   }
 }

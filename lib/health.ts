@@ -1,5 +1,6 @@
 import http from 'node:http';
 import { formatDuration } from './duration.js';
+import { deployFailed } from './errors.js';
 import type { HealthCheckConfig } from './config.js';
 
 // Is the new generation ready? GET the health path until it answers 2xx/3xx.
@@ -9,7 +10,8 @@ export interface HealthTarget {
   port: number;
 }
 
-export type ProbeResult = { healthy: true; status: number } | { healthy: false; problem: string; timedOut: boolean };
+/** `status`: what the app answered, when it answered. */
+export type ProbeResult = { healthy: true; status: number } | { healthy: false; problem: string; timedOut: boolean; status?: number };
 
 export function probe(target: HealthTarget, check: HealthCheckConfig, signal?: AbortSignal): Promise<ProbeResult> {
   return new Promise((resolve) => {
@@ -21,7 +23,7 @@ export function probe(target: HealthTarget, check: HealthCheckConfig, signal?: A
         resolve(
           status >= 200 && status < 400
             ? { healthy: true, status }
-            : { healthy: false, problem: `GET ${check.path} answered ${status}`, timedOut: false },
+            : { healthy: false, problem: `GET ${check.path} answered ${status}`, timedOut: false, status },
         );
       },
     );
@@ -37,20 +39,21 @@ export function probe(target: HealthTarget, check: HealthCheckConfig, signal?: A
   });
 }
 
-export class HealthCheckFailed extends Error {}
-
 /**
- * Polls until healthy. Rejects with HealthCheckFailed when `deadlineMs` passes, and with the
- * abort reason as soon as `signal` aborts (the process exited, or rainbowd is shutting down).
+ * Polls until healthy. Rejects with a DEPLOY_FAILED error when `deadlineMs` passes, or after
+ * `check.failAfter` 5xx answers in a row, and with the abort reason as soon as `signal` aborts
+ * (the process exited, or rainbowd is shutting down). `onCheck` hears each check's outcome.
  */
 export async function waitUntilHealthy(
   target: HealthTarget,
   check: HealthCheckConfig,
   deadlineMs: number,
   signal: AbortSignal,
+  onCheck: (outcome: string) => void = () => undefined,
 ): Promise<void> {
   const deadline = Date.now() + deadlineMs;
   let last: string | null = null;
+  let serverErrors = 0;
   for (;;) {
     signal.throwIfAborted();
     const budget = deadline - Date.now();
@@ -60,8 +63,13 @@ export async function waitUntilHealthy(
     // A probe the deadline cut short says nothing new: keep the reason seen before it.
     const cutShort = result.timedOut && budget < check.timeoutMs;
     if (!cutShort || last === null) last = result.problem;
+    onCheck(last);
+    serverErrors = result.status !== undefined && result.status >= 500 ? serverErrors + 1 : 0;
+    if (check.failAfter !== null && serverErrors >= check.failAfter) {
+      throw deployFailed(`${result.problem} ${serverErrors} times in a row (healthCheck.failAfter ${check.failAfter})`);
+    }
     if (Date.now() + check.intervalMs >= deadline) {
-      throw new HealthCheckFailed(`not healthy after ${formatDuration(deadlineMs)} (last check: ${last})`);
+      throw deployFailed(`not healthy after ${formatDuration(deadlineMs)} (last check: ${last})`);
     }
     await sleep(check.intervalMs, signal);
   }

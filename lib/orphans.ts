@@ -1,6 +1,8 @@
 import { readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { formatDuration } from './duration.js';
+import type { Logger } from './log.js';
 import { findMarked, stopMarked } from './marked-processes.js';
 import { groupOf, isAlive } from './process-group.js';
 
@@ -68,4 +70,20 @@ export function findOrphans(configFile: string): Orphan[] {
  */
 export function stopOrphan(orphan: Orphan, timeoutMs: number): Promise<'SIGTERM' | 'SIGKILL'> {
   return stopMarked(orphan.pids, CONFIG_VARIABLE, orphan.configFile, timeoutMs, orphan.groupId);
+}
+
+/** Stops what a predecessor on this config left running, each orphan logged as it goes. */
+export async function stopOrphans(configFile: string, timeoutMs: number, log: Logger): Promise<void> {
+  const orphans = findOrphans(configFile);
+  await Promise.all(
+    orphans.map(async (orphan) => {
+      // Not `service#generation`: this rainbowd numbers its own generations from 1 again.
+      const who = { service: orphan.service, pid: orphan.groupId };
+      const what = `generation ${orphan.generation} of rainbowd pid ${orphan.daemonPid}`;
+      log.event('orphan-stopping', { ...who, reason: `${what}, left running when that rainbowd exited without stopping it (killed or crashed); SIGTERM to its ${orphan.pids.length} process(es)` });
+      const how = await stopOrphan(orphan, timeoutMs);
+      log.event('orphan-stopped', { ...who, reason: `${what}: ${how === 'SIGTERM' ? 'exited after SIGTERM' : `still running ${formatDuration(timeoutMs)} after SIGTERM, SIGKILLed`}` });
+    }),
+  );
+  for (const daemonPid of new Set(orphans.map((orphan) => orphan.daemonPid))) removeRuntimeDirs(daemonPid);
 }

@@ -1,11 +1,9 @@
-import { formatDuration } from './duration.js';
+import type { ServiceMode } from './api.js';
+import { DEFAULT_MAX_PAUSE_MS } from './service-mode.js';
 
-// Pause and maintenance of one service. Paused: new requests wait (up to maxPause, then
-// 503) while those in flight finish. Stopped: new requests get a 503 page with a message.
-
-export type ServiceMode = 'running' | 'paused' | 'stopped';
-
-export const DEFAULT_MAX_PAUSE_MS = 30_000;
+// Pause and maintenance of one service in the data path. Paused: new requests wait (up to
+// maxPause, then 503) while those in flight finish. Stopped: new requests get a 503 page
+// with a message. The supervisor's side is a plain record (service-mode.ts).
 
 export class PauseController {
   mode: ServiceMode = 'running';
@@ -42,12 +40,6 @@ export class PauseController {
       const timer = setTimeout(() => done(false), this.maxPauseMs);
       this.waiting.add(done);
     });
-  }
-
-  describe(): string {
-    if (this.mode === 'paused') return `paused (requests wait up to ${formatDuration(this.maxPauseMs)})`;
-    if (this.mode === 'stopped') return `stopped${this.message ? `: ${this.message}` : ''}`;
-    return 'running';
   }
 
   private release(proceed: boolean): void {

@@ -38,29 +38,27 @@ function readStat(pid: number | string): ProcStat | null {
   }
 }
 
-/** Live (non-zombie) pids of a process group. */
-export function groupMembers(groupId: number): number[] {
-  if (!procAvailable) return signalGroup(groupId, 0) ? [groupId] : [];
-  const members: number[] = [];
+/** Pids of the live processes that `matches`. */
+function liveProcesses(matches: (stat: ProcStat) => boolean): number[] {
+  const found: number[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     const stat = readStat(entry);
     // A zombie is already dead; in a container whose init does not reap, it would linger.
-    if (stat && stat.groupId === groupId && stat.state !== 'Z') members.push(stat.pid);
+    if (stat && stat.state !== 'Z' && matches(stat)) found.push(stat.pid);
   }
-  return members;
+  return found;
+}
+
+/** Live (non-zombie) pids of a process group. */
+export function groupMembers(groupId: number): number[] {
+  if (!procAvailable) return signalGroup(groupId, 0) ? [groupId] : [];
+  return liveProcesses((stat) => stat.groupId === groupId);
 }
 
 /** Live (non-zombie) children of a process. */
 export function childrenOf(pid: number): number[] {
-  if (!procAvailable) return [];
-  const children: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const stat = readStat(entry);
-    if (stat && stat.parentPid === pid && stat.state !== 'Z') children.push(stat.pid);
-  }
-  return children;
+  return procAvailable ? liveProcesses((stat) => stat.parentPid === pid) : [];
 }
 
 /** The process group of a live process, or null (gone, a zombie, or no /proc to ask). */

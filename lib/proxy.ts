@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { openFileLimit, proxyConnectionLimit } from './connection-limit.js';
 import { type Forwarding, requestHeaders } from './forward-headers.js';
+import { listen } from './listen.js';
 import type { Logger } from './log.js';
 import { BAD_GATEWAY, BAD_REQUEST, maintenance, NOT_FOUND, type Page, PAUSED, RESTARTING, sendPage, sendRawPage, STARTING } from './pages.js';
 import { PauseController } from './pause-controller.js';
@@ -264,14 +265,4 @@ function applyMode(pause: PauseController, route: ServiceRoute): void {
   if (route.mode === 'running') pause.resume();
   else if (route.mode === 'stopped') pause.stop(route.message);
   else pause.pause(route.maxPauseMs);
-}
-
-export function listen(server: http.Server, port: number, host: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
 }

@@ -1,4 +1,4 @@
-import type { ServiceMode } from './pause-controller.js';
+import type { ServiceMode } from './api.js';
 
 // What the data path knows of the services: a plain-data table the supervisor publishes on
 // every switch, route change or pause, so a proxy in a worker process routes exactly like
@@ -33,6 +33,12 @@ export interface RouteTable {
 /**
  * The proxy as the supervisor drives it, in this process or in workers. A deploy publishes
  * the table with the new generation, waits until the previous one is idle, then releases it.
+ * Every implementation honours the same contract, tested once against each of them in
+ * test/unit/data-path-contract.test.ts: each new request is routed by the last table
+ * published (503 while a service has no upstream); requests in flight are counted per
+ * upstream until they end; `whenIdle` resolves once none is; `release` closes the upstream's
+ * sockets and says how many requests it cut; a paused service's requests wait until its mode
+ * is running again (503 after `maxPauseMs`), a stopped one's get the maintenance page.
  */
 export interface DataPath {
   listen(port: number, host: string): Promise<void>;

@@ -1,47 +1,15 @@
+import type { DeployResult, ModeChange, ServiceOrigin, ServiceStatus } from './api.js';
 import type { ServiceConfig } from './config.js';
 import { formatDuration } from './duration.js';
 import { RainbowError, messageOf } from './errors.js';
-import { Generation, type GenerationStatus, type Retirement } from './generation.js';
+import { Generation, type Retirement } from './generation.js';
 import type { Logger } from './log.js';
 import { describeOutput } from './output-excerpt.js';
-import { PauseController, type ServiceMode } from './pause-controller.js';
 import type { DataPath, ServiceRoute } from './route-table.js';
+import { changeMode, RUNNING, type ModeRecord } from './service-mode.js';
 
 // A service owns its generations and runs its deploys: start the new one, switch to it,
 // drain the previous one, stop it. "What happens on a deploy" is `runDeploy` below.
-
-export interface DeployResult {
-  ok: true;
-  service: string;
-  generation: number;
-  port: number;
-  pid: number | null;
-  reason: string;
-  previous: number | null;
-  /** The external target now serving, for external services. */
-  target: string | null;
-  timings: { healthyMs: number; switchedMs: number; drainedMs: number | null; stoppedMs: number | null };
-}
-
-/** Where a service was declared: in the config file, or deployed with `rainbowd deploy`. */
-export type ServiceOrigin = 'config' | 'deploy';
-
-export interface ServiceStatus {
-  name: string;
-  kind: 'supervised' | 'external';
-  origin: ServiceOrigin;
-  target: string | null;
-  hosts: string[];
-  pathPrefix: string | null;
-  mode: ServiceMode;
-  message: string | null;
-  activeGeneration: number | null;
-  deploying: boolean;
-  restarts: number;
-  nextRestartInMs: number | null;
-  lastDeploy: { at: string; ok: boolean; generation: number | null; message: string } | null;
-  generations: GenerationStatus[];
-}
 
 interface PendingDeploy {
   promise: Promise<DeployResult>;
@@ -80,7 +48,7 @@ export class Service {
   private restartAt: number | null = null;
   private lastDeploy: ServiceStatus['lastDeploy'] = null;
   private readonly shutdown = new AbortController();
-  readonly pause = new PauseController();
+  private modeRecord: ModeRecord = RUNNING;
   /** The config before the last `deploy` of a new target: what `rollback` goes back to. */
   private previousConfig: ServiceConfig | null = null;
   /** What the last switch took traffic away from (null: nothing served): what `rollback` takes back. */
@@ -89,7 +57,7 @@ export class Service {
   private readonly log: Logger;
 
   constructor(
-    public config: ServiceConfig,
+    private settings: ServiceConfig,
     private readonly context: ServiceContext,
     readonly origin: ServiceOrigin = 'config',
     /** A service declared again after it was removed goes on from its last number. */
@@ -97,6 +65,26 @@ export class Service {
   ) {
     this.log = context.log;
     this.nextId = firstGeneration;
+  }
+
+  get config(): ServiceConfig {
+    return this.settings;
+  }
+
+  /** The service's entry in a reloaded config file: deploys use it from the next one on. */
+  reconfigure(config: ServiceConfig): void {
+    this.settings = config;
+  }
+
+  /** Running, paused or stopped (maintenance). */
+  get mode(): ModeRecord {
+    return this.modeRecord;
+  }
+
+  /** Pause, resume, stop or start: the data path gets the new mode at once. */
+  changeMode(change: ModeChange): void {
+    this.modeRecord = changeMode(this.modeRecord, change);
+    this.context.routesChanged();
   }
 
   /** The number of the newest generation this service made (0: none yet). */
@@ -128,15 +116,15 @@ export class Service {
 
   /** What the data path needs to route to this service. */
   route(): ServiceRoute {
-    const { config, pause } = this;
+    const { config, mode } = this;
     return {
       name: this.name,
       hosts: config.hosts,
       pathPrefix: config.pathPrefix,
       stripPathPrefix: config.stripPathPrefix,
-      mode: pause.mode,
-      message: pause.message,
-      maxPauseMs: pause.maxPauseMs,
+      mode: mode.mode,
+      message: mode.message,
+      maxPauseMs: mode.maxPauseMs,
       upstream: this.activeGeneration?.address ?? null,
     };
   }
@@ -242,7 +230,7 @@ export class Service {
     }
     if (candidate && candidate !== this.config) {
       this.previousConfig = this.config;
-      this.config = candidate;
+      this.settings = candidate;
     }
     const previous = this.switchTo(generation);
     generation.transition('active', reason, { previous: previous?.id });
@@ -360,10 +348,11 @@ export class Service {
       target: this.config.target ?? null,
       hosts: this.config.hosts,
       pathPrefix: this.config.pathPrefix,
-      mode: this.pause.mode,
-      message: this.pause.message,
+      mode: this.mode.mode,
+      message: this.mode.message,
       activeGeneration: this.active?.id ?? null,
       deploying: this.current !== null,
+      queued: this.followUp !== null,
       restarts: this.restarts,
       nextRestartInMs: this.restartAt === null ? null : Math.max(0, this.restartAt - Date.now()),
       lastDeploy: this.lastDeploy,

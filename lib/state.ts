@@ -1,7 +1,7 @@
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { MAX_DURATION_MS } from './duration.js';
 import { describeValue, messageOf } from './errors.js';
-import type { ServiceMode } from './pause-controller.js';
+import type { ServiceMode } from './api.js';
 
 // What `rainbowd deploy`, `pause` and `stop` changed at run time, kept next to the config so
 // that a restart brings it back. Written atomically (temp file + rename). Read entry by
@@ -21,9 +21,6 @@ export interface LoadedState {
   unreadable: Map<string, SavedService>;
   problems: string[];
 }
-
-/** The answer to a change: `warning` says it is live but could not be saved. */
-export type Saved<T> = T & { warning?: string };
 
 const VERSION = 1;
 

@@ -20,9 +20,19 @@ alwaysThisMachine.addAddress('0.0.0.0', 'ipv4');
 alwaysThisMachine.addAddress('::1', 'ipv6');
 alwaysThisMachine.addAddress('::', 'ipv6');
 
+/** `host:port` or `[IPv6]:port` as host and port; null when `target` is not one. */
+export function parseTarget(target: string): { host: string; port: number } | null {
+  const match = /^([^\s:/]+|\[[0-9a-fA-F:]+\]):(\d+)$/.exec(target);
+  const port = Number(match?.[2]);
+  if (!match || port < 1 || port > 65535) return null;
+  return { host: match[1]!.replace(/^\[|\]$/g, ''), port };
+}
+
+/** A target the config validated (config.ts): its host and port. */
 export function splitTarget(target: string): { host: string; port: number } {
-  const colon = target.lastIndexOf(':');
-  return { host: target.slice(0, colon).replace(/^\[|\]$/g, ''), port: Number(target.slice(colon + 1)) };
+  const parsed = parseTarget(target);
+  if (!parsed) throw new Error(`not a host:port target: ${JSON.stringify(target)}`);
+  return parsed;
 }
 
 /** Why `target` would send requests back into rainbowd (listening on `own`), or null when it does not. */

@@ -1,15 +1,18 @@
 import http from 'node:http';
 import path from 'node:path';
 import type { ParseArgsConfig } from 'node:util';
+import type { ErrorBody } from '../api.js';
 import { findConfigFile, loadConfig, type DaemonConfig } from '../config.js';
-import { RainbowError, type ErrorCode } from '../errors.js';
+import { findRunningDaemon } from '../daemon-record.js';
+import { RainbowError } from '../errors.js';
 import { parseCommandLine } from './args.js';
 import { controlTokenFromEnv, parsePort } from './run-options.js';
 
 // The one client of the control API that every subcommand uses. It finds the daemon from
-// --control-socket / --control-port / the environment, else from the config in the working
-// directory (its controlSocket when it has one), and sends the control token when there is
-// one (RAINBOWD_CONTROL_TOKEN, else the config's controlToken).
+// --control-socket / --control-port / the environment, else from the record a running
+// rainbowd keeps next to its config (rainbow.daemon.json), else from the config in the
+// working directory (its controlSocket when it has one), and sends the control token when
+// there is one (RAINBOWD_CONTROL_TOKEN, else the config's controlToken).
 
 export type ControlEndpoint = { socket: string } | { host: string; port: number };
 
@@ -31,8 +34,8 @@ export function parseCommandArgs<T extends NonNullable<ParseArgsConfig['options'
 }
 
 export async function findDaemon(values: ClientValues, env: NodeJS.ProcessEnv): Promise<ControlAddress> {
-  const given = givenEndpoint(values, env);
-  // With the address given, the config is only where the token may be: one that cannot be
+  const given = givenEndpoint(values, env) ?? recordedEndpoint(values, env);
+  // With the address known, the config is only where the token may be: one that cannot be
   // read is no reason to fail (the daemon says so if a token was needed).
   const config = given ? await findClientConfig(values, env).catch(() => null) : await findClientConfig(values, env);
   const token = controlTokenFromEnv(env) ?? config?.controlToken ?? null;
@@ -52,6 +55,14 @@ function givenEndpoint(values: ClientValues, env: NodeJS.ProcessEnv): ControlEnd
     if (value) return { host, port: parsePort(value, name) };
   }
   return null;
+}
+
+/** Where the rainbowd running on the config of this directory (or --config's) listens. */
+function recordedEndpoint(values: ClientValues, env: NodeJS.ProcessEnv): ControlEndpoint | null {
+  const config = typeof values.config === 'string' ? values.config : env.RAINBOWD_CONFIG;
+  const record = findRunningDaemon(config === undefined ? process.cwd() : path.dirname(path.resolve(config)));
+  if (record === null) return null;
+  return record.controlSocket === null ? { host: record.controlHost, port: record.controlPort } : { socket: record.controlSocket };
 }
 
 async function findClientConfig(values: ClientValues, env: NodeJS.ProcessEnv): Promise<DaemonConfig | null> {
@@ -104,6 +115,6 @@ export function callDaemon<T>(address: ControlAddress, method: string, pathname:
 
 /** A non-2xx answer of the control API as the error the daemon described. */
 export function answerError(answer: ControlAnswer<unknown>): RainbowError {
-  const error = (answer.body as { error?: { code?: ErrorCode; message?: string } }).error;
+  const error = (answer.body as Partial<ErrorBody> | null)?.error;
   return new RainbowError(error?.code ?? 'DEPLOY_FAILED', error?.message ?? `the daemon answered ${answer.status}`);
 }

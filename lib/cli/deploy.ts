@@ -1,8 +1,9 @@
 import { validateServiceDefinition } from '../config.js';
 import { formatDuration } from '../duration.js';
 import { usageError } from '../errors.js';
-import type { DeployResult } from '../service.js';
+import type { DeployResult } from '../api.js';
 import { answerError, callDaemon, findDaemon, parseCommandArgs } from './client.js';
+import { deployProgress } from './deploy-progress.js';
 import { showProgress } from './progress.js';
 
 // kamal-proxy's deploy: point a named service at a host:port someone else runs. Returns
@@ -40,7 +41,7 @@ export async function deploy(args: string[]): Promise<void> {
   // The daemon would refuse a bad definition with the same message; say it without a round trip.
   validateServiceDefinition(definition, name, `deploy ${name}`, process.cwd());
   const daemon = await findDaemon(values, process.env);
-  const progress = showProgress(`deploying ${name} to ${values.target}`);
+  const progress = showProgress(`deploying ${name} to ${values.target}`, await deployProgress(daemon, name));
   const answer = await callDaemon<DeployResult>(daemon, 'PUT', `/services/${encodeURIComponent(name)}`, definition).finally(progress.stop);
   if (answer.status !== 200) throw answerError(answer);
   const { timings, previous } = answer.body;

@@ -1,4 +1,4 @@
-import type { ServiceStatus } from '../service.js';
+import type { ServiceStatus } from '../api.js';
 import { expectNoArguments } from './args.js';
 import { answerError, callDaemon, findDaemon, parseCommandArgs } from './client.js';
 import { table } from './format.js';

@@ -1,7 +1,8 @@
 import { formatDuration } from '../duration.js';
 import { usageError } from '../errors.js';
-import type { DeployResult } from '../service.js';
+import type { DeployResult } from '../api.js';
 import { answerError, callDaemon, findDaemon, parseCommandArgs } from './client.js';
+import { deployProgress } from './deploy-progress.js';
 import { showProgress } from './progress.js';
 
 export async function redeploy(args: string[]): Promise<void> {
@@ -10,7 +11,7 @@ export async function redeploy(args: string[]): Promise<void> {
   const service = positionals[0];
   const daemon = await findDaemon(values, process.env);
   const pathname = service ? `/services/${encodeURIComponent(service)}/redeploy?reason=rainbowd+redeploy` : '/redeploy?reason=rainbowd+redeploy';
-  const progress = showProgress(`deploying ${service ?? 'default'}`);
+  const progress = showProgress(`deploying ${service ?? 'default'}`, await deployProgress(daemon, service ?? 'default'));
   const answer = await callDaemon<DeployResult>(daemon, 'POST', pathname).finally(progress.stop);
   if (answer.status !== 200) throw answerError(answer);
   const result = answer.body;

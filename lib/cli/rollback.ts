@@ -1,5 +1,5 @@
 import { usageError } from '../errors.js';
-import type { DeployResult } from '../service.js';
+import type { DeployResult } from '../api.js';
 import { answerError, callDaemon, findDaemon, parseCommandArgs } from './client.js';
 import { showProgress } from './progress.js';
 

@@ -1,5 +1,5 @@
 import { usageError } from '../errors.js';
-import type { ServiceStatus } from '../service.js';
+import type { ServiceStatus } from '../api.js';
 import { answerError, callDaemon, findDaemon, parseCommandArgs } from './client.js';
 
 // pause / resume / stop / start: the same call with a different action.

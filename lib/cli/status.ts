@@ -1,4 +1,4 @@
-import type { DaemonStatus } from '../daemon.js';
+import type { DaemonStatus } from '../api.js';
 import { formatDuration } from '../duration.js';
 import { expectNoArguments } from './args.js';
 import { answerError, callDaemon, findDaemon, parseCommandArgs } from './client.js';

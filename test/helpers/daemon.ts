@@ -5,45 +5,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import getPort from 'get-port';
+import type { DaemonStatus, DeployResult, ErrorBody, GenerationStatus, ServiceStatus } from '../../lib/api.js';
 import { removeRuntimeDirs } from '../../lib/orphans.js';
 import { request, type Response } from './http.js';
 import { appRunLine, daemonBin } from './paths.js';
 import { killMarkedProcesses, uniqueMarker } from './process.js';
 import { StopWaiting, waitFor } from './wait.js';
 
-export type GenerationState = 'starting' | 'healthy' | 'active' | 'draining' | 'stopping' | 'stopped' | 'failed';
-
-export interface GenerationStatus {
-  id: number;
-  state: GenerationState;
-  port: number;
-  pid: number | null;
-  inFlight: number;
-  ageMs: number;
-}
-
-export interface ServiceStatus {
-  name: string;
-  kind: string;
-  origin?: 'config' | 'deploy';
-  target?: string | null;
-  hosts?: string[];
-  pathPrefix?: string | null;
-  mode?: 'running' | 'paused' | 'stopped';
-  message?: string | null;
-  activeGeneration: number | null;
-  restarts: number;
-  generations: GenerationStatus[];
-}
-
-export interface DaemonStatus {
-  pid: number;
-  services: ServiceStatus[];
-}
-
 export interface RedeployAnswer {
   status: number;
-  body: { ok: boolean; generation?: number; port?: number; pid?: number; error?: { code: string; message: string } } & Record<string, unknown>;
+  /** A `DeployResult` (200), the 202 of `?wait=0`, or an `ErrorBody`: read whichever fields the test expects. */
+  body: { ok: boolean; error?: ErrorBody['error'] } & Partial<Omit<DeployResult, 'ok'>> & Record<string, unknown>;
   elapsedMs: number;
 }
 

@@ -3,7 +3,8 @@ import net from 'node:net';
 import { after } from 'node:test';
 import { PassThrough } from 'node:stream';
 import { Logger } from '../../lib/log.js';
-import { Proxy, listen } from '../../lib/proxy.js';
+import { listen } from '../../lib/listen.js';
+import { Proxy } from '../../lib/proxy.js';
 import type { ServiceRoute } from '../../lib/route-table.js';
 
 // A real proxy listener in the test's own process, in front of real upstream servers; all

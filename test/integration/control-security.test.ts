@@ -259,13 +259,21 @@ test('a page in a real browser (chromium), served from another localhost port, c
   const browser = spawn('chromium', [
     '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
     '--disable-component-update', '--disable-sync', `--user-data-dir=${profile}`, `http://127.0.0.1:${(site.address() as net.AddressInfo).port}/`,
-  ], { stdio: 'ignore' });
+  ], { stdio: 'ignore', detached: true });
   t.after(async () => {
+    // Chromium's helper processes (renderer, GPU, crash handler) write to the profile too:
+    // the whole process group goes, and the removal retries while the last writes land.
     if (browser.exitCode === null && browser.signalCode === null) {
-      browser.kill('SIGKILL');
-      await new Promise((resolve) => browser.once('exit', resolve));
+      const exited = new Promise((resolve) => browser.once('exit', resolve));
+      process.kill(-browser.pid!, 'SIGKILL');
+      await exited;
     }
-    rmSync(profile, { recursive: true, force: true });
+    try {
+      process.kill(-browser.pid!, 'SIGKILL');
+    } catch {
+      // the group is gone already
+    }
+    rmSync(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
   });
   await waitFor(() => done, { timeout: 60_000, what: 'the page to have sent its requests' });
   await assertNothingChanged(daemon, generation);

@@ -1,7 +1,7 @@
 // What a git pusher reads when a release does not start: the error the app printed, not the
 // last lines of its stack trace. Real Node and Python apps, through a real daemon and CLI.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -60,5 +60,29 @@ test('a redeploy after the app\'s cwd was deleted names the directory, and the r
   const refused = await cli(daemon, ['redeploy']);
   assert.equal(refused.code, 1, describeCli(refused));
   assert.equal(refused.stderr.trim(), `rainbowd: default#2 cannot start: its "cwd" ${cwd} is not a directory any more`);
+  assert.equal((await request(daemon.proxyPort, '/')).headers['x-generation'], '1');
+});
+
+test('while a release answers 5xx, rainbowd redeploy off a terminal says every few seconds what it waits for and the last answer', { timeout: 60_000 }, async (t) => {
+  const { daemon } = await startAppDaemon(t, { name: 'progress-5xx', appArgs: '--health "$(cat health.txt)"', files: { 'health.txt': 'ok' }, config: { deployTimeout: '8s' } });
+  writeFileSync(join(daemon.dir, 'health.txt'), '500');
+  const refused = await cli(daemon, ['redeploy']);
+  assert.equal(refused.code, 1, describeCli(refused));
+  const lines = refused.stderr.trim().split('\n');
+  assert.match(lines[0] ?? '', /^rainbowd: deploying default, [\d.]+s: waiting for default#2 to become healthy \(last check: GET \/health answered 500\)$/, describeCli(refused));
+  assert.match(lines.at(-1) ?? '', /^rainbowd: default#2 not healthy after 8\.0s \(last check: GET \/health answered 500\)$/);
+});
+
+test('with healthCheck.failAfter, a release that keeps answering 5xx is refused after that many answers, not at deployTimeout', { timeout: 60_000 }, async (t) => {
+  const { daemon } = await startAppDaemon(t, {
+    name: 'fail-after',
+    appArgs: '--health "$(cat health.txt)"',
+    files: { 'health.txt': 'ok' },
+    config: { deployTimeout: '60s', healthCheck: { interval: '100ms', failAfter: 3 } },
+  });
+  writeFileSync(join(daemon.dir, 'health.txt'), '500');
+  const refused = await cli(daemon, ['redeploy']);
+  assert.equal(refused.code, 1, describeCli(refused));
+  assert.equal(refused.stderr.trim(), 'rainbowd: default#2 GET /health answered 500 3 times in a row (healthCheck.failAfter 3)');
   assert.equal((await request(daemon.proxyPort, '/')).headers['x-generation'], '1');
 });

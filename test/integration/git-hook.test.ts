@@ -4,10 +4,11 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
 import { startAppDaemon } from '../helpers/daemon.js';
+import { findExecutable } from '../helpers/executables.js';
 import { daemonBin, repoRoot } from '../helpers/paths.js';
 
 const run = promisify(execFile);
@@ -20,15 +21,25 @@ interface Repositories {
   env: NodeJS.ProcessEnv;
 }
 
+// The programs the hook and git need, and nothing else: a rainbowd installed on this machine
+// must not be found when the test says there is none.
+const hookTools = ['bash', 'sh', 'env', 'git', 'sed', 'cat', 'mkdir', 'curl'];
+
 // A working repository to push from and a bare one with the hook, deploying into `appDir`.
-// `withCli`: the hook's PATH has a `rainbowd` (as after `npm install -g`), or only node and git.
+// `withCli`: the hook's PATH has a `rainbowd` (as after `npm install -g`), or only the tools.
 async function repositories(t: TestContext, appDir: string, { withCli }: { withCli: boolean }): Promise<Repositories> {
   const root = mkdtempSync(join(tmpdir(), 'rainbowd-hook-'));
   t.after(() => rmSync(root, { recursive: true, force: true }));
   const bin = join(root, 'bin');
   mkdirSync(bin);
   if (withCli) symlinkSync(daemonBin, join(bin, 'rainbowd'));
-  const env: NodeJS.ProcessEnv = { ...identity, PATH: [bin, dirname(process.execPath), '/usr/bin', '/bin'].join(':'), HOME: root };
+  symlinkSync(process.execPath, join(bin, 'node'));
+  for (const tool of hookTools) {
+    const found = await findExecutable(tool);
+    assert.ok(found, `${tool} is not installed`);
+    symlinkSync(found, join(bin, tool));
+  }
+  const env: NodeJS.ProcessEnv = { ...identity, PATH: bin, HOME: root };
   const work = join(root, 'work');
   const bare = join(root, 'app.git');
   await run('git', ['init', '--quiet', '--initial-branch=main', work], { env });
@@ -73,4 +84,13 @@ test('a push to main checks the release out, redeploys it, and leaves the bare r
   // `git checkout <sha>` in the bare repository would have detached its HEAD.
   const head = await run('git', ['--git-dir', repos.bare, 'symbolic-ref', 'HEAD'], { env: repos.env });
   assert.equal(head.stdout.trim(), 'refs/heads/main');
+});
+
+test('without the rainbowd CLI on its PATH, the hook redeploys the rainbowd running in its app directory, found from its record', { timeout: 90_000 }, async (t) => {
+  const { daemon } = await startAppDaemon(t, { name: 'hook-curl' });
+  const repos = await repositories(t, daemon.dir, { withCli: false });
+  const pushed = await commitAndPush(repos, { 'release.txt': 'one\n' });
+  assert.equal(pushed.code, 0, pushed.output);
+  assert.match(pushed.output, /"generation": 2/);
+  assert.equal((await daemon.service()).activeGeneration, 2);
 });

@@ -103,3 +103,35 @@ test('a kept-alive connection (nginx keeps its upstream ones) may wait longer th
   socket.write('GET / HTTP/1.1\r\nHost: a.test\r\n\r\n');
   await waitFor(() => answers() === 2, { timeout: 5000, what: 'the second answer on the same connection' });
 });
+
+// What a raw keep-alive client reads for one request: the status line.
+function askOn(socket: net.Socket, head: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let answer = '';
+    const onData = (chunk: Buffer) => {
+      answer += chunk.toString('latin1');
+      if (!answer.includes('\r\n\r\n')) return;
+      socket.off('data', onData);
+      resolve(answer.slice(0, answer.indexOf('\r\n')));
+    };
+    socket.on('data', onData);
+    socket.once('close', () => reject(new Error(`closed before an answer (read: ${JSON.stringify(answer)})`)));
+    socket.write(head);
+  });
+}
+
+test('connections whose request asked for a non-WebSocket upgrade (h2c) count once against the connection cap', { timeout: 60_000 }, async (t) => {
+  // (160 - 128 reserved) / 2 = 16 connections; counted twice, the 9th h2c client was cut off.
+  const { daemon } = await startAppDaemon(t, { name: 'h2c-cap', fdLimit: 160, config: { workers: 0 } });
+  const sockets: net.Socket[] = [];
+  t.after(() => sockets.forEach((socket) => socket.destroy()));
+  const h2c = 'GET / HTTP/1.1\r\nHost: h2c.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n';
+  for (let index = 0; index < 12; index++) {
+    const socket = net.connect(daemon.proxyPort, '127.0.0.1');
+    sockets.push(socket);
+    assert.match(await askOn(socket, h2c), /^HTTP\/1\.1 200 /, `h2c client ${index + 1}`);
+  }
+  for (const [index, socket] of sockets.entries()) {
+    assert.match(await askOn(socket, 'GET / HTTP/1.1\r\nHost: h2c.test\r\n\r\n'), /^HTTP\/1\.1 200 /, `second request of client ${index + 1}`);
+  }
+});

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
@@ -48,6 +48,28 @@ test('rainbowd redeploy and rainbowd status talk to the daemon found from the co
 
   const json = await cli(['status', '--json', '--control-port', String(daemon.controlPort)], '/');
   assert.equal(JSON.parse(json.stdout).services[0].activeGeneration, 2);
+});
+
+test('the CLI finds the rainbowd that runs, even after its config on disk changed ports or became invalid', { timeout: 60_000 }, async (t) => {
+  const { daemon } = await startAppDaemon(t, { name: 'cli-record' });
+  const configFile = join(daemon.dir, 'rainbow.conf.json');
+  const config = JSON.parse(readFileSync(configFile, 'utf8')) as Record<string, unknown>;
+  // A port change needs a restart: until then the daemon listens where it did.
+  writeFileSync(configFile, JSON.stringify({ ...config, port: daemon.proxyPort + 2, controlPort: daemon.proxyPort + 3 }));
+  await daemon.waitForLog(/reload-ignored key=controlPort/);
+  const status = await cli(['status'], daemon.dir);
+  assert.equal(status.code, 0, status.stderr);
+  assert.match(status.stdout, new RegExp(`pid ${daemon.pid},`));
+
+  writeFileSync(configFile, '{"run": ');
+  await daemon.waitForLog(/reload-failed/);
+  const deployed = await cli(['redeploy'], daemon.dir);
+  assert.equal(deployed.code, 0, deployed.stderr);
+  assert.match(deployed.stdout, /^deployed default#2 /);
+
+  // Gone with the daemon: a client must not find a rainbowd that no longer runs.
+  await daemon.stop();
+  assert.equal(existsSync(join(daemon.dir, 'rainbow.daemon.json')), false);
 });
 
 test('rainbowd redeploy of a broken release exits 1 with the reason; the old generation keeps serving', { timeout: 60_000 }, async (t) => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { lookup } from 'node:dns/promises';
 import os from 'node:os';
 import { test } from 'node:test';
-import { findTargetLoop } from '../../lib/target-address.js';
+import { findTargetLoop, parseTarget } from '../../lib/target-address.js';
 
 // A target that reaches rainbowd's own proxy (or control API) would send every request back
 // into rainbowd: any address of this machine at one of those ports is refused.
@@ -31,4 +31,11 @@ test('other ports, other machines and names that do not resolve are not loops', 
   for (const target of ['127.0.0.1:7002', 'localhost:3000', '203.0.113.5:7000', '[2001:db8::1]:7000', 'no-such-host.invalid:7000', undefined]) {
     assert.equal(await findTargetLoop(target, own), null, String(target));
   }
+});
+
+test('a target is host:port or [IPv6]:port with a port from 1 to 65535, read the same by the config and the deploy', () => {
+  assert.deepEqual(parseTarget('127.0.0.1:3000'), { host: '127.0.0.1', port: 3000 });
+  assert.deepEqual(parseTarget('app.internal:65535'), { host: 'app.internal', port: 65535 });
+  assert.deepEqual(parseTarget('[::1]:8080'), { host: '::1', port: 8080 });
+  for (const bad of ['127.0.0.1', ':3000', '127.0.0.1:0', '127.0.0.1:65536', 'http://a:1', '::1:8080', 'a b:1']) assert.equal(parseTarget(bad), null, bad);
 });

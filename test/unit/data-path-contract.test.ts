@@ -1,0 +1,125 @@
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { test, type TestContext } from 'node:test';
+import getPort from 'get-port';
+import { Proxy } from '../../lib/proxy.js';
+import { ProxyWorkers } from '../../lib/proxy-workers.js';
+import type { DataPath, ServiceRoute } from '../../lib/route-table.js';
+import { log, serverOn } from '../helpers/proxy.js';
+import { waitFor } from '../helpers/wait.js';
+
+// The contract every data path honours (route-table.ts), run once against each one: the
+// proxy in the daemon's process, proxy workers, and the next engine when it comes.
+
+const implementations: Array<[string, () => DataPath]> = [
+  ['the in-process proxy', () => new Proxy(log)],
+  ['proxy workers', () => new ProxyWorkers(2, log)],
+];
+
+const WAIT = { timeout: 5000 };
+
+/** An app that answers its name at once, and holds `/slow` until `finish()`; after that, answers it at once too. */
+async function app(name: string) {
+  const held: http.ServerResponse[] = [];
+  let holding = true;
+  const { port } = await serverOn((request, response) => {
+    if (request.url === '/slow' && holding) return void held.push(response);
+    response.end(request.url === '/slow' ? `${name} slow` : name);
+  });
+  const finish = () => {
+    holding = false;
+    for (const response of held.splice(0)) response.end(`${name} slow`);
+  };
+  return { port, held, finish };
+}
+
+function route(upstreamPort: number | null, key: number, change: Partial<ServiceRoute> = {}): ServiceRoute {
+  const upstream = upstreamPort === null ? null : { key, host: '127.0.0.1', port: upstreamPort };
+  return { name: 'web', hosts: [], pathPrefix: null, stripPathPrefix: true, mode: 'running', message: null, maxPauseMs: 30_000, upstream, ...change };
+}
+
+async function started(t: TestContext, create: () => DataPath): Promise<{ dataPath: DataPath; port: number }> {
+  const dataPath = create();
+  const port = await getPort({ host: '127.0.0.1' });
+  await dataPath.listen(port, '127.0.0.1');
+  t.after(() => dataPath.stop());
+  return { dataPath, port };
+}
+
+function get(port: number, path = '/'): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ host: '127.0.0.1', port, path, agent: false }, (response) => {
+        let body = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk: string) => (body += chunk));
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, body }));
+        response.on('error', reject);
+      })
+      .on('error', reject);
+  });
+}
+
+/** Until the next request shows the table took effect (workers get it by message). */
+function untilServed(port: number, body: string): Promise<unknown> {
+  return waitFor(async () => (await get(port)).body === body, { ...WAIT, what: `an answer "${body}"` });
+}
+
+for (const [name, create] of implementations) {
+  test(`${name}: routes each new request by the last table published, and 503 while no generation serves`, async (t) => {
+    const { dataPath, port } = await started(t, create);
+    const [one, two] = [await app('one'), await app('two')];
+    dataPath.update({ services: [route(null, 1)], trustedProxies: [], via: 'rainbowd-contract' });
+    await waitFor(async () => (await get(port)).status === 503, { ...WAIT, what: 'a 503 while nothing serves' });
+    dataPath.update({ services: [route(one.port, 1)], trustedProxies: [], via: 'rainbowd-contract' });
+    await untilServed(port, 'one');
+    dataPath.update({ services: [route(two.port, 2)], trustedProxies: [], via: 'rainbowd-contract' });
+    await untilServed(port, 'two');
+  });
+
+  test(`${name}: counts a request in flight to its upstream, and whenIdle resolves once it has ended`, async (t) => {
+    const { dataPath, port } = await started(t, create);
+    const one = await app('one');
+    dataPath.update({ services: [route(one.port, 1)], trustedProxies: [], via: 'rainbowd-contract' });
+    await untilServed(port, 'one');
+    const slow = get(port, '/slow');
+    await waitFor(() => dataPath.inFlight(1) === 1, { ...WAIT, what: 'one request in flight' });
+    let idle = false;
+    const whenIdle = dataPath.whenIdle(1).then(() => (idle = true));
+    await waitFor(() => one.held.length === 1, { ...WAIT, what: 'the request at the app' });
+    assert.equal(idle, false, 'not idle while a request is in flight');
+    one.finish();
+    assert.deepEqual(await slow, { status: 200, body: 'one slow' });
+    await whenIdle;
+    await waitFor(() => dataPath.inFlight(1) === 0, { ...WAIT, what: 'nothing in flight' });
+  });
+
+  test(`${name}: release closes the sockets to the upstream, cutting what is still in flight, and says how many it cut`, async (t) => {
+    const { dataPath, port } = await started(t, create);
+    const one = await app('one');
+    dataPath.update({ services: [route(one.port, 1)], trustedProxies: [], via: 'rainbowd-contract' });
+    await untilServed(port, 'one');
+    const slow = get(port, '/slow').catch((error: Error) => error);
+    await waitFor(() => one.held.length === 1, { ...WAIT, what: 'the request at the app' });
+    const cutAtApp = new Promise((resolve) => one.held[0]!.once('close', resolve));
+    assert.equal(await dataPath.release(1), 1);
+    await cutAtApp;
+    // What the client then gets is the engine's business (a retry, a 502, a reset): it ends.
+    one.finish();
+    await slow;
+  });
+
+  test(`${name}: a paused service holds new requests until it runs again; a stopped one answers 503 with its message`, async (t) => {
+    const { dataPath, port } = await started(t, create);
+    const one = await app('one');
+    const table = (change: Partial<ServiceRoute>) => dataPath.update({ services: [route(one.port, 1, change)], trustedProxies: [], via: 'rainbowd-contract' });
+    table({ mode: 'stopped', message: 'back at noon' });
+    await waitFor(async () => (await get(port)).body.includes('back at noon'), { ...WAIT, what: 'the maintenance page' });
+    assert.equal((await get(port)).status, 503);
+    table({ mode: 'paused' });
+    await waitFor(async () => (await Promise.race([get(port), new Promise((resolve) => setTimeout(resolve, 300, 'held'))])) === 'held', { ...WAIT, what: 'a request held' });
+    const held = get(port);
+    table({ mode: 'running' });
+    assert.deepEqual(await held, { status: 200, body: 'one' });
+  });
+}
