@@ -20,7 +20,12 @@ export interface Forwarding {
   via: string;
 }
 
-/** The fields to forward `request` with: its own less the hop-by-hop ones and unbelieved claims, plus ours. */
+/**
+ * The fields to forward `request` with: its own less the hop-by-hop ones and unbelieved claims,
+ * plus ours. A chunked body is framed again by the engine. `Expect: 100-continue` is answered
+ * here (Node's server sends the 100 itself) and the body follows to the app as any other:
+ * undici cannot send `Expect`, and an unasked 100 from the app would break its answer.
+ */
 export function requestHeaders(request: http.IncomingMessage, forwarding: Forwarding, websocket: boolean): http.IncomingHttpHeaders {
   const received = request.headers;
   const address = clientAddress(request);
@@ -28,11 +33,9 @@ export function requestHeaders(request: http.IncomingMessage, forwarding: Forwar
   const named = connectionOptions(received.connection);
   const headers: http.IncomingHttpHeaders = {};
   for (const name in received) {
-    if (HOP_BY_HOP.has(name) || (!trusted && CLIENT_CLAIMS.has(name)) || named?.has(name)) continue;
+    if (HOP_BY_HOP.has(name) || (!trusted && CLIENT_CLAIMS.has(name)) || named?.has(name) || name === 'expect') continue;
     headers[name] = received[name];
   }
-  // Validated as exactly `chunked` (request-framing.ts); the body is sent on chunked again.
-  if (received['transfer-encoding'] !== undefined) headers['transfer-encoding'] = 'chunked';
   if (websocket) {
     headers.connection = 'Upgrade';
     headers.upgrade = received.upgrade;
@@ -58,11 +61,24 @@ export function requestHeaders(request: http.IncomingMessage, forwarding: Forwar
   return headers;
 }
 
-/** Removes from an app's response what concerns only its connection to us; the proxy frames the answer again. */
-export function stripHopByHop(headers: http.IncomingHttpHeaders): void {
-  const named = connectionOptions(headers.connection);
-  for (const name of HOP_BY_HOP) delete headers[name];
-  if (named) for (const name of named) delete headers[name];
+/**
+ * The fields of an app's response (raw, as undici hands them: name, value, ...) to answer the
+ * client with, flat as `writeHead` takes them: less what concerns only the app's connection
+ * to us, since the proxy frames the answer again. Bytes are kept as they came (latin1).
+ */
+export function responseHeaders(raw: Buffer[]): string[] {
+  let named: Set<string> | null = null;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.length === 10 && raw[i]!.toString('latin1').toLowerCase() === 'connection') named = connectionOptions(raw[i + 1]!.toString('latin1'));
+  }
+  const headers: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toString('latin1');
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || named?.has(lower)) continue;
+    headers.push(name, raw[i + 1]!.toString('latin1'));
+  }
+  return headers;
 }
 
 /** The fields `Connection` names, beyond its own options (close, keep-alive, upgrade). */

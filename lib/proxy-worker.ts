@@ -10,6 +10,11 @@ function send(message: WorkerMessage): void {
 }
 
 process.title = 'rainbowd-proxy';
+// Forking us, libuv set the stdout and stderr we share with the daemon to blocking mode (the
+// flag belongs to the shared descriptor): a stalled log reader would then block the daemon's
+// writes and with them everything it does. Opening ours sets them back to non-blocking.
+void process.stdout;
+void process.stderr;
 // Ctrl-C and `kill` reach the whole process group; the supervisor decides when we stop,
 // after the drains. If it dies, node:cluster ends this process.
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGUSR1'] as const) process.on(signal, () => undefined);

@@ -7,7 +7,8 @@ import { listen } from './listen.js';
 import type { Logger } from './log.js';
 import { BAD_GATEWAY, BAD_REQUEST, maintenance, NOT_FOUND, type Page, PAUSED, RESTARTING, sendPage, sendRawPage, STARTING } from './pages.js';
 import { PauseController } from './pause-controller.js';
-import { ProxyEngine, UNFORWARDABLE } from './proxy-engine.js';
+import { UNFORWARDABLE } from './forwarded-request.js';
+import { ProxyEngine } from './proxy-engine.js';
 import { answerParseError, headWithoutUpgrade, isWebSocketUpgrade, MAX_HEADERS, type Refusal, refusal } from './request-framing.js';
 import type { DataPath, RouteTable, ServiceRoute, UpstreamAddress } from './route-table.js';
 import { Router, stripPrefix } from './router.js';
@@ -37,6 +38,9 @@ const HEADERS_TIMEOUT_MS = 10_000;
 const TIMEOUT_CHECK_INTERVAL_MS = 1000;
 // While connections are refused, one log line per this interval says how many.
 const REFUSED_REPORT_INTERVAL_MS = 10_000;
+
+/** Errors that say the app is not there to answer (ClientDestroyedError/ClientClosedError: a released generation's pool). */
+const APP_GONE = new Set(['ECONNREFUSED', 'UND_ERR_DESTROYED', 'UND_ERR_CLOSED']);
 
 export class Proxy implements DataPath {
   readonly server: http.Server;
@@ -157,7 +161,7 @@ export class Proxy implements DataPath {
   private upstreamFor(address: UpstreamAddress): Upstream {
     let upstream = this.upstreams.get(address.key);
     if (!upstream) {
-      upstream = new Upstream(address);
+      upstream = new Upstream(address, this.maxConnections);
       this.upstreams.set(address.key, upstream);
     }
     return upstream;
@@ -232,9 +236,10 @@ export class Proxy implements DataPath {
 
   private answerError(response: http.ServerResponse, error: NodeJS.ErrnoException): void {
     if (error.code === UNFORWARDABLE) return this.refuse({ reason: error.message, page: BAD_REQUEST }, (page) => sendPage(response, page));
-    // Refused: nothing listens, the app is down (it crashed and is being restarted); that
-    // is a 503 to retry, not a broken gateway.
-    const refused = error.code === 'ECONNREFUSED';
+    // Refused: nothing listens, the app is down (it crashed and is being restarted); or the
+    // generation was released as the request was routed to it (a proxy worker learns of the
+    // switch a moment later). A 503 to retry, not a broken gateway.
+    const refused = APP_GONE.has(error.code ?? '');
     this.log.event('upstream-error', { reason: `${error.code ?? error.message}; answered ${refused ? 503 : 502}` });
     sendPage(response, refused ? RESTARTING : BAD_GATEWAY);
   }

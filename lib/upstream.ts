@@ -1,27 +1,47 @@
-import http from 'node:http';
 import type { Duplex } from 'node:stream';
+import { Pool } from 'undici';
 import type { UpstreamAddress } from './route-table.js';
 
-// One generation as the data path sees it: where to send requests, a keep-alive agent of
-// its own, and what is in flight to it, so a deploy can wait for exactly that to finish.
+// One generation as the data path sees it: where to send requests, a pool of kept-alive
+// connections of its own, and what is in flight to it, so a deploy can wait for exactly that
+// to finish.
+
+// An idle connection is reused for as long as the app's `Keep-Alive: timeout=` says, less
+// this margin, so we close it before the app does and never write a request onto a
+// connection the app is closing (a POST there cannot be retried): Node's apps say 5 s.
+const KEEP_ALIVE_MARGIN_MS = 1000;
+// For apps that give no hint (gunicorn closes idle connections after its `keepalive`, 2 s by
+// default): below that.
+const KEEP_ALIVE_WITHOUT_HINT_MS = 1000;
 
 export class Upstream {
   readonly key: number;
-  /** http-proxy's target, built once so the request path does no parsing. */
+  /** http-proxy's target for WebSocket tunnels, built once so the request path does no parsing. */
   readonly proxyTarget: { protocol: 'http:'; host: string; port: number };
-  /**
-   * Connections are reused, and closed when the generation is released. The idle timeout
-   * (4 s) is below Node's keep-alive timeout (5 s), so we usually close an idle socket before
-   * the app does; when the app is first, the engine's stale-socket retry covers the race.
-   */
-  readonly agent = new http.Agent({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 1024, timeout: 4000 });
+  /** Connections for ordinary requests: reused, and closed when the generation is released. */
+  readonly pool: Pool;
   inFlight = 0;
   private readonly upgraded = new Set<Duplex>();
   private idleWaiters: Array<() => void> = [];
 
-  constructor(address: UpstreamAddress) {
+  /**
+   * `maxConnections` is the most client connections this process takes (connection-limit.ts):
+   * each has at most one request in flight, so a request never queues for a connection to
+   * the app, and idle ones can never take more descriptors than the clients could.
+   */
+  constructor(address: UpstreamAddress, maxConnections: number | null) {
     this.key = address.key;
     this.proxyTarget = { protocol: 'http:', host: address.host, port: address.port };
+    const host = address.host.includes(':') ? `[${address.host}]` : address.host;
+    this.pool = new Pool(`http://${host}:${address.port}`, {
+      connections: maxConnections,
+      pipelining: 1,
+      keepAliveTimeout: KEEP_ALIVE_WITHOUT_HINT_MS,
+      keepAliveTimeoutThreshold: KEEP_ALIVE_MARGIN_MS,
+      // No time limit on an answer, as before: a drain bounds the requests that outlive a deploy.
+      headersTimeout: 0,
+      bodyTimeout: 0,
+    });
   }
 
   requestStarted(): void {
@@ -56,7 +76,8 @@ export class Upstream {
   release(): number {
     const cut = this.inFlight;
     for (const socket of this.upgraded) socket.destroy();
-    this.agent.destroy();
+    // Requests still in flight fail, and their engine cuts their clients' answers.
+    void this.pool.destroy();
     return cut;
   }
 }
