@@ -20,11 +20,13 @@ test('a target at the proxy or control port on any address of this machine is a 
   }
 });
 
-test("the machine's own host name is a loop when it resolves to one of its addresses", async (t) => {
+test("the machine's own host name is a loop when it resolves to one of its addresses, and not when it does not resolve", async () => {
   const hostname = os.hostname();
   const resolved = await lookup(hostname).catch(() => null);
-  if (resolved === null) return t.skip(`${hostname} does not resolve here`);
-  assert.match((await findTargetLoop(`${hostname}:7000`, own)) ?? 'accepted', new RegExp(`is rainbowd's own proxy \\(port 7000 on this machine, ${hostname} is `));
+  const verdict = await findTargetLoop(`${hostname}:7000`, own);
+  // Where the name does not resolve (some containers), nothing can reach rainbowd by it.
+  if (resolved === null) return assert.equal(verdict, null);
+  assert.match(verdict ?? 'accepted', new RegExp(`is rainbowd's own proxy \\(port 7000 on this machine, ${hostname} is `));
 });
 
 test('other ports, other machines and names that do not resolve are not loops', async () => {
