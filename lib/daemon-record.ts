@@ -16,7 +16,7 @@ export interface DaemonRecord {
   controlSocket: string | null;
 }
 
-export const RECORD_NAME = 'rainbow.daemon.json';
+const RECORD_NAME = 'rainbow.daemon.json';
 
 function recordFile(dir: string): string {
   return path.join(dir, RECORD_NAME);
