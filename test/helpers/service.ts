@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import type { TestContext } from 'node:test';
-import { validateConfig } from '../../lib/config.js';
+import type { DeployResult } from '../../lib/api.js';
+import { type ServiceConfig, validateConfig } from '../../lib/config.js';
 import { isRainbowError } from '../../lib/errors.js';
 import { Logger } from '../../lib/log.js';
 import { Proxy } from '../../lib/proxy.js';
@@ -129,6 +130,11 @@ export async function startService(t: TestContext, { config = {}, appArgs = '', 
   };
 }
 
+/** `release` with an app that exits at start (the fixture's `--health exit`): a broken release. */
+export function broken(release: ServiceConfig): ServiceConfig {
+  return { ...release, run: `${release.run} --health exit` };
+}
+
 export function get(port: number, path = '/', timeout = 5000): Promise<Response> {
   return request(port, path, { timeout });
 }
@@ -160,6 +166,30 @@ export async function holdRequest(setup: ServiceSetup, id: number, ms: number): 
       await response.catch(() => undefined);
     },
   };
+}
+
+export interface DrainingDeploy {
+  /** The generation that was active, now draining. */
+  old: number;
+  /** When the held request was sent (Date.now()). */
+  sentAt: number;
+  held: HeldRequest;
+  /** The redeploy's answer, still to come: it answers once `old` has drained and stopped. */
+  deploy: Promise<Settled<DeployResult>>;
+}
+
+/**
+ * A redeploy while a request of `ms` holds the active generation: resolves once that one is
+ * draining, with the request and the redeploy's answer still to come.
+ */
+export async function redeployWhileHeld(setup: ServiceSetup, ms: number, reason = 'test'): Promise<DrainingDeploy> {
+  const { service } = setup;
+  const old = service.active!.id;
+  const sentAt = Date.now();
+  const held = await holdRequest(setup, old, ms);
+  const deploy = settled(service.redeploy(reason));
+  await waitForState(service, old, 'draining');
+  return { old, sentAt, held, deploy };
 }
 
 export type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };

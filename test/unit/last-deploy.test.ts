@@ -5,7 +5,7 @@ import type { DaemonStatus } from '../../lib/api.js';
 import { ControlServer, type ControlTarget } from '../../lib/control.js';
 import type { Service } from '../../lib/service.js';
 import { describeCli, runCli } from '../helpers/cli.js';
-import { codeOf, holdRequest, settled, startService, waitForState } from '../helpers/service.js';
+import { broken, codeOf, redeployWhileHeld, settled, startService } from '../helpers/service.js';
 
 // What status says of a service's last deploy is what that deploy answered: deployed, failed,
 // or rolled back. A Service in this process; `rainbowd status` and `list` read it through the
@@ -33,9 +33,7 @@ test('after a redeploy that a rollback undid, status shows its last deploy as ro
   const setup = await startService(t);
   const { service } = setup;
   // A request held by #1 keeps it draining, so the rollback can take it back.
-  const held = await holdRequest(setup, 1, 60_000);
-  const redeploy = settled(service.redeploy('release 2'));
-  await waitForState(service, 1, 'draining');
+  const { held, deploy: redeploy } = await redeployWhileHeld(setup, 60_000, 'release 2');
   await service.rollback();
   const answer = await redeploy;
   assert.equal(!answer.ok && codeOf(answer.error), 'ROLLED_BACK');
@@ -57,7 +55,7 @@ test('status shows a deployed release as deployed and a refused one as failed, w
   const { service } = await startService(t);
   assert.deepEqual({ ...service.status().lastDeploy, at: undefined }, { at: undefined, ok: true, outcome: 'deployed', generation: 1, message: 'initial deploy' });
   const release = service.config;
-  service.reconfigure({ ...release, run: `${release.run} --health exit` });
+  service.reconfigure(broken(release));
   const refused = await settled(service.redeploy('broken release'));
   assert.equal(!refused.ok && codeOf(refused.error), 'DEPLOY_FAILED');
 

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { DeployResult } from '../../lib/api.js';
 import { header } from '../helpers/http.js';
-import { assertOneServing, codeOf, get, type HeldRequest, holdRequest, type ServiceSetup, settled, type Settled, startService, waitForState } from '../helpers/service.js';
+import { assertOneServing, codeOf, get, holdRequest, redeployWhileHeld, settled, type Settled, startService, waitForState } from '../helpers/service.js';
 import { waitFor } from '../helpers/wait.js';
 
 // Rollback racing a deploy's drain, a crash restart and itself: one Service in this process,
@@ -11,20 +11,6 @@ import { waitFor } from '../helpers/wait.js';
 // exactly one generation is active and serves, and every answer says what happened.
 
 type Answer = Settled<DeployResult>;
-
-/**
- * A redeploy while a request of `ms` holds the active generation: answers once that one is
- * draining, with the request and the redeploy's answer still to come.
- */
-async function redeployWhileHeld(setup: ServiceSetup, ms: number, reason = 'test'): Promise<{ old: number; sentAt: number; held: HeldRequest; deploy: Promise<Answer> }> {
-  const { service } = setup;
-  const old = service.active!.id;
-  const sentAt = Date.now();
-  const held = await holdRequest(setup, old, ms);
-  const deploy = settled(service.redeploy(reason));
-  await waitForState(service, old, 'draining');
-  return { old, sentAt, held, deploy };
-}
 
 function assertUndone(answer: Answer, what: string): void {
   assert.ok(!answer.ok && codeOf(answer.error) === 'ROLLED_BACK', `${what} answered ${describe(answer)}, not that a rollback undid it`);
