@@ -87,6 +87,11 @@ export class Service {
     this.context.routesChanged();
   }
 
+  /** What a rollback deploys: an external service's previous target (null: none, or a supervised service). */
+  get rollbackConfig(): ServiceConfig | null {
+    return this.config.run === undefined ? this.previousConfig : null;
+  }
+
   /** The number of the newest generation this service made (0: none yet). */
   get lastGeneration(): number {
     return this.nextId - 1;
@@ -161,7 +166,7 @@ export class Service {
     if (this.shutdown.signal.aborted) throw new RainbowError('SHUTTING_DOWN', 'rainbowd is shutting down; rollback refused');
     if (this.current) throw new RainbowError('NO_ROLLBACK', `a deploy of ${this.name} is under way; roll back after it`);
     if (this.config.run === undefined) {
-      const previous = this.previousConfig;
+      const previous = this.rollbackConfig;
       if (!previous) throw new RainbowError('NO_ROLLBACK', `${this.name} has no previous target to roll back to`);
       return this.redeploy(`rollback to ${previous.target}`, previous);
     }
