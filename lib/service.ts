@@ -238,7 +238,7 @@ export class Service {
       this.settings = candidate;
     }
     const previous = this.switchTo(generation);
-    generation.transition('active', reason, { previous: previous?.id });
+    generation.activate(reason, previous?.id ?? null);
     const switchedMs = since();
     this.watchForCrash(generation);
     this.recordDeploy('deployed', generation, reason);
