@@ -37,6 +37,23 @@ export interface GenerationStatus {
   lastCheck: string | null;
 }
 
+/**
+ * How the last deploy of a service ended: `deployed` (its generation serves; `ok`), `failed`
+ * (refused, nothing changed), or `rolled-back` (it switched, then a rollback took the previous
+ * generation back before that had drained: the deploy answered ROLLED_BACK).
+ */
+export type DeployOutcome = 'deployed' | 'failed' | 'rolled-back';
+
+export interface LastDeploy {
+  at: string;
+  /** The outcome is `deployed`. */
+  ok: boolean;
+  outcome: DeployOutcome;
+  generation: number | null;
+  /** Its reason when it was deployed, else what its answer said. */
+  message: string;
+}
+
 export interface ServiceStatus {
   name: string;
   kind: 'supervised' | 'external';
@@ -52,7 +69,7 @@ export interface ServiceStatus {
   queued: boolean;
   restarts: number;
   nextRestartInMs: number | null;
-  lastDeploy: { at: string; ok: boolean; generation: number | null; message: string } | null;
+  lastDeploy: LastDeploy | null;
   generations: GenerationStatus[];
 }
 

@@ -23,6 +23,7 @@ export type ErrorCode =
   | 'MISDIRECTED_REQUEST'
   | 'UNAUTHORIZED'
   | 'BODY_TOO_LARGE'
+  | 'UNFORWARDABLE'
   | 'INTERNAL';
 
 const httpStatusByCode: Record<ErrorCode, number> = {
@@ -49,6 +50,9 @@ const httpStatusByCode: Record<ErrorCode, number> = {
   MISDIRECTED_REQUEST: 421,
   UNAUTHORIZED: 401,
   BODY_TOO_LARGE: 413,
+  // A request the proxy cannot send on to the app as the client wrote it (`OPTIONS *`): the
+  // client's 400, answered by the data path, never by the control API.
+  UNFORWARDABLE: 400,
   // A bug in rainbowd, not something the user did.
   INTERNAL: 500,
 };

@@ -1,6 +1,7 @@
 import type http from 'node:http';
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
+import { RainbowError } from './errors.js';
 import { responseHeaders } from './forward-headers.js';
 import type { Upstream } from './upstream.js';
 
@@ -11,9 +12,6 @@ import type { Upstream } from './upstream.js';
 // client's response is finished or closed.
 
 export type ErrorResponder = (response: http.ServerResponse, error: NodeJS.ErrnoException) => void;
-
-/** A request the engine cannot forward as it was sent: the client's fault, a 400. */
-export const UNFORWARDABLE = 'UNFORWARDABLE';
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS']);
 /** A connection that broke (`other side closed` is undici's name for a close before the answer). */
@@ -153,6 +151,6 @@ function originForm(target: string): string {
   }
 }
 
-function unforwardable(target: string, reason: string): NodeJS.ErrnoException {
-  return Object.assign(new Error(`cannot forward ${JSON.stringify(target)}: ${reason}`), { code: UNFORWARDABLE });
+function unforwardable(target: string, reason: string): RainbowError {
+  return new RainbowError('UNFORWARDABLE', `cannot forward ${JSON.stringify(target)}: ${reason}`);
 }

@@ -86,7 +86,12 @@ export class Generation {
     return `${this.service}#${this.id}`;
   }
 
-  transition(to: GenerationState, reason?: string, extra: EventFields = {}): void {
+  /** The service switched to it: it takes new requests from now on. */
+  activate(reason: string, previous: number | null): void {
+    this.transition('active', reason, { previous: previous ?? undefined });
+  }
+
+  private transition(to: GenerationState, reason?: string, extra: EventFields = {}): void {
     if (!allowedTransitions[this.state].includes(to)) {
       throw new Error(`${this.label}: illegal transition ${this.state} -> ${to}`);
     }

@@ -2,12 +2,12 @@ import http from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { openFileLimit, proxyConnectionLimit } from './connection-limit.js';
+import { isRainbowError } from './errors.js';
 import { type Forwarding, requestHeaders } from './forward-headers.js';
 import { listen } from './listen.js';
 import type { Logger } from './log.js';
 import { BAD_GATEWAY, BAD_REQUEST, maintenance, NOT_FOUND, type Page, PAUSED, RESTARTING, sendPage, sendRawPage, STARTING } from './pages.js';
 import { PauseController } from './pause-controller.js';
-import { UNFORWARDABLE } from './forwarded-request.js';
 import { ProxyEngine } from './proxy-engine.js';
 import { answerParseError, headWithoutUpgrade, isWebSocketUpgrade, MAX_HEADERS, type Refusal, refusal } from './request-framing.js';
 import type { DataPath, RouteTable, ServiceRoute, UpstreamAddress } from './route-table.js';
@@ -235,7 +235,7 @@ export class Proxy implements DataPath {
   }
 
   private answerError(response: http.ServerResponse, error: NodeJS.ErrnoException): void {
-    if (error.code === UNFORWARDABLE) return this.refuse({ reason: error.message, page: BAD_REQUEST }, (page) => sendPage(response, page));
+    if (isRainbowError(error) && error.code === 'UNFORWARDABLE') return this.refuse({ reason: error.message, page: BAD_REQUEST }, (page) => sendPage(response, page));
     // Refused: nothing listens, the app is down (it crashed and is being restarted); or the
     // generation was released as the request was routed to it (a proxy worker learns of the
     // switch a moment later). A 503 to retry, not a broken gateway.

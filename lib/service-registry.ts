@@ -31,7 +31,7 @@ const modeChanged: Record<ModeChange['action'], string> = { pause: 'paused', res
 export class ServiceRegistry {
   private readonly services = new Map<string, Service>();
   private readonly state: StateFile | null;
-  /** Configs of deploys under way, by service: their routes count as taken until they end. */
+  /** Configs of deploys (and rollbacks to a previous target) under way, by service: their routes count as taken until they end. */
   private readonly deploying = new Map<string, ServiceConfig>();
   /** State entries that could not be restored: kept in the file so that a typo loses nothing. */
   private unrestored = new Map<string, SavedService>();
@@ -84,12 +84,8 @@ export class ServiceRegistry {
     if (existing?.origin === 'config') {
       throw new RainbowError('SERVICE_EXISTS', `service "${name}" is declared in ${this.config.file}; change it there (and reload) or deploy under another name`);
     }
-    if (this.deploying.has(name)) throw new RainbowError('SERVICE_EXISTS', `service "${name}" is being deployed right now; try again when that deploy is over`);
-    const taken = [...this.all().map((service) => service.config), ...this.deploying.values()];
-    const clash = findRouteClash(taken, config);
-    if (clash) throw new RainbowError('HOST_IN_USE', clash);
+    this.claimRoutes(config, '');
     const reason = `deploy ${config.target}`;
-    this.deploying.set(name, config);
     const service = existing ?? this.createService(config, 'deploy');
     try {
       // An existing service takes the new config (and its routes) at the switch.
@@ -130,9 +126,34 @@ export class ServiceRegistry {
     return { ...service.status(), ...saved };
   }
 
-  /** The service's config (and routes) change at its switch, through `routesChanged`. */
-  rollback(name: string): Promise<Saved<DeployResult>> {
-    return this.service(name).rollback().then(async (result) => ({ ...result, ...(await this.saveState()) }));
+  /**
+   * The service's config (and routes) change at its switch, through `routesChanged`. Going
+   * back to a previous target brings back the routes it had: admitted as a deploy of them is.
+   */
+  async rollback(name: string): Promise<Saved<DeployResult>> {
+    const service = this.service(name);
+    const previous = service.rollbackConfig;
+    if (previous) this.claimRoutes(previous, `cannot roll back ${name} to ${previous.target}: `);
+    try {
+      const result = await service.rollback();
+      return { ...result, ...(await this.saveState()) };
+    } finally {
+      if (previous) this.deploying.delete(name);
+    }
+  }
+
+  /**
+   * The routes of `config` count as taken until its deploy ends (the caller removes it from
+   * `deploying`), so that no deploy or reload meanwhile can have them. Refused when another
+   * service owns one, or another deploy of this service is under way.
+   */
+  private claimRoutes(config: ServiceConfig, refusedAs: string): void {
+    const { name } = config;
+    if (this.deploying.has(name)) throw new RainbowError('SERVICE_EXISTS', `service "${name}" is being deployed right now; try again when that deploy is over`);
+    const taken = [...this.all().map((service) => service.config), ...this.deploying.values()];
+    const clash = findRouteClash(taken, config);
+    if (clash) throw new RainbowError('HOST_IN_USE', `${refusedAs}${clash}`);
+    this.deploying.set(name, config);
   }
 
   statuses(): ServiceStatus[] {

@@ -1,4 +1,4 @@
-import type { DeployResult, ModeChange, ServiceOrigin, ServiceStatus } from './api.js';
+import type { DeployOutcome, DeployResult, LastDeploy, ModeChange, ServiceOrigin, ServiceStatus } from './api.js';
 import type { ServiceConfig } from './config.js';
 import { formatDuration } from './duration.js';
 import { RainbowError, messageOf } from './errors.js';
@@ -46,7 +46,7 @@ export class Service {
   private crashStreak = 0;
   private restartTimer: NodeJS.Timeout | null = null;
   private restartAt: number | null = null;
-  private lastDeploy: ServiceStatus['lastDeploy'] = null;
+  private lastDeploy: LastDeploy | null = null;
   private readonly shutdown = new AbortController();
   private modeRecord: ModeRecord = RUNNING;
   /** The config before the last `deploy` of a new target: what `rollback` goes back to. */
@@ -85,6 +85,11 @@ export class Service {
   changeMode(change: ModeChange): void {
     this.modeRecord = changeMode(this.modeRecord, change);
     this.context.routesChanged();
+  }
+
+  /** What a rollback deploys: an external service's previous target (null: none, or a supervised service). */
+  get rollbackConfig(): ServiceConfig | null {
+    return this.config.run === undefined ? this.previousConfig : null;
   }
 
   /** The number of the newest generation this service made (0: none yet). */
@@ -161,7 +166,7 @@ export class Service {
     if (this.shutdown.signal.aborted) throw new RainbowError('SHUTTING_DOWN', 'rainbowd is shutting down; rollback refused');
     if (this.current) throw new RainbowError('NO_ROLLBACK', `a deploy of ${this.name} is under way; roll back after it`);
     if (this.config.run === undefined) {
-      const previous = this.previousConfig;
+      const previous = this.rollbackConfig;
       if (!previous) throw new RainbowError('NO_ROLLBACK', `${this.name} has no previous target to roll back to`);
       return this.redeploy(`rollback to ${previous.target}`, previous);
     }
@@ -216,7 +221,7 @@ export class Service {
       await generation.start();
     } catch (error) {
       this.forget(generation);
-      this.lastDeploy = { at: new Date().toISOString(), ok: false, generation: generation.id, message: messageOf(error) };
+      this.recordDeploy('failed', generation, messageOf(error));
       switched();
       // A refused `rainbowd deploy` of a new service is the caller's to handle: nothing to restart.
       if (!this.active && candidate === undefined) this.scheduleRestart(`deploy of ${generation.label} failed`);
@@ -233,18 +238,27 @@ export class Service {
       this.settings = candidate;
     }
     const previous = this.switchTo(generation);
-    generation.transition('active', reason, { previous: previous?.id });
+    generation.activate(reason, previous?.id ?? null);
     const switchedMs = since();
     this.watchForCrash(generation);
-    this.lastDeploy = { at: new Date().toISOString(), ok: true, generation: generation.id, message: reason };
+    this.recordDeploy('deployed', generation, reason);
     switched();
     const result = this.resultOf(generation, reason, previous, config.target ?? null, { healthyMs, switchedMs });
     if (previous) {
       const end = await this.retire(previous, `replaced by ${generation.label}`, { onDrained: () => (result.timings.drainedMs = since()) });
-      if (end === 'reactivated') throw undone(`deployed ${generation.label}`, previous);
+      if (end === 'reactivated') {
+        const error = undone(`deployed ${generation.label}`, previous);
+        this.recordDeploy('rolled-back', generation, error.message);
+        throw error;
+      }
       result.timings.stoppedMs = since();
     }
     return result;
+  }
+
+  /** What `status` shows of the last deploy: the same outcome its answer gave. */
+  private recordDeploy(outcome: DeployOutcome, generation: Generation, message: string): void {
+    this.lastDeploy = { at: new Date().toISOString(), ok: outcome === 'deployed', outcome, generation: generation.id, message };
   }
 
   private resultOf(generation: Generation, reason: string, previous: Generation | null, target: string | null, timings: { healthyMs: number; switchedMs: number }): DeployResult {

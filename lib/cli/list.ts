@@ -1,7 +1,7 @@
 import type { ServiceStatus } from '../api.js';
 import { expectNoArguments } from './args.js';
 import { answerError, callDaemon, findDaemon, parseCommandArgs } from './client.js';
-import { table } from './format.js';
+import { lastDeployNotes, table } from './format.js';
 
 export async function list(args: string[]): Promise<void> {
   const { values, positionals } = parseCommandArgs('list', args, { json: { type: 'boolean' } });
@@ -17,5 +17,5 @@ export async function list(args: string[]): Promise<void> {
     const state = service.mode !== 'running' ? service.mode : active ? 'running' : service.deploying ? 'deploying' : 'down';
     rows.push([service.name, service.hosts.join(',') || '*', service.pathPrefix ?? '/', target, state]);
   }
-  process.stdout.write(table(rows));
+  process.stdout.write(table(rows) + lastDeployNotes(answer.body));
 }

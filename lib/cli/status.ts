@@ -2,7 +2,7 @@ import type { DaemonStatus } from '../api.js';
 import { formatDuration } from '../duration.js';
 import { expectNoArguments } from './args.js';
 import { answerError, callDaemon, findDaemon, parseCommandArgs } from './client.js';
-import { table } from './format.js';
+import { lastDeployNotes, table } from './format.js';
 
 export async function status(args: string[]): Promise<void> {
   const { values, positionals } = parseCommandArgs('status', args, { json: { type: 'boolean' } });
@@ -38,7 +38,5 @@ export async function status(args: string[]): Promise<void> {
     }
   }
   process.stdout.write(table(rows));
-  for (const service of body.services) {
-    if (service.lastDeploy && !service.lastDeploy.ok) process.stdout.write(`\n${service.name}: last deploy failed: ${service.lastDeploy.message}\n`);
-  }
+  process.stdout.write(lastDeployNotes(body.services));
 }

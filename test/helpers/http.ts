@@ -15,12 +15,14 @@ export interface RequestOptions {
   body?: string;
   // Extra request headers, e.g. `{ host: 'a.test' }` to pick a service by its host.
   headers?: http.OutgoingHttpHeaders;
+  // Aborting it is the client giving up: the request is destroyed, the promise rejects.
+  signal?: AbortSignal;
 }
 
-export function request(port: number, path: string, { method = 'GET', timeout = 5000, agent, body, headers }: RequestOptions = {}): Promise<Response> {
+export function request(port: number, path: string, { method = 'GET', timeout = 5000, agent, body, headers, signal }: RequestOptions = {}): Promise<Response> {
   const started = Date.now();
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path, method, agent, ...(headers === undefined ? {} : { headers }) }, (res) => {
+    const req = http.request({ host: '127.0.0.1', port, path, method, agent, signal, ...(headers === undefined ? {} : { headers }) }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
       res.on('error', reject);

@@ -152,3 +152,15 @@ test('an absolute-form request target is sent to the app in origin form', async 
   assert.match(answer, /^HTTP\/1\.1 200 /);
   assert.match(answer, /\r\n\r\n\/x\/y\?z=1$/);
 });
+
+test('a request target that is not a URL (OPTIONS *) is answered 400 by rainbowd and never reaches the app', async () => {
+  let reached = 0;
+  const upstream = await serverOn((_request, response) => {
+    reached++;
+    response.end();
+  });
+  const { port } = await proxyTo(upstream.port);
+  const answer = await sendRaw(port, 'OPTIONS * HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n');
+  assert.match(answer, /^HTTP\/1\.1 400 /);
+  assert.equal(reached, 0);
+});
