@@ -83,10 +83,14 @@ for (const [name, create] of implementations) {
     dataPath.update({ services: [route(one.port, 1)], trustedProxies: [], via: 'rainbowd-contract' });
     await untilServed(port, 'one');
     const slow = get(port, '/slow');
+    // At the app, the request has surely reached the proxy: an in-flight count alone could be
+    // a worker's stale report of the request that showed the table took effect.
+    await waitFor(() => one.held.length === 1, { ...WAIT, what: 'the request at the app' });
     await waitFor(() => dataPath.inFlight(1) === 1, { ...WAIT, what: 'one request in flight' });
     let idle = false;
     const whenIdle = dataPath.whenIdle(1).then(() => (idle = true));
-    await waitFor(() => one.held.length === 1, { ...WAIT, what: 'the request at the app' });
+    // Long enough for every worker to have answered whenIdle had it been idle.
+    await new Promise((resolve) => setTimeout(resolve, 200));
     assert.equal(idle, false, 'not idle while a request is in flight');
     one.finish();
     assert.deepEqual(await slow, { status: 200, body: 'one slow' });
