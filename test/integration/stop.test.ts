@@ -5,7 +5,8 @@ import { header, request } from '../helpers/http.js';
 import { appProcesses, describeProcesses, isAlive, markedProcesses } from '../helpers/process.js';
 import { waitFor } from '../helpers/wait.js';
 
-// The engine takes the old generation out of the data path before rainbowd stops its app.
+// Per engine: each must take the old generation out of its data path before rainbowd stops
+// the app, and send the next request to the new one.
 
 testEachEngine('an app that ignores SIGTERM is SIGKILLed after stopTimeout', { timeout: 60_000 }, async (t, engine) => {
   const { daemon, marker } = await startAppDaemon(t, { name: 'ignore-sigterm', appArgs: '--on-sigterm ignore', engine, config: { stopTimeout: '1s' } });
