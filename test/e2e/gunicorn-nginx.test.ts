@@ -153,15 +153,24 @@ test(
       return code;
     });
 
+    // wrk's requests reach the app through nginx, which logs each one: the load is under way
+    // before the first redeploy and goes on after the last one.
+    const accessLog = path.join(nginxDir, 'access.log');
+    const requestsServed = async (): Promise<number> => (await readFile(accessLog, 'utf8').catch(() => '')).split('\n').length - 1;
+    const moreRequests = async (count: number): Promise<void> => {
+      const target = (await requestsServed()) + count;
+      await waitUntil(async () => (await requestsServed()) >= target, { timeoutMs: 10_000, describe: () => `${count} more requests in nginx's access log`, giveUp: giveUpIfGone });
+    };
     const redeploys: { status: number; body: string; endedAt: number }[] = [];
-    await sleep(500);
+    await moreRequests(100);
     while (wrkEndedAt === undefined && redeploys.length < minimumRedeploys) {
       const result = await request('POST', `${control}/redeploy`, 60_000);
       redeploys.push({ ...result, endedAt: Date.now() });
       assert.equal(result.status, 200, `redeploy #${redeploys.length} refused: ${result.body}\n${await diagnostics()}`);
+      // A breath between redeploys, so that the app also serves between its switches.
       await sleep(200);
     }
-    await sleep(500);
+    await moreRequests(100);
     wrk.kill('SIGINT');
     const wrkCode = await wrkExit;
     const wrkText = wrkOutput.toString();

@@ -7,6 +7,7 @@ import type { TestContext } from 'node:test';
 import getPort from 'get-port';
 import type { DaemonStatus, DeployResult, ErrorBody, GenerationStatus, ServiceStatus } from '../../lib/api.js';
 import { removeRuntimeDirs } from '../../lib/orphans.js';
+import type { Engine } from './engines.js';
 import { request, type Response } from './http.js';
 import { appRunLine, daemonBin } from './paths.js';
 import { killMarkedProcesses, uniqueMarker } from './process.js';
@@ -19,13 +20,17 @@ export interface RedeployAnswer {
   elapsedMs: number;
 }
 
-// The daemons under test run the data path in proxy workers, its more involved mode, unless
-// a test's config says otherwise (zero-downtime runs it in the daemon's process too).
+// With the node engine, the daemons under test run the data path in proxy workers, its more
+// involved mode, unless a test's config says otherwise (zero-downtime runs it in the daemon's
+// process too). `workers` is a setting of the node engine only.
 export const TEST_WORKERS = 2;
 
 export interface StartOptions {
   // The config file's content; `port` and `controlPort` are filled in with free ports.
   config: Record<string, unknown>;
+  // The data path (default node): written into the config only when it is another one, so
+  // that the node engine's tests run the config most users have, with no `engine` key.
+  engine?: Engine;
   // Extra files to write in the daemon's directory (its cwd) before it starts.
   files?: Record<string, string>;
   // The marker of the test's fixture processes: killed at cleanup if anything is left.
@@ -62,6 +67,8 @@ export class Daemon {
     readonly dir: string,
     readonly proxyPort: number,
     readonly controlPort: number,
+    // What it was started with, so that a restart runs the same data path.
+    readonly engine: Engine,
     // Sent with the helpers' own control requests: the token, when the config sets one.
     readonly controlHeaders: Record<string, string> = {},
   ) {
@@ -114,6 +121,19 @@ export class Daemon {
         return service.generations.find((generation) => generation.id === service.activeGeneration && generation.state === 'active');
       },
       { timeout, what: `an active generation of ${name} newer than #${after}` },
+    );
+  }
+
+  // Until `count` requests are in flight on the active generation of `service`: the ones the
+  // test just sent have reached the app.
+  async waitForInFlight({ count = 1, timeout = 5000, service: name = 'default' } = {}): Promise<void> {
+    await waitFor(
+      async () => {
+        this.assertRunning();
+        const service = await this.service(name);
+        return service.generations.find((generation) => generation.id === service.activeGeneration)?.inFlight === count;
+      },
+      { timeout, what: `${count} request(s) in flight on the active generation of ${name}` },
     );
   }
 
@@ -177,12 +197,13 @@ export class Daemon {
 // Starts `rainbowd run` in a fresh directory and registers its cleanup on `t`: the daemon
 // is stopped (killed if it hangs), the test's marked processes are killed, the directory is
 // removed, and the daemon's output is printed if the test failed.
-export async function startDaemon(t: TestContext, { config, files = {}, marker, waitUntilActive = true, startTimeout = 15000, dir: givenDir, proxyPort: givenPort, nodeArgs = [], fdLimit }: StartOptions): Promise<Daemon> {
+export async function startDaemon(t: TestContext, { config, engine = 'node', files = {}, marker, waitUntilActive = true, startTimeout = 15000, dir: givenDir, proxyPort: givenPort, nodeArgs = [], fdLimit }: StartOptions): Promise<Daemon> {
   const dir = givenDir ?? mkdtempSync(join(tmpdir(), 'rainbowd-test-'));
   const proxyPort = givenPort ?? (await getPort({ host: '127.0.0.1' }));
   const controlPort = await getPort({ host: '127.0.0.1', exclude: [proxyPort] });
   const configPath = join(dir, 'rainbow.conf.json');
-  writeFileSync(configPath, JSON.stringify({ workers: TEST_WORKERS, ...config, port: proxyPort, controlPort }, null, 2));
+  const engineKeys = engine === 'node' ? { workers: TEST_WORKERS } : { engine };
+  writeFileSync(configPath, JSON.stringify({ ...engineKeys, ...config, port: proxyPort, controlPort }, null, 2));
   for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), content);
 
   const command = [process.execPath, ...nodeArgs, daemonBin, 'run', '--config', configPath];
@@ -190,7 +211,7 @@ export async function startDaemon(t: TestContext, { config, files = {}, marker, 
   const [file, ...args] = fdLimit === undefined ? command : ['sh', '-c', `ulimit -n ${fdLimit} && exec "$0" "$@"`, ...command];
   const child = spawn(file!, args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   const controlHeaders: Record<string, string> = typeof config.controlToken === 'string' ? { authorization: `Bearer ${config.controlToken}` } : {};
-  const daemon = new Daemon(child, dir, proxyPort, controlPort, controlHeaders);
+  const daemon = new Daemon(child, dir, proxyPort, controlPort, engine, controlHeaders);
 
   t.after(async () => {
     if (daemon.exit === undefined) {
@@ -239,6 +260,7 @@ export interface AppDaemonOptions {
   pidfile?: boolean;
   // Config keys on top of `run` and `healthCheckPath: "/health"`.
   config?: Record<string, unknown>;
+  engine?: Engine;
   files?: Record<string, string>;
   waitUntilActive?: boolean;
   nodeArgs?: string[];
@@ -246,9 +268,9 @@ export interface AppDaemonOptions {
 }
 
 // The common case: rainbowd supervising test/fixtures/app.mjs, health-checked on /health.
-export async function startAppDaemon(t: TestContext, { name, appArgs = '', pidfile = true, config = {}, files, waitUntilActive, nodeArgs, fdLimit }: AppDaemonOptions): Promise<{ daemon: Daemon; marker: string }> {
+export async function startAppDaemon(t: TestContext, { name, appArgs = '', pidfile = true, config = {}, engine, files, waitUntilActive, nodeArgs, fdLimit }: AppDaemonOptions): Promise<{ daemon: Daemon; marker: string }> {
   const marker = uniqueMarker(name);
   const run = appRunLine(marker, appArgs, { pidfile });
-  const daemon = await startDaemon(t, { marker, files, waitUntilActive, nodeArgs, fdLimit, config: { run, healthCheckPath: '/health', ...config } });
+  const daemon = await startDaemon(t, { marker, engine, files, waitUntilActive, nodeArgs, fdLimit, config: { run, healthCheckPath: '/health', ...config } });
   return { daemon, marker };
 }

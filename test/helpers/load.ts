@@ -1,5 +1,6 @@
 import http from 'node:http';
 import { header, request } from './http.js';
+import { StopWaiting, waitFor } from './wait.js';
 
 export interface LoadOptions {
   port: number;
@@ -36,6 +37,9 @@ export interface Load {
   stop(): Promise<LoadResult>;
   // Counts so far, while the load runs.
   snapshot(): LoadResult;
+  // Resolves once `count` more requests have ended (answered or failed) than when it was
+  // called: the load is under way before what a test does to it, and goes on after it.
+  waitForRequests(count?: number, timeout?: number): Promise<void>;
 }
 
 export function startLoad({ port, path = '/', keepAliveClients, newConnectionClients, requestTimeout = 5000, maxDuration, host, headers: extraHeaders }: LoadOptions): Load {
@@ -88,6 +92,15 @@ export function startLoad({ port, path = '/', keepAliveClients, newConnectionCli
       return finished;
     },
     snapshot,
+    async waitForRequests(count = 100, timeout = 10_000) {
+      const target = result.total + count;
+      const probe = () => {
+        if (result.total >= target) return true;
+        if (stopped || Date.now() >= deadline) throw new StopWaiting(`the load ended after ${result.total} requests, before ${target}`);
+        return false;
+      };
+      await waitFor(probe, { timeout, interval: 10, what: `${count} more requests of the load after the first ${result.total}` });
+    },
   };
 }
 

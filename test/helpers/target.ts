@@ -37,8 +37,13 @@ export async function startTarget(t: TestContext, { service, label, marker, args
   });
   const output: string[] = [];
   for (const stream of [child.stdout, child.stderr]) {
+    let partial = '';
     stream?.setEncoding('utf8');
-    stream?.on('data', (chunk: string) => output.push(...chunk.split('\n').filter((line) => line !== '')));
+    stream?.on('data', (chunk: string) => {
+      const lines = (partial + chunk).split('\n');
+      partial = lines.pop() ?? '';
+      output.push(...lines.filter((line) => line !== ''));
+    });
   }
   const exited = once(child, 'exit');
   const kill = async (signal: NodeJS.Signals = 'SIGKILL') => {

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { startAppDaemon, writeFile } from '../helpers/daemon.js';
+import { testEachEngine } from '../helpers/engines.js';
 import { describeLoad, startLoad } from '../helpers/load.js';
 import { describeProcesses, markedProcesses } from '../helpers/process.js';
 import { waitFor } from '../helpers/wait.js';
@@ -22,9 +21,10 @@ const brokenReleases = [
 ] as const;
 
 for (const release of brokenReleases) {
-  test(`a release that ${release.description} is refused while the old generation keeps serving with no error`, { timeout: 90_000 }, async (t) => {
+  testEachEngine(`a release that ${release.description} is refused while the old generation keeps serving with no error`, { timeout: 90_000 }, async (t, engine) => {
     const { daemon, marker } = await startAppDaemon(t, {
       name: `broken-${release.health}`,
+      engine,
       appArgs: '--health "$(cat health.txt)"',
       files: { 'health.txt': 'ok' },
       config: { deployTimeout: release.deployTimeout, stopTimeout: '1s' },
@@ -35,7 +35,7 @@ for (const release of brokenReleases) {
 
     let result;
     try {
-      await sleep(300);
+      await load.waitForRequests();
       writeFile(daemon, 'health.txt', release.health);
       const answer = await daemon.redeploy();
       assert.ok(answer.status >= 400, `the broken release was accepted: ${answer.status} ${JSON.stringify(answer.body)}`);
@@ -50,7 +50,7 @@ for (const release of brokenReleases) {
       }).catch((error: Error) => {
         throw new Error(`${error.message}\n${describeProcesses(markedProcesses(marker).filter((info) => !goodProcesses.has(info.pid)))}`);
       });
-      await sleep(300);
+      await load.waitForRequests();
     } finally {
       result = await load.stop();
     }

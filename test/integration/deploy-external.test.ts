@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { test, type TestContext } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
+import type { TestContext } from 'node:test';
 import getPort from 'get-port';
 import { cli, describeCli } from '../helpers/cli.js';
 import { startDaemon, type Daemon } from '../helpers/daemon.js';
+import { testEachEngine, type Engine } from '../helpers/engines.js';
 import { header, request } from '../helpers/http.js';
 import { describeLoad, startLoad, type LoadResult } from '../helpers/load.js';
 import { uniqueMarker } from '../helpers/process.js';
@@ -18,8 +18,8 @@ import { waitFor } from '../helpers/wait.js';
 
 const host = 'web.test';
 
-async function daemonWithWeb(t: TestContext, first: Target, extraArgs: string[] = []): Promise<Daemon> {
-  const daemon = await startDaemon(t, { config: { services: {} }, waitUntilActive: false });
+async function daemonWithWeb(t: TestContext, engine: Engine, first: Target, extraArgs: string[] = []): Promise<Daemon> {
+  const daemon = await startDaemon(t, { config: { services: {} }, engine, waitUntilActive: false });
   const deployed = await deploy(daemon, first, extraArgs);
   assert.equal(deployed.code, 0, describeCli(deployed));
   return daemon;
@@ -36,19 +36,18 @@ function assertNoFailure(result: LoadResult): void {
   assert.deepEqual(result.byService, { web: result.total }, 'responses from another service than web');
 }
 
-test('deploy of a new target under load loses no request and exits only after a slow request to the old target has completed', { timeout: 90_000 }, async (t) => {
+testEachEngine('deploy of a new target under load loses no request and exits only after a slow request to the old target has completed', { timeout: 90_000 }, async (t, engine) => {
   const marker = uniqueMarker('deploy-external');
   const old = await startTarget(t, { service: 'web', label: 'old', marker });
   const next = await startTarget(t, { service: 'web', label: 'new', marker });
-  const daemon = await daemonWithWeb(t, old);
+  const daemon = await daemonWithWeb(t, engine, old);
   const load = startLoad({ port: daemon.proxyPort, host, keepAliveClients: 8, newConnectionClients: 1, requestTimeout: 10_000, maxDuration: 60_000 });
 
   let result;
   try {
-    await sleep(500);
+    await load.waitForRequests();
     const slow = request(daemon.proxyPort, '/slow?ms=2500', { headers: { host }, timeout: 15_000 }).then((response) => ({ ...response, at: Date.now() }));
-    // Let the slow request reach the old target before the deploy begins.
-    await sleep(300);
+    await waitFor(() => old.output.some((line) => line.endsWith('received /slow?ms=2500')), { timeout: 5000, what: 'the slow request to reach the old target' });
     const deployed = await deploy(daemon, next, ['--drain-timeout', '20s']);
     const slowResponse = await slow;
     assert.equal(deployed.code, 0, describeCli(deployed));
@@ -60,7 +59,7 @@ test('deploy of a new target under load loses no request and exits only after a 
 
     // Exit 0 means the old target may go away at once.
     await old.kill('SIGKILL');
-    await sleep(1000);
+    await load.waitForRequests();
     const fresh = await request(daemon.proxyPort, '/', { headers: { host } });
     assert.equal(header(fresh, 'x-generation'), 'new');
   } finally {
@@ -73,12 +72,12 @@ test('deploy of a new target under load loses no request and exits only after a 
   assert.equal(service.generations.length, 1, `the old target is still listed: ${JSON.stringify(service)}`);
 });
 
-test('a target that never becomes healthy is refused with exit 1 and the reason, and changes nothing: traffic, status and the state file', { timeout: 90_000 }, async (t) => {
+testEachEngine('a target that never becomes healthy is refused with exit 1 and the reason, and changes nothing: traffic, status and the state file', { timeout: 90_000 }, async (t, engine) => {
   const marker = uniqueMarker('deploy-refused');
   const good = await startTarget(t, { service: 'web', label: 'good', marker });
   const unhealthy = await startTarget(t, { service: 'web', label: 'unhealthy', marker, args: ['--health', '500'] });
   const nothingThere = `127.0.0.1:${await getPort({ host: '127.0.0.1' })}`;
-  const daemon = await daemonWithWeb(t, good);
+  const daemon = await daemonWithWeb(t, engine, good);
   const stateFile = join(daemon.dir, 'rainbow.state.json');
   const stateBefore = readFileSync(stateFile, 'utf8');
   const modifiedBefore = statSync(stateFile).mtimeMs;
@@ -87,7 +86,7 @@ test('a target that never becomes healthy is refused with exit 1 and the reason,
 
   let result;
   try {
-    await sleep(300);
+    await load.waitForRequests();
     const refused = await deploy(daemon, unhealthy, ['--deploy-timeout', '1500ms']);
     assert.equal(refused.code, 1, describeCli(refused));
     assert.match(refused.stderr, /not healthy/);
@@ -97,7 +96,7 @@ test('a target that never becomes healthy is refused with exit 1 and the reason,
     const unreachable = await deploy(daemon, nothingThere, ['--deploy-timeout', '1s']);
     assert.equal(unreachable.code, 1, describeCli(unreachable));
     assert.match(unreachable.stderr, /connection refused/);
-    await sleep(300);
+    await load.waitForRequests();
   } finally {
     result = await load.stop();
   }
@@ -111,17 +110,17 @@ test('a target that never becomes healthy is refused with exit 1 and the reason,
   assert.equal(statSync(stateFile).mtimeMs, modifiedBefore, 'the refused deploys rewrote the state file');
 });
 
-test('while a deploy that will be refused is health-checked, requests are still forwarded as before it', { timeout: 60_000 }, async (t) => {
+testEachEngine('while a deploy that will be refused is health-checked, requests are still forwarded as before it', { timeout: 60_000 }, async (t, engine) => {
   const marker = uniqueMarker('deploy-refused-window');
   const good = await startTarget(t, { service: 'web', label: 'good', marker });
   const unhealthy = await startTarget(t, { service: 'web', label: 'unhealthy', marker, args: ['--health', 'never'] });
-  const daemon = await daemonWithWeb(t, good, ['--path-prefix', '/app']);
+  const daemon = await daemonWithWeb(t, engine, good, ['--path-prefix', '/app']);
   const before = await request(daemon.proxyPort, '/app/page', { headers: { host } });
   assert.equal(header(before, 'x-path'), '/page');
 
   // The refused deploy would forward /app unstripped; until it has succeeded nothing may change.
   const refusing = deploy(daemon, unhealthy, ['--path-prefix', '/app', '--no-strip-path-prefix', '--deploy-timeout', '3s']);
-  await sleep(1000);
+  await waitFor(async () => (await daemon.service('web')).deploying, { timeout: 5000, what: 'the deploy to be under way' });
   const during = await request(daemon.proxyPort, '/app/page', { headers: { host } });
   const listed = await daemon.service('web');
   const refused = await refusing;
@@ -132,9 +131,9 @@ test('while a deploy that will be refused is health-checked, requests are still 
   await waitFor(async () => header(await request(daemon.proxyPort, '/app/page', { headers: { host } }), 'x-path') === '/page', { timeout: 2000, what: 'the stripped path after the refusal' });
 });
 
-test("a target that is rainbowd's own proxy or control API is refused with TARGET_LOOP and changes nothing: traffic, status and the state file", { timeout: 60_000 }, async (t) => {
+testEachEngine("a target that is rainbowd's own proxy or control API is refused with TARGET_LOOP and changes nothing: traffic, status and the state file", { timeout: 60_000 }, async (t, engine) => {
   const good = await startTarget(t, { service: 'web', label: 'good', marker: uniqueMarker('deploy-loop') });
-  const daemon = await daemonWithWeb(t, good);
+  const daemon = await daemonWithWeb(t, engine, good);
   const stateFile = join(daemon.dir, 'rainbow.state.json');
   const stateBefore = readFileSync(stateFile, 'utf8');
   const modifiedBefore = statSync(stateFile).mtimeMs;

@@ -4,14 +4,15 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import getPort from 'get-port';
 import { cli, describeCli } from '../helpers/cli.js';
 import { startDaemon, type Daemon } from '../helpers/daemon.js';
+import { testEachEngine, type Engine } from '../helpers/engines.js';
 import { header, request, type Response } from '../helpers/http.js';
 import { daemonBin } from '../helpers/paths.js';
 import { uniqueMarker } from '../helpers/process.js';
 import { startTarget, type Target } from '../helpers/target.js';
+import { waitFor } from '../helpers/wait.js';
 
 // Host and path -> service, through the real proxy: exact host > wildcard > catch-all,
 // longest path prefix within a host, Host with a port or in upper case, prefixes stripped
@@ -31,12 +32,12 @@ const services = {
   eu: { host: '*.eu.example.test' },
 } as const;
 
-async function startRouted(t: TestContext): Promise<Routed> {
+async function startRouted(t: TestContext, engine: Engine): Promise<Routed> {
   const marker = uniqueMarker('routing');
   const targets: Record<string, Target> = {};
   for (const name of Object.keys(services)) targets[name] = await startTarget(t, { service: name, label: name, marker });
   const config = Object.fromEntries(Object.entries(services).map(([name, routes]) => [name, { ...routes, target: targets[name]!.address, healthCheckPath: '/health' }]));
-  const daemon = await startDaemon(t, { config: { services: config }, waitUntilActive: false });
+  const daemon = await startDaemon(t, { config: { services: config }, engine, waitUntilActive: false });
   for (const name of Object.keys(services)) await daemon.waitForActive({ service: name });
   return { daemon, targets };
 }
@@ -53,8 +54,8 @@ async function assertRoute(daemon: Daemon, hostHeader: string, path: string, ser
   assert.equal(header(response, 'x-path'), forwardedPath, `${where} reached ${service} with the wrong path`);
 }
 
-test('an exact host beats a wildcard, the longer wildcard beats the shorter, and Host matches with a port or in upper case', { timeout: 60_000 }, async (t) => {
-  const { daemon } = await startRouted(t);
+testEachEngine('an exact host beats a wildcard, the longer wildcard beats the shorter, and Host matches with a port or in upper case', { timeout: 60_000 }, async (t, engine) => {
+  const { daemon } = await startRouted(t, engine);
   await assertRoute(daemon, 'api.example.test', '/users?page=2', 'api', '/users?page=2');
   await assertRoute(daemon, 'API.Example.TEST', '/', 'api', '/');
   await assertRoute(daemon, 'api.example.test:8080', '/', 'api', '/');
@@ -68,8 +69,8 @@ test('an exact host beats a wildcard, the longer wildcard beats the shorter, and
   await assertRoute(daemon, 'shop.example.test', '/docs/intro', 'wild', '/docs/intro');
 });
 
-test('the longest path prefix wins within a host; prefixes are stripped unless stripPathPrefix is false', { timeout: 60_000 }, async (t) => {
-  const { daemon } = await startRouted(t);
+testEachEngine('the longest path prefix wins within a host; prefixes are stripped unless stripPathPrefix is false', { timeout: 60_000 }, async (t, engine) => {
+  const { daemon } = await startRouted(t, engine);
   await assertRoute(daemon, 'api.example.test', '/docs/intro', 'docs', '/intro');
   await assertRoute(daemon, 'api.example.test', '/docs', 'docs', '/');
   await assertRoute(daemon, 'api.example.test', '/docs/', 'docs', '/');
@@ -86,8 +87,8 @@ test('the longest path prefix wins within a host; prefixes are stripped unless s
   await assertRoute(daemon, 'raw.example.test', '/elsewhere', 'wild', '/elsewhere');
 });
 
-test('a path is routed and forwarded normalized (dot segments, percent-encoded letters), and a Host with a trailing dot reaches its service', { timeout: 60_000 }, async (t) => {
-  const { daemon } = await startRouted(t);
+testEachEngine('a path is routed and forwarded normalized (dot segments, percent-encoded letters), and a Host with a trailing dot reaches its service', { timeout: 60_000 }, async (t, engine) => {
+  const { daemon } = await startRouted(t, engine);
   await assertRoute(daemon, 'api.example.test', '/x/../docs/intro', 'docs', '/intro');
   await assertRoute(daemon, 'api.example.test', '/%64ocs/intro?q=%2e%2e', 'docs', '/intro?q=%2e%2e');
   await assertRoute(daemon, 'api.example.test', '/docs/v2/./../../raw/a', 'raw', '/raw/a');
@@ -97,8 +98,8 @@ test('a path is routed and forwarded normalized (dot segments, percent-encoded l
   assert.equal(above.status, 400, 'a path that climbs above the root is refused, as nginx does');
 });
 
-test('a request that matches no service gets a 404 page that names nothing internal', { timeout: 60_000 }, async (t) => {
-  const { daemon, targets } = await startRouted(t);
+testEachEngine('a request that matches no service gets a 404 page that names nothing internal', { timeout: 60_000 }, async (t, engine) => {
+  const { daemon, targets } = await startRouted(t, engine);
   const internal = [
     ...Object.keys(services),
     ...Object.values(targets).map((target) => String(target.port)),
@@ -119,8 +120,8 @@ test('a request that matches no service gets a 404 page that names nothing inter
   }
 });
 
-test('a deployed service may take a new host or path; a host or catch-all owned by another service is refused and changes nothing', { timeout: 90_000 }, async (t) => {
-  const { daemon } = await startRouted(t);
+testEachEngine('a deployed service may take a new host or path; a host or catch-all owned by another service is refused and changes nothing', { timeout: 90_000 }, async (t, engine) => {
+  const { daemon } = await startRouted(t, engine);
   const marker = uniqueMarker('routing-deploy');
   const shop = await startTarget(t, { service: 'shop', label: 'shop', marker });
   const blog = await startTarget(t, { service: 'blog', label: 'blog', marker });
@@ -175,10 +176,15 @@ test('of two deploys under different names that claim the same host at the same 
   const marker = uniqueMarker('routing-race');
   const ports = [await getPort({ host: '127.0.0.1' }), await getPort({ host: '127.0.0.1' })];
   // Both are health-checked (their targets are not up yet) when the other one is checked for clashes.
+  const answered = new Set<string>();
   const deploys = ['first', 'second'].map((name, i) =>
-    cli(daemon, ['deploy', name, '--target', `127.0.0.1:${ports[i]}`, '--host', 'race.test', '--health-check-path', '/health', '--deploy-timeout', '10s']),
+    cli(daemon, ['deploy', name, '--target', `127.0.0.1:${ports[i]}`, '--host', 'race.test', '--health-check-path', '/health', '--deploy-timeout', '10s']).finally(() => answered.add(name)),
   );
-  await sleep(1000);
+  // The targets come up only once each deploy has been refused or is being health-checked.
+  await waitFor(() => ['first', 'second'].every((name) => answered.has(name) || daemon.output.some((line) => new RegExp(` ${name}#\\d+ starting `).test(line))), {
+    timeout: 10_000,
+    what: 'each deploy to be refused or health-checked',
+  });
   for (const [i, name] of ['first', 'second'].entries()) await startTarget(t, { service: name, label: name, marker, port: ports[i] });
   const results = await Promise.all(deploys);
   assert.deepEqual(results.map((result) => result.code).sort(), [0, 1], 'both deploys of race.test were accepted');

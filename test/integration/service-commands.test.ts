@@ -5,6 +5,7 @@ import { test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { cli, describeCli } from '../helpers/cli.js';
 import { startDaemon, type Daemon } from '../helpers/daemon.js';
+import { testEachEngine, type Engine } from '../helpers/engines.js';
 import { header, request, type Response } from '../helpers/http.js';
 import { openWebSocket } from '../helpers/websocket.js';
 import { describeLoad, startLoad, type LoadResult } from '../helpers/load.js';
@@ -23,10 +24,11 @@ interface Setup {
   ext: Target;
 }
 
-async function startServices(t: TestContext, appConfig: Record<string, unknown> = {}): Promise<Setup> {
+async function startServices(t: TestContext, engine: Engine, appConfig: Record<string, unknown> = {}): Promise<Setup> {
   const marker = uniqueMarker('service-commands');
   const daemon = await startDaemon(t, {
     marker,
+    engine,
     waitUntilActive: false,
     config: { services: { app: { run: appRunLine(marker), host: ['app.test', 'www.app.test'], healthCheckPath: '/health', ...appConfig } } },
   });
@@ -46,36 +48,26 @@ function get(daemon: Daemon, host: string, path = '/', timeout = 5000): Promise<
   return request(daemon.proxyPort, path, { headers: { host }, timeout }).then((response) => ({ ...response, at: Date.now() }));
 }
 
-/** Until the request just sent is in flight on the service's active generation. */
-async function waitForOneInFlight(daemon: Daemon, name: string): Promise<void> {
-  await waitFor(
-    async () => {
-      const service = await daemon.service(name);
-      return service.generations.find((generation) => generation.id === service.activeGeneration)?.inFlight === 1;
-    },
-    { timeout: 5000, what: `a request in flight on the active generation of ${name}` },
-  );
-}
-
 function assertNoFailure(result: LoadResult, service: string): void {
   assert.equal(result.errorCount, 0, `transport errors under load:\n${describeLoad(result)}`);
   assert.deepEqual(Object.keys(result.byStatus), ['200'], `non-200 responses under load:\n${describeLoad(result)}`);
   assert.deepEqual(result.byService, { [service]: result.total }, `responses from another service than ${service}`);
 }
 
-test('pause holds new requests under load while those in flight finish, and resume lets every one through', { timeout: 60_000 }, async (t) => {
-  const { daemon } = await startServices(t);
+testEachEngine('pause holds new requests under load while those in flight finish, and resume lets every one through', { timeout: 60_000 }, async (t, engine) => {
+  const { daemon } = await startServices(t, engine);
   const load = startLoad({ port: daemon.proxyPort, host: 'app.test', keepAliveClients: 4, newConnectionClients: 1, requestTimeout: 15_000, maxDuration: 30_000 });
   let result;
   try {
-    await sleep(500);
+    await load.waitForRequests();
     const inFlight = get(daemon, 'app.test', '/slow?ms=1500');
-    await sleep(200);
+    await daemon.waitForLog(/\[app#\d+\] .*received \/slow\?ms=1500$/);
     const paused = await expectOk(cli(daemon, ['pause', 'app']));
     assert.match(paused.stdout, /app: paused/);
     const atPause = load.snapshot().total;
     const slow = await inFlight;
     assert.equal(slow.status, 200, 'a request in flight at the pause did not finish');
+    // The pause lasts 2 s: requests that arrive during it must wait for the resume.
     await sleep(2000);
     const duringPause = load.snapshot().total - atPause;
     assert.ok(duringPause <= 10, `${duringPause} requests were answered during the pause`);
@@ -83,7 +75,7 @@ test('pause holds new requests under load while those in flight finish, and resu
     const resumedAt = Date.now();
     await expectOk(cli(daemon, ['resume', 'app']));
     assert.ok(slow.at < resumedAt, 'the request in flight at the pause waited for the resume');
-    await sleep(1000);
+    await load.waitForRequests();
   } finally {
     result = await load.stop();
   }
@@ -91,8 +83,8 @@ test('pause holds new requests under load while those in flight finish, and resu
   assert.ok(result.maxElapsedMs >= 1800, `no request waited through the pause (longest ${result.maxElapsedMs} ms)`);
 });
 
-test('with a short --max-pause, requests that wait longer get 503, and the service serves again after resume', { timeout: 60_000 }, async (t) => {
-  const { daemon } = await startServices(t);
+testEachEngine('with a short --max-pause, requests that wait longer get 503, and the service serves again after resume', { timeout: 60_000 }, async (t, engine) => {
+  const { daemon } = await startServices(t, engine);
   // Longer than Node's timers can wait (it would become 1 ms): refused, and nothing changes.
   const tooLong = await request(daemon.controlPort, '/services/app/pause?maxPause=1000h', { method: 'POST', body: '' });
   assert.equal(tooLong.status, 400, tooLong.body);
@@ -115,11 +107,12 @@ test('with a short --max-pause, requests that wait longer get 503, and the servi
   assert.equal(header(after, 'x-service'), 'app');
 });
 
-test('a WebSocket opened during a pause waits for the resume like any other request', { timeout: 60_000 }, async (t) => {
-  const { daemon } = await startServices(t);
+testEachEngine('a WebSocket opened during a pause waits for the resume like any other request', { timeout: 60_000 }, async (t, engine) => {
+  const { daemon } = await startServices(t, engine);
   await expectOk(cli(daemon, ['pause', 'app']));
   const opening = openWebSocket(daemon.proxyPort, '/chat', { headers: { host: 'app.test' }, timeout: 10_000 }).then((socket) => ({ socket, at: Date.now() }));
   opening.catch(() => undefined);
+  // The pause lasts 1 s after the WebSocket was sent: it must not be accepted before the resume.
   await sleep(1000);
   const resumedAt = Date.now();
   await expectOk(cli(daemon, ['resume', 'app']));
@@ -131,8 +124,8 @@ test('a WebSocket opened during a pause waits for the resume like any other requ
   await socket.close();
 });
 
-test('stop --message answers 503 with the message until start, which serves again at once', { timeout: 60_000 }, async (t) => {
-  const { daemon } = await startServices(t);
+testEachEngine('stop --message answers 503 with the message until start, which serves again at once', { timeout: 60_000 }, async (t, engine) => {
+  const { daemon } = await startServices(t, engine);
   const stopped = await expectOk(cli(daemon, ['stop', 'app', '--message', 'Back at 5 pm, sorry!']));
   assert.match(stopped.stdout, /stopped/);
   for (const host of ['app.test', 'www.app.test']) {
@@ -154,8 +147,8 @@ test('stop --message answers 503 with the message until start, which serves agai
   assert.equal((await get(daemon, 'ext.test', '/api/')).status, 503, 'start of app started ext too');
 });
 
-test('rollback of an external service under load goes back to the previous target with no error', { timeout: 60_000 }, async (t) => {
-  const { daemon, ext } = await startServices(t);
+testEachEngine('rollback of an external service under load goes back to the previous target with no error', { timeout: 60_000 }, async (t, engine) => {
+  const { daemon, ext } = await startServices(t, engine);
   const none = await cli(daemon, ['rollback', 'ext']);
   assert.equal(none.code, 1, describeCli(none));
   assert.match(none.stderr, /no previous target/);
@@ -166,13 +159,13 @@ test('rollback of an external service under load goes back to the previous targe
   const load = startLoad({ port: daemon.proxyPort, host: 'ext.test', path: '/api/x', keepAliveClients: 6, newConnectionClients: 1, requestTimeout: 10_000, maxDuration: 30_000 });
   let result;
   try {
-    await sleep(500);
+    await load.waitForRequests();
     const rolledBack = await expectOk(cli(daemon, ['rollback', 'ext']));
     assert.match(rolledBack.stdout, /^rolled back ext to /);
     const after = await get(daemon, 'ext.test', '/api/x');
     assert.equal(header(after, 'x-generation'), 'ext1', 'requests did not go back to the previous target');
     assert.equal(header(after, 'x-path'), '/x');
-    await sleep(500);
+    await load.waitForRequests();
   } finally {
     result = await load.stop();
   }
@@ -183,8 +176,8 @@ test('rollback of an external service under load goes back to the previous targe
   assert.equal(saved.services.ext?.deployed?.target, ext.address, 'the state file still names the target rolled back from');
 });
 
-test('after a rollback to a target deployed with other hosts, the hosts listed are the hosts routed', { timeout: 60_000 }, async (t) => {
-  const { daemon } = await startServices(t);
+testEachEngine('after a rollback to a target deployed with other hosts, the hosts listed are the hosts routed', { timeout: 60_000 }, async (t, engine) => {
+  const { daemon } = await startServices(t, engine);
   const next = await startTarget(t, { service: 'ext', label: 'ext2', marker: uniqueMarker('service-commands-target') });
   await expectOk(cli(daemon, ['deploy', 'ext', '--target', next.address, '--host', 'ext.test', '--host', 'new.ext.test', '--path-prefix', '/api', '--health-check-path', '/health']));
   assert.equal(header(await get(daemon, 'new.ext.test', '/api/'), 'x-service'), 'ext');
@@ -194,11 +187,11 @@ test('after a rollback to a target deployed with other hosts, the hosts listed a
   assert.equal(routed, listed.includes('new.ext.test'), `after the rollback ext lists the hosts ${listed.join(',')} but new.ext.test is ${routed ? '' : 'not '}routed to it`);
 });
 
-test('rollback of a supervised service takes back the previous generation while it is still draining', { timeout: 60_000 }, async (t) => {
-  const { daemon, marker } = await startServices(t, { drainTimeout: '30s' });
+testEachEngine('rollback of a supervised service takes back the previous generation while it is still draining', { timeout: 60_000 }, async (t, engine) => {
+  const { daemon, marker } = await startServices(t, engine, { drainTimeout: '30s' });
   const first = await daemon.waitForActive({ service: 'app' });
   const slow = get(daemon, 'app.test', '/slow?ms=6000', 15_000);
-  await waitForOneInFlight(daemon, 'app');
+  await daemon.waitForInFlight({ service: 'app' });
   const redeploy = cli(daemon, ['redeploy', 'app']);
   const second = await daemon.waitForActive({ service: 'app', after: first.id });
   await waitFor(async () => (await daemon.service('app')).generations.find((generation) => generation.id === first.id)?.state === 'draining', {
@@ -236,11 +229,11 @@ test('rollback of a supervised service takes back the previous generation while 
   assert.equal(header(await get(daemon, 'app.test'), 'x-generation'), String(third.body.generation));
 });
 
-test('remove drains the service (a request in flight completes), then its host answers 404 or the catch-all and its processes are gone', { timeout: 60_000 }, async (t) => {
-  const { daemon, marker } = await startServices(t, { drainTimeout: '20s' });
+testEachEngine('remove drains the service (a request in flight completes), then its host answers 404 or the catch-all and its processes are gone', { timeout: 60_000 }, async (t, engine) => {
+  const { daemon, marker } = await startServices(t, engine, { drainTimeout: '20s' });
   assert.equal(appProcesses(marker).length, 1);
   const slow = get(daemon, 'app.test', '/slow?ms=2000', 15_000);
-  await waitForOneInFlight(daemon, 'app');
+  await daemon.waitForInFlight({ service: 'app' });
   const removed = await expectOk(cli(daemon, ['remove', 'app']));
   const held = await slow;
   assert.equal(held.status, 200, 'the request in flight was cut by remove');
@@ -264,8 +257,9 @@ test('remove drains the service (a request in flight completes), then its host a
   assert.match(unknown.stderr, /no service named "nothing"/);
 });
 
+// What the CLI prints, the same whatever the data path.
 test('list shows a table of services with hosts, path, target or generation, and state', { timeout: 60_000 }, async (t) => {
-  const { daemon, ext } = await startServices(t);
+  const { daemon, ext } = await startServices(t, 'node');
   const active = await daemon.waitForActive({ service: 'app' });
   const rows = async () => (await expectOk(cli(daemon, ['list']))).stdout.trimEnd().split('\n');
 

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { cli, describeCli } from '../helpers/cli.js';
 import { startDaemon, type Daemon } from '../helpers/daemon.js';
+import { testEachEngine } from '../helpers/engines.js';
 import { describeLoad, startLoad, type LoadResult } from '../helpers/load.js';
 import { appRunLine } from '../helpers/paths.js';
 import { appProcesses, describeProcesses, uniqueMarker } from '../helpers/process.js';
@@ -21,13 +21,14 @@ const minimumLoadDuration = 10_500;
 const minimumDeploys = 4;
 const maximumDeploys = 40;
 
-test('two supervised and two external services redeployed repeatedly under load for 10 s answer every request, each from the service its host routes to', { timeout: 240_000 }, async (t) => {
+testEachEngine('two supervised and two external services redeployed repeatedly under load for 10 s answer every request, each from the service its host routes to', { timeout: 240_000 }, async (t, engine) => {
   const appMarker = uniqueMarker('services-load-app');
   const targetMarker = uniqueMarker('services-load-target');
   let c = await startTarget(t, { service: 'c', label: 'c1', marker: targetMarker });
   let d = await startTarget(t, { service: 'd', label: 'd1', marker: targetMarker });
   const daemon = await startDaemon(t, {
     marker: appMarker,
+    engine,
     waitUntilActive: false,
     config: {
       services: {
@@ -82,6 +83,7 @@ test('two supervised and two external services redeployed repeatedly under load 
     while (deploys[service] < maximumDeploys && (deploys[service] < minimumDeploys || Date.now() - loadStarted < minimumLoadDuration)) {
       await deploy();
       deploys[service]++;
+      // A breath between deploys, so that each service also serves between its switches.
       await sleep(200);
     }
   };

@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import getPort from 'get-port';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startAppDaemon, startDaemon } from '../helpers/daemon.js';
+import { testEachEngine } from '../helpers/engines.js';
 import { header, request } from '../helpers/http.js';
 import { appProcesses, describeProcesses, isAlive, markedProcesses, proxyWorkers, uniqueMarker } from '../helpers/process.js';
 import { appRunLine, daemonBin, shellQuote } from '../helpers/paths.js';
@@ -25,12 +26,12 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   });
 }
 
-test('a request in flight at SIGTERM completes before the daemon exits', { timeout: 60_000 }, async (t) => {
-  const { daemon, marker } = await startAppDaemon(t, { name: 'shutdown-in-flight', appArgs: '--on-sigterm exit' });
+testEachEngine('a request in flight at SIGTERM completes before the daemon exits', { timeout: 60_000 }, async (t, engine) => {
+  const { daemon, marker } = await startAppDaemon(t, { name: 'shutdown-in-flight', appArgs: '--on-sigterm exit', engine });
   const active = await daemon.waitForActive();
 
   const slow = request(daemon.proxyPort, '/slow?ms=2000', { timeout: 15_000 });
-  await sleep(500);
+  await daemon.waitForInFlight();
   daemon.signal('SIGTERM');
 
   // The proxy is the daemon: a response proves the daemon waited for the request.

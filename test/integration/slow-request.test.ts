@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { startAppDaemon } from '../helpers/daemon.js';
+import { testEachEngine } from '../helpers/engines.js';
 import { header, request } from '../helpers/http.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -11,14 +10,13 @@ const apps = [
 ] as const;
 
 for (const { onSigterm, description } of apps) {
-  test(`a 3 s request started before a redeploy completes with 200 from the old generation, when the app ${description}`, { timeout: 60_000 }, async (t) => {
-    const { daemon } = await startAppDaemon(t, { name: `slow-request-${onSigterm}`, appArgs: `--on-sigterm ${onSigterm}`, config: { drainTimeout: '20s' } });
+  testEachEngine(`a 3 s request started before a redeploy completes with 200 from the old generation, when the app ${description}`, { timeout: 60_000 }, async (t, engine) => {
+    const { daemon } = await startAppDaemon(t, { name: `slow-request-${onSigterm}`, appArgs: `--on-sigterm ${onSigterm}`, engine, config: { drainTimeout: '20s' } });
     const old = await daemon.waitForActive();
 
     const started = Date.now();
     const slow = request(daemon.proxyPort, '/slow?ms=3000', { timeout: 15_000 });
-    // Let the request reach the app before the redeploy begins.
-    await sleep(500);
+    await daemon.waitForInFlight();
     const redeploying = daemon.redeploy();
 
     // New requests go to the new generation while the old one drains the slow request.

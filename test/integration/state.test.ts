@@ -6,6 +6,7 @@ import getPort from 'get-port';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { cli, describeCli } from '../helpers/cli.js';
 import { startDaemon, type Daemon } from '../helpers/daemon.js';
+import { testEachEngine } from '../helpers/engines.js';
 import { header, request } from '../helpers/http.js';
 import { appRunLine } from '../helpers/paths.js';
 import { uniqueMarker } from '../helpers/process.js';
@@ -38,19 +39,19 @@ async function deploy(daemon: Daemon, name: string, target: Target, args: string
 
 async function restart(t: TestContext, daemon: Daemon): Promise<Daemon> {
   assert.deepEqual(await daemon.stop(), { code: 0, signal: null });
-  return startDaemon(t, { config, dir: daemon.dir, waitUntilActive: false });
+  return startDaemon(t, { config, engine: daemon.engine, dir: daemon.dir, waitUntilActive: false });
 }
 
 function get(daemon: Daemon, host: string, path = '/') {
   return request(daemon.proxyPort, path, { headers: { host } });
 }
 
-test('services deployed from the CLI and their stop state come back after a restart, each health-checked before it takes traffic', { timeout: 90_000 }, async (t) => {
+testEachEngine('services deployed from the CLI and their stop state come back after a restart, each health-checked before it takes traffic', { timeout: 90_000 }, async (t, engine) => {
   const marker = uniqueMarker('state-restart');
   const one = await startTarget(t, { service: 'one', label: 'one', marker });
   let two = await startTarget(t, { service: 'two', label: 'two', marker });
   const three = await startTarget(t, { service: 'three', label: 'three', marker });
-  const first = await startDaemon(t, { config, waitUntilActive: false });
+  const first = await startDaemon(t, { config, engine, waitUntilActive: false });
   await deploy(first, 'one', one);
   await deploy(first, 'two', two, ['--path-prefix', '/two']);
   await deploy(first, 'three', three);
@@ -85,6 +86,7 @@ test('services deployed from the CLI and their stop state come back after a rest
     const response = await get(second, 'two.test', '/two/page');
     assert.equal(response.status, 503, `an unhealthy restored target got traffic: ${response.status} ${response.body}`);
     assert.equal(header(response, 'x-service'), undefined);
+    // Spread over a second: a target taken into service early would be seen.
     await sleep(200);
   }
   assert.equal((await second.service('two')).activeGeneration, null);
@@ -102,13 +104,13 @@ test('services deployed from the CLI and their stop state come back after a rest
   assert.equal(header(await get(second, 'three.test'), 'x-service'), 'three');
 });
 
-test('a corrupted state entry is reported in the log and skipped while the others come back', { timeout: 60_000 }, async (t) => {
+testEachEngine('a corrupted state entry is reported in the log and skipped while the others come back', { timeout: 60_000 }, async (t, engine) => {
   const marker = uniqueMarker('state-corrupt');
   const one = await startTarget(t, { service: 'one', label: 'one', marker });
   const two = await startTarget(t, { service: 'two', label: 'two', marker });
   const appMarker = uniqueMarker('state-corrupt-app');
   const withApp = { services: { app: { run: appRunLine(appMarker), host: 'app.test', healthCheckPath: '/health' } } };
-  const first = await startDaemon(t, { config: withApp, marker: appMarker, waitUntilActive: false });
+  const first = await startDaemon(t, { config: withApp, engine, marker: appMarker, waitUntilActive: false });
   await deploy(first, 'one', one);
   await deploy(first, 'two', two);
   assert.equal((await cli(first, ['pause', 'app'])).code, 0);
@@ -126,7 +128,7 @@ test('a corrupted state entry is reported in the log and skipped while the other
     },
   };
   writeFileSync(stateFile(first), JSON.stringify(broken, null, 2));
-  const second = await startDaemon(t, { config: withApp, marker: appMarker, dir: first.dir, waitUntilActive: false });
+  const second = await startDaemon(t, { config: withApp, engine, marker: appMarker, dir: first.dir, waitUntilActive: false });
   await second.waitForActive({ service: 'one' });
   await second.waitForActive({ service: 'two' });
   await second.waitForActive({ service: 'app' });
@@ -152,11 +154,11 @@ test('a state file that is not JSON at all is set aside and reported, and rainbo
   assert.equal(header(await get(daemon, 'app.test'), 'x-service'), 'app');
 });
 
-test("a saved target that is rainbowd's own proxy is skipped with the reason, and the others come back", { timeout: 60_000 }, async (t) => {
+testEachEngine("a saved target that is rainbowd's own proxy is skipped with the reason, and the others come back", { timeout: 60_000 }, async (t, engine) => {
   const one = await startTarget(t, { service: 'one', label: 'one', marker: uniqueMarker('state-loop') });
   const proxyPort = await getPort({ host: '127.0.0.1' });
   const saved = { version: 1, services: { one: { deployed: { target: one.address, host: ['one.test'] } }, loop: { deployed: { target: `127.0.0.1:${proxyPort}`, host: ['loop.test'] } } } };
-  const daemon = await startDaemon(t, { config, proxyPort, files: { 'rainbow.state.json': JSON.stringify(saved) }, waitUntilActive: false });
+  const daemon = await startDaemon(t, { config, engine, proxyPort, files: { 'rainbow.state.json': JSON.stringify(saved) }, waitUntilActive: false });
   await daemon.waitForActive({ service: 'one' });
   assert.match(await daemon.waitForLog(/ loop state-skipped /), new RegExp(`target 127\\.0\\.0\\.1:${proxyPort} is rainbowd's own proxy`));
   assert.deepEqual((await daemon.status()).services.map((service) => service.name), ['one']);
@@ -177,12 +179,12 @@ for (const content of ['null', '[]', '3', '"x"', '{"version": 1, "services": nul
   });
 }
 
-test('a refused deploy never touches the state file, not even when another change saves the state while it is being health-checked', { timeout: 90_000 }, async (t) => {
+testEachEngine('a refused deploy never touches the state file, not even when another change saves the state while it is being health-checked', { timeout: 90_000 }, async (t, engine) => {
   const marker = uniqueMarker('state-refused');
   const good = await startTarget(t, { service: 'web', label: 'good', marker });
   const aux = await startTarget(t, { service: 'aux', label: 'aux', marker });
   const unhealthy = await startTarget(t, { service: 'web', label: 'unhealthy', marker, args: ['--health', 'never'] });
-  const first = await startDaemon(t, { config, waitUntilActive: false });
+  const first = await startDaemon(t, { config, engine, waitUntilActive: false });
 
   // Refused before anything was saved: no state file appears.
   const refusedFirst = await cli(first, ['deploy', 'web', '--target', unhealthy.address, '--host', 'web.test', '--health-check-path', '/health', '--deploy-timeout', '1s']);
@@ -192,7 +194,7 @@ test('a refused deploy never touches the state file, not even when another chang
   await deploy(first, 'web', good);
   await deploy(first, 'aux', aux);
   const refusing = cli(first, ['deploy', 'web', '--target', unhealthy.address, '--host', 'web.test', '--health-check-path', '/health', '--deploy-timeout', '3s']);
-  await sleep(1000);
+  await waitFor(async () => (await first.service('web')).deploying, { timeout: 5000, what: "web's refused deploy to be under way" });
   // Saves the state while web's refused deploy is still being health-checked.
   assert.equal((await cli(first, ['stop', 'aux', '--message', 'maintenance'])).code, 0);
   const refused = await refusing;

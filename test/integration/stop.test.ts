@@ -1,12 +1,15 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
 import { startAppDaemon } from '../helpers/daemon.js';
+import { testEachEngine } from '../helpers/engines.js';
 import { header, request } from '../helpers/http.js';
 import { appProcesses, describeProcesses, isAlive, markedProcesses } from '../helpers/process.js';
 import { waitFor } from '../helpers/wait.js';
 
-test('an app that ignores SIGTERM is SIGKILLed after stopTimeout', { timeout: 60_000 }, async (t) => {
-  const { daemon, marker } = await startAppDaemon(t, { name: 'ignore-sigterm', appArgs: '--on-sigterm ignore', config: { stopTimeout: '1s' } });
+// Per engine: each must take the old generation out of its data path before rainbowd stops
+// the app, and send the next request to the new one.
+
+testEachEngine('an app that ignores SIGTERM is SIGKILLed after stopTimeout', { timeout: 60_000 }, async (t, engine) => {
+  const { daemon, marker } = await startAppDaemon(t, { name: 'ignore-sigterm', appArgs: '--on-sigterm ignore', engine, config: { stopTimeout: '1s' } });
   const old = await daemon.waitForActive();
   const oldProcesses = markedProcesses(marker);
   assert.equal(appProcesses(marker).length, 1, describeProcesses(oldProcesses));
@@ -40,8 +43,8 @@ const masters = [
 ] as const;
 
 for (const { args, description } of masters) {
-  test(description, { timeout: 60_000 }, async (t) => {
-    const { daemon, marker } = await startAppDaemon(t, { name: 'workers', appArgs: args, config: { stopTimeout: '2s' } });
+  testEachEngine(description, { timeout: 60_000 }, async (t, engine) => {
+    const { daemon, marker } = await startAppDaemon(t, { name: 'workers', appArgs: args, engine, config: { stopTimeout: '2s' } });
     const old = await daemon.waitForActive();
     // master + 2 workers
     await waitFor(() => appProcesses(marker).length === 3, { timeout: 10_000, what: 'the master and its 2 workers' });

@@ -101,10 +101,12 @@ test('a redeploy of an unknown service is a 404, of a malformed path a 400, each
 
 test('a change to a watched file triggers one debounced redeploy', { timeout: 60_000 }, async (t) => {
   const { daemon } = await startAppDaemon(t, { name: 'watch', config: { watch: ['release.txt'] }, files: { 'release.txt': 'v1' } });
-  await new Promise((resolve) => setTimeout(resolve, 500)); // let the watcher settle
+  // chokidar reports nothing the test can see when it is ready: give it time to start.
+  await new Promise((resolve) => setTimeout(resolve, 500));
   for (let i = 2; i <= 5; i++) writeFileSync(join(daemon.dir, 'release.txt'), `v${i}`);
   const active = await daemon.waitForActive({ after: 1 });
   assert.equal(active.id, 2);
+  // Well past the debounce: a second deploy would have begun by now.
   await new Promise((resolve) => setTimeout(resolve, 1000));
   assert.equal((await daemon.service()).activeGeneration, 2, 'four quick writes make one deploy');
   assert.match(daemon.log(), /default#2 deploy reason="changed: .*release\.txt"/);
@@ -129,7 +131,7 @@ test('past maxGenerations the oldest draining generation is stopped at once, and
   const { daemon } = await startAppDaemon(t, { name: 'max-gen', config: { maxGenerations: 2, drainTimeout: '30s' } });
   // Hold a request on generation 1 so that it stays draining.
   const held = request(daemon.proxyPort, '/slow?ms=20000', { timeout: 25_000 }).catch((error: Error) => error);
-  await waitFor(async () => (await daemon.service()).generations[0]?.inFlight === 1, { timeout: 5000, what: 'the slow request in flight' });
+  await daemon.waitForInFlight();
   const second = daemon.redeploy({ wait: false });
   await waitFor(async () => (await daemon.service()).generations.some((g) => g.id === 1 && g.state === 'draining'), { timeout: 10_000, what: '#1 draining' });
   await second;

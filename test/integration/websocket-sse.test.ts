@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startAppDaemon } from '../helpers/daemon.js';
+import { testEachEngine } from '../helpers/engines.js';
 import { header, request } from '../helpers/http.js';
 import { isAlive } from '../helpers/process.js';
 import { openEventStream } from '../helpers/sse.js';
@@ -21,8 +21,8 @@ async function within<T>(promise: Promise<T>, ms: number, what: string): Promise
   }
 }
 
-test('a WebSocket open across a deploy keeps echoing until the client closes it, and only then is the old generation stopped', { timeout: 60_000 }, async (t) => {
-  const { daemon } = await startAppDaemon(t, { name: 'websocket-drain', config: { drainTimeout: '30s' } });
+testEachEngine('a WebSocket open across a deploy keeps echoing until the client closes it, and only then is the old generation stopped', { timeout: 60_000 }, async (t, engine) => {
+  const { daemon } = await startAppDaemon(t, { name: 'websocket-drain', engine, config: { drainTimeout: '30s' } });
   const old = await daemon.waitForActive();
   const socket = await openWebSocket(daemon.proxyPort, '/chat');
   assert.equal(socket.headers['x-generation'], String(old.id));
@@ -45,6 +45,7 @@ test('a WebSocket open across a deploy keeps echoing until the client closes it,
   for (let i = 0; i < 5; i++) {
     socket.send(`during the drain ${i}`);
     assert.equal(await socket.next(), `during the drain ${i}`);
+    // The drain lasts while the socket is open: a generation stopped early would show here.
     await sleep(300);
   }
   assert.ok(old.pid !== null && isAlive(old.pid), 'the old generation was stopped while its WebSocket was open');
@@ -61,8 +62,8 @@ test('a WebSocket open across a deploy keeps echoing until the client closes it,
   assert.doesNotMatch(daemon.log(), new RegExp(`default#${old.id} drained .*cut=`), 'the drain cut the WebSocket');
 });
 
-test('a WebSocket still open at drainTimeout is closed then, not before', { timeout: 60_000 }, async (t) => {
-  const { daemon } = await startAppDaemon(t, { name: 'websocket-timeout', config: { drainTimeout: '2s' } });
+testEachEngine('a WebSocket still open at drainTimeout is closed then, not before', { timeout: 60_000 }, async (t, engine) => {
+  const { daemon } = await startAppDaemon(t, { name: 'websocket-timeout', engine, config: { drainTimeout: '2s' } });
   const old = await daemon.waitForActive();
   const socket = await openWebSocket(daemon.proxyPort, '/chat');
   const redeploying = daemon.redeploy();
@@ -76,13 +77,13 @@ test('a WebSocket still open at drainTimeout is closed then, not before', { time
   assert.equal(answer.status, 200, JSON.stringify(answer.body));
 });
 
-test('an SSE stream open across a deploy keeps receiving events from the old generation until it ends', { timeout: 60_000 }, async (t) => {
-  const { daemon } = await startAppDaemon(t, { name: 'sse-drain', config: { drainTimeout: '20s' } });
+testEachEngine('an SSE stream open across a deploy keeps receiving events from the old generation until it ends', { timeout: 60_000 }, async (t, engine) => {
+  const { daemon } = await startAppDaemon(t, { name: 'sse-drain', engine, config: { drainTimeout: '20s' } });
   const old = await daemon.waitForActive();
   const stream = await openEventStream(daemon.proxyPort, '/events?ms=4000');
   assert.equal(stream.status, 200);
   assert.equal(stream.headers['x-generation'], String(old.id));
-  await sleep(800);
+  await waitFor(() => stream.events.length >= 3, { timeout: 5000, what: 'the first events of the stream' });
 
   const redeploying = daemon.redeploy();
   const next = await daemon.waitForActive({ after: old.id });
@@ -101,11 +102,11 @@ test('an SSE stream open across a deploy keeps receiving events from the old gen
   assert.ok(answeredAt >= ended.at, 'the deploy ended before the SSE stream it was draining');
 });
 
-test('an SSE stream longer than drainTimeout keeps receiving events until drainTimeout and is then closed', { timeout: 60_000 }, async (t) => {
-  const { daemon } = await startAppDaemon(t, { name: 'sse-timeout', config: { drainTimeout: '2s' } });
+testEachEngine('an SSE stream longer than drainTimeout keeps receiving events until drainTimeout and is then closed', { timeout: 60_000 }, async (t, engine) => {
+  const { daemon } = await startAppDaemon(t, { name: 'sse-timeout', engine, config: { drainTimeout: '2s' } });
   const old = await daemon.waitForActive();
   const stream = await openEventStream(daemon.proxyPort, '/events?ms=30000');
-  await sleep(300);
+  await waitFor(() => stream.events.length >= 2, { timeout: 5000, what: 'the first events of the stream' });
   const redeploying = daemon.redeploy();
   const drainingAt = await daemon.waitForLogTime(new RegExp(`default#${old.id} draining`));
   const ended = await within(stream.ended, 8000, 'the close of the SSE stream after drainTimeout');

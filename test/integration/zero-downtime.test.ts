@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startAppDaemon } from '../helpers/daemon.js';
+import { ENGINES, testEachEngine } from '../helpers/engines.js';
 import { describeLoad, startLoad } from '../helpers/load.js';
 import { appProcesses, describeProcesses, markedProcesses } from '../helpers/process.js';
 import { waitFor } from '../helpers/wait.js';
@@ -10,18 +10,18 @@ const redeploys = 12;
 const minimumLoadDuration = 10_500;
 const pauseBetweenRedeploys = 600;
 
-// Both data paths: proxy workers (the default on more than 2 cores) and the proxy in the
-// daemon's own process (the default on 1 or 2).
+// Every engine, and the node engine in both its modes: proxy workers (the default on more
+// than 2 cores, and of the test daemons) and the proxy in the daemon's own process (the
+// default on 1 or 2). `workers` is a node-engine setting, so that case runs for node only.
 const cases = [
-  { onSigterm: 'graceful', description: 'shuts down gracefully on SIGTERM', workers: 2 },
-  { onSigterm: 'exit', description: 'exits at once on SIGTERM', workers: 2 },
-  { onSigterm: 'graceful', description: 'shuts down gracefully on SIGTERM', workers: 0 },
+  { onSigterm: 'graceful', description: 'shuts down gracefully on SIGTERM', mode: '', config: {}, engines: ENGINES },
+  { onSigterm: 'exit', description: 'exits at once on SIGTERM', mode: '', config: {}, engines: ENGINES },
+  { onSigterm: 'graceful', description: 'shuts down gracefully on SIGTERM', mode: ", with the proxy in the daemon's process", config: { workers: 0 }, engines: ['node'] },
 ] as const;
 
-for (const { onSigterm, description, workers } of cases) {
-  const proxy = workers === 0 ? "the proxy in the daemon's process" : `${workers} proxy workers`;
-  test(`no request fails while an app that ${description} is redeployed ${redeploys} times under load, with ${proxy}`, { timeout: 180_000 }, async (t) => {
-    const { daemon, marker } = await startAppDaemon(t, { name: `zero-downtime-${onSigterm}-${workers}`, appArgs: `--on-sigterm ${onSigterm}`, config: { workers } });
+for (const { onSigterm, description, mode, config, engines } of cases) {
+  testEachEngine(`no request fails while an app that ${description} is redeployed ${redeploys} times under load${mode}`, { timeout: 180_000, engines }, async (t, engine) => {
+    const { daemon, marker } = await startAppDaemon(t, { name: `zero-downtime-${onSigterm}-${engine}`, appArgs: `--on-sigterm ${onSigterm}`, engine, config });
     const first = await daemon.waitForActive();
     const load = startLoad({ port: daemon.proxyPort, keepAliveClients: 16, newConnectionClients: 1, requestTimeout: 10_000, maxDuration: 120_000 });
     const loadStarted = Date.now();
