@@ -135,7 +135,10 @@ export class HaproxyDataPath implements DataPath {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.countTimer) clearInterval(this.countTimer);
-    await this.haproxy?.stop();
+    if (this.haproxy?.pid) {
+      await this.haproxy.stop();
+      this.log.event('haproxy-stopped', { reason: 'rainbowd is stopping' });
+    }
     await this.fallback.stop();
   }
 
