@@ -46,6 +46,9 @@ const ERROR_PAGES = [BAD_REQUEST, TIMEOUT, BAD_GATEWAY, RESTARTING, GATEWAY_TIME
 /** Sent again once when the app closed the connection without answering, as the node engine does. */
 const IDEMPOTENT_METHODS = 'GET HEAD PUT DELETE OPTIONS TRACE';
 
+/** `%41`: a percent-encoded letter, digit, `-`, `.`, `_` or `~` (RFC 3986 §2.3), which request-path.ts decodes. */
+const ENCODED_UNRESERVED = '%(2[dDeE]|3[0-9]|[46][1-9a-fA-F]|[57][0-9aA]|5[fF]|7[eE])';
+
 /** The client's claims about the request's origin: believed only from trusted proxies (forward-headers.ts). */
 const CLIENT_CLAIMS = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'forwarded', 'x-real-ip'];
 
@@ -105,8 +108,14 @@ export function haproxyConfig(table: RouteTable, servers: HaproxyServer[], liste
     `frontend ${FRONTEND}`,
     `  bind ${listen.host}:${listen.port}`,
     ...routingRules(table.services),
+    // An old worker after a reload answers one more request on each kept-alive connection
+    // (idle-close-on-response), by its old routes: the fallback routes it by the current ones.
+    `  use_backend ${FALLBACK_BACKEND} if { stopping }`,
     // A request that already passed through us: the fallback answers it 508, as the node engine.
     `  use_backend ${FALLBACK_BACKEND} if { req.hdr(via) -m sub ${table.via} }`,
+    // A path with dot segments or percent-encoded unreserved characters: the fallback routes
+    // and forwards it normalized (request-path.ts), or refuses it, as the node engine does.
+    `  use_backend ${FALLBACK_BACKEND} if { path -m sub /. } or { path -m reg ${ENCODED_UNRESERVED} }`,
     `  use_backend %[var(txn.service),map(${paths.activeMap},${FALLBACK_BACKEND})]`,
     `  default_backend ${FALLBACK_BACKEND}`,
     '',

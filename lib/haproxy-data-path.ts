@@ -112,6 +112,10 @@ export class HaproxyDataPath implements DataPath {
     void this.enqueue(() => this.reconcile());
   }
 
+  async whenRouted(): Promise<void> {
+    await this.enqueue(async () => undefined);
+  }
+
   async whenIdle(key: number): Promise<void> {
     const inHaproxy = async () => {
       while (((await this.enqueue(() => this.serverInFlight(key))) ?? 0) > 0) await sleep(IDLE_POLL_MS);
@@ -213,6 +217,8 @@ export class HaproxyDataPath implements DataPath {
       await this.haproxy!.reload();
       this.log.event('haproxy-reloaded', { tookMs: Date.now() - started, reason: 'services or routes changed' });
     } catch (error) {
+      // Tried again at the next change: until then HAProxy routes as before, and the fallback what it does not know.
+      this.applied!.signature = '';
       this.log.event('haproxy-reload-failed', { reason: messageOf(error) });
     }
   }

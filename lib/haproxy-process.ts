@@ -126,8 +126,13 @@ export class HaproxyProcess {
     }
   }
 
+  /** Both the worker (admin socket) and the master (its CLI, which reloads go through) answer. */
   private async answers(): Promise<boolean> {
-    return (await this.workerPid()) !== null;
+    if ((await this.workerPid()) === null) return false;
+    return this.processes().then(
+      () => true,
+      () => false,
+    );
   }
 
   private async workerPid(): Promise<number | null> {

@@ -143,6 +143,8 @@ export class Proxy implements DataPath {
     this.router.update(this.services.values());
   }
 
+  async whenRouted(): Promise<void> {}
+
   whenIdle(key: number): Promise<void> {
     return this.upstreams.get(key)?.whenIdle() ?? Promise.resolve();
   }

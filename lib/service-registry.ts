@@ -97,6 +97,8 @@ export class ServiceRegistry {
       if (!existing) {
         this.services.set(name, service);
         this.publishRoutes();
+        // Answered once the new host routes to it, so the caller's next request gets there.
+        await this.context.dataPath.whenRouted();
       }
       return { ...result, ...(await this.saveState()) };
     } catch (error) {

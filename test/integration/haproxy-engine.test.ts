@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -106,9 +107,16 @@ test('rainbowd deploy of a new host and its remove reload HAProxy under load wit
   let result: LoadResult;
   try {
     await waitFor(() => load.snapshot().total > 200, { timeout: 10_000, what: 'load on the default service' });
+    // A connection kept alive across the reload: HAProxy's old worker answers its next request.
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    t.after(() => agent.destroy());
+    assert.equal(header(await request(daemon.proxyPort, '/', { agent, headers: { host } }), 'x-service'), 'default');
     const deployed = await cli(daemon, ['deploy', 'web', '--target', web.address, '--host', host, '--health-check-path', '/health']);
     assert.equal(deployed.code, 0, describeCli(deployed));
-    await waitFor(async () => header(await request(daemon.proxyPort, '/', { headers: { host } }), 'x-service') === 'web', { timeout: 10_000, what: 'web.test served by web' });
+    for (const agentOrNot of [agent, false] as const) {
+      const answer = await request(daemon.proxyPort, '/', { agent: agentOrNot, headers: { host } });
+      assert.equal(header(answer, 'x-service'), 'web', `once deploy has answered, web.test reaches web (${agentOrNot ? 'kept-alive' : 'new'} connection)`);
+    }
     const webLoad = startLoad({ port: daemon.proxyPort, host, keepAliveClients: 4, newConnectionClients: 1, maxDuration: 30_000 });
     await waitFor(() => webLoad.snapshot().total > 200, { timeout: 10_000, what: 'load on web' });
     webResult = await webLoad.stop();

@@ -60,10 +60,10 @@ async function started(t: TestContext, create: (t: TestContext) => DataPath): Pr
   return { dataPath, port };
 }
 
-function get(port: number, path = '/'): Promise<{ status: number; body: string }> {
+function get(port: number, path = '/', host?: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     http
-      .get({ host: '127.0.0.1', port, path, agent: false }, (response) => {
+      .get({ host: '127.0.0.1', port, path, agent: false, ...(host === undefined ? {} : { headers: { host } }) }, (response) => {
         let body = '';
         response.setEncoding('utf8');
         response.on('data', (chunk: string) => (body += chunk));
@@ -89,6 +89,17 @@ for (const [name, create, skip] of implementations) {
     await untilServed(port, 'one');
     dataPath.update({ services: [route(two.port, 2)], trustedProxies: [], via: 'rainbowd-contract' });
     await untilServed(port, 'two');
+  });
+
+  test(`${name}: whenRouted resolves once a service added with its own host is routed to`, { skip }, async (t) => {
+    const { dataPath, port } = await started(t, create);
+    const [one, two] = [await app('one'), await app('two')];
+    dataPath.update({ services: [route(one.port, 1)], trustedProxies: [], via: 'rainbowd-contract' });
+    await untilServed(port, 'one');
+    dataPath.update({ services: [route(one.port, 1), route(two.port, 2, { name: 'api', hosts: ['api.test'] })], trustedProxies: [], via: 'rainbowd-contract' });
+    await dataPath.whenRouted();
+    // For a while, so that a change still under way after whenRouted (a reload) would be seen.
+    for (const until = Date.now() + 1000; Date.now() < until; ) assert.deepEqual(await get(port, '/', 'api.test'), { status: 200, body: 'two' });
   });
 
   test(`${name}: counts a request in flight to its upstream, and whenIdle resolves once it has ended`, { skip }, async (t) => {

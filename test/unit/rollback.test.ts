@@ -48,6 +48,9 @@ class HeldRelease implements DataPath {
   update(table: RouteTable): void {
     this.proxy.update(table);
   }
+  whenRouted(): Promise<void> {
+    return this.proxy.whenRouted();
+  }
   whenIdle(key: number): Promise<void> {
     return this.proxy.whenIdle(key);
   }
