@@ -22,7 +22,7 @@ export interface HaproxyBinary {
 
 /** `haproxyPath` resolved to a program that runs and is recent enough; throws ENGINE_UNAVAILABLE otherwise. */
 export async function findHaproxy(haproxyPath: string): Promise<HaproxyBinary> {
-  const program = await locate(haproxyPath);
+  const program = await findProgram(haproxyPath);
   if (program === null) {
     const where = haproxyPath.includes('/') ? `${haproxyPath} does not exist or is not executable` : `"${haproxyPath}" was not found on PATH or in ${SYSTEM_DIRECTORIES.join(', ')}`;
     throw unavailable(`${where}; ${INSTALL}`);
@@ -49,10 +49,11 @@ function unavailable(reason: string): RainbowError {
   return new RainbowError('ENGINE_UNAVAILABLE', `"engine": "haproxy" needs HAProxy ${MINIMUM_VERSION.join('.')} or later: ${reason}`);
 }
 
-async function locate(haproxyPath: string): Promise<string | null> {
-  const candidates = haproxyPath.includes('/')
-    ? [haproxyPath]
-    : [...(process.env.PATH ?? '').split(path.delimiter).filter(Boolean), ...SYSTEM_DIRECTORIES].map((directory) => path.join(directory, haproxyPath));
+/** A program by path, or by name on PATH and in the system directories; null when there is none. */
+export async function findProgram(name: string): Promise<string | null> {
+  const candidates = name.includes('/')
+    ? [name]
+    : [...(process.env.PATH ?? '').split(path.delimiter).filter(Boolean), ...SYSTEM_DIRECTORIES].map((directory) => path.join(directory, name));
   for (const candidate of candidates) {
     try {
       await access(candidate, constants.X_OK);

@@ -101,8 +101,11 @@ export function haproxyConfig(table: RouteTable, servers: HaproxyServer[], liste
     // A half-closed tunnel would otherwise hold a drain until timeout tunnel.
     '  timeout client-fin 5s',
     '  timeout server-fin 5s',
+    // Once, when the app closed a kept-alive connection as the request went out (as the node
+    // engine). A refused connection is not retried: the app is down, and HAProxy would wait a
+    // second before the retry; the client gets the 503 at once.
     '  retries 1',
-    '  retry-on conn-failure empty-response',
+    '  retry-on empty-response',
     ...ERROR_PAGES.map((page) => `  http-error status ${page.status} content-type "text/plain; charset=utf-8" string ${quote(pageBody(page))} hdr cache-control no-store${page.retryAfter === undefined ? '' : ` hdr retry-after ${page.retryAfter}`}`),
     '',
     `frontend ${FRONTEND}`,

@@ -17,7 +17,7 @@ import {
   serverAddress,
   serverName,
 } from './haproxy-config.js';
-import { findHaproxy } from './haproxy-binary.js';
+import { findHaproxy, findProgram } from './haproxy-binary.js';
 import { HaproxyProcess } from './haproxy-process.js';
 import { parseInFlight, runtimeCommand } from './haproxy-runtime.js';
 import { listen } from './listen.js';
@@ -97,7 +97,8 @@ export class HaproxyDataPath implements DataPath {
     this.listenAddress = { host, port };
     const { log } = this.options;
     this.log.event('haproxy-found', { path: binary.path, version: binary.version });
-    this.haproxy = new HaproxyProcess({ binary: binary.path, log, configFile: this.paths.config, masterSocket: this.paths.masterSocket, adminSocket: this.paths.adminSocket, onExit: (how) => this.restart(how) });
+    const setpriv = await findProgram('setpriv');
+    this.haproxy = new HaproxyProcess({ binary: binary.path, setpriv, log, configFile: this.paths.config, masterSocket: this.paths.masterSocket, adminSocket: this.paths.adminSocket, onExit: (how) => this.restart(how) });
     this.writeConfig();
     await this.haproxy.start();
     this.countTimer = setInterval(() => this.refreshCounts(), COUNT_INTERVAL_MS).unref();

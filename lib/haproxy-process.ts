@@ -23,6 +23,11 @@ const BIND_FAILURES: Array<[RegExp, string]> = [
 
 export interface HaproxyProcessOptions {
   binary: string;
+  /**
+   * util-linux's setpriv, when there is one: HAProxy gets SIGTERM when rainbowd dies (even
+   * SIGKILLed), and its workers follow their master, so the port is free for the next rainbowd.
+   */
+  setpriv: string | null;
   configFile: string;
   masterSocket: string;
   adminSocket: string;
@@ -45,9 +50,12 @@ export class HaproxyProcess {
 
   /** Starts HAProxy on the config file as it is now; resolves once its worker answers on the admin socket. */
   async start(): Promise<void> {
-    const { binary, configFile, masterSocket, log } = this.options;
+    const { binary, setpriv, configFile, masterSocket, log } = this.options;
     this.tail.length = 0;
-    const child = spawn(binary, ['-W', '-db', '-f', configFile, '-S', `${masterSocket},mode,600`], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const command = [binary, '-W', '-db', '-f', configFile, '-S', `${masterSocket},mode,600`];
+    // setpriv execs HAProxy: the child's pid is HAProxy's master.
+    const [file, ...args] = setpriv === null ? command : [setpriv, '--pdeathsig', 'TERM', '--', ...command];
+    const child = spawn(file!, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     for (const stream of [child.stdout, child.stderr]) {
       readOutputLines(stream!, (line) => {

@@ -127,6 +127,7 @@ export class ServiceRegistry {
   async changeMode(name: string, change: ModeChange): Promise<Saved<ServiceStatus>> {
     const service = this.service(name);
     service.changeMode(change);
+    await this.context.dataPath.whenRouted();
     this.log.event(modeChanged[change.action], { service: name, reason: describeMode(service.mode) });
     const saved = await this.saveState();
     return { ...service.status(), ...saved };

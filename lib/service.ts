@@ -233,6 +233,9 @@ export class Service {
       this.settings = candidate;
     }
     const previous = this.switchTo(generation);
+    // The generation is called active once new requests reach it: HAProxy takes the switch a
+    // few runtime commands later.
+    await this.context.dataPath.whenRouted();
     generation.transition('active', reason, { previous: previous?.id });
     const switchedMs = since();
     this.watchForCrash(generation);

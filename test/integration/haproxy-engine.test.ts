@@ -97,6 +97,31 @@ test('HAProxy killed is logged and restarted at once from the current state, and
   assert.ok(!isAlive(master.pid));
 });
 
+test('once a redeployed generation is listed active, every new request reaches it', { skip, timeout: 90_000 }, async (t) => {
+  const { daemon } = await startAppDaemon(t, { name: 'haproxy-switch', config: HAPROXY });
+  let active = await daemon.waitForActive();
+  for (let deploy = 0; deploy < 8; deploy++) {
+    const redeploying = daemon.redeploy();
+    active = await daemon.waitForActive({ after: active.id });
+    const fresh = await request(daemon.proxyPort, '/', { agent: false });
+    assert.equal(header(fresh, 'x-generation'), String(active.id), `deploy ${deploy + 1}: a new request went to another generation`);
+    assert.equal((await redeploying).status, 200);
+  }
+});
+
+test('once stop or start has answered, the next request gets the maintenance page or the app', { skip, timeout: 60_000 }, async (t) => {
+  const { daemon } = await startAppDaemon(t, { name: 'haproxy-modes', config: HAPROXY });
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  t.after(() => agent.destroy());
+  const control = (action: string) => request(daemon.controlPort, `/services/default/${action}`, { method: 'POST', body: '', agent });
+  for (let cycle = 0; cycle < 5; cycle++) {
+    assert.equal((await control('stop')).status, 200);
+    assert.equal((await request(daemon.proxyPort, '/', { agent })).status, 503, `cycle ${cycle + 1}: a request after stop reached the app`);
+    assert.equal((await control('start')).status, 200);
+    assert.equal((await request(daemon.proxyPort, '/', { agent })).status, 200, `cycle ${cycle + 1}: a request after start did not reach the app`);
+  }
+});
+
 test('rainbowd deploy of a new host and its remove reload HAProxy under load without a failed request', { skip, timeout: 90_000 }, async (t) => {
   const marker = uniqueMarker('haproxy-reload');
   const { daemon } = await startAppDaemon(t, { name: 'haproxy-reload', config: HAPROXY });
@@ -130,6 +155,18 @@ test('rainbowd deploy of a new host and its remove reload HAProxy under load wit
   assertNoFailure(result, 'default');
   assertNoFailure(webResult!, 'web');
   assert.equal(daemon.output.filter((line) => /haproxy-reloaded/.test(line)).length, 2, daemon.log());
+});
+
+test('rainbowd killed with SIGKILL takes its HAProxy with it, so the proxy port is free for the next rainbowd', { skip }, async (t) => {
+  const { daemon } = await startAppDaemon(t, { name: 'haproxy-orphan', config: HAPROXY });
+  const haproxy = haproxyProcesses(daemon);
+  assert.ok(haproxy.length > 0, 'no HAProxy under the daemon');
+  daemon.child.kill('SIGKILL');
+  await daemon.exited;
+  await waitFor(() => haproxy.every((info) => !isAlive(info.pid)), { timeout: 5000, what: 'every HAProxy process to exit' });
+  const probe = net.createServer();
+  await new Promise<void>((resolve, reject) => probe.once('error', reject).listen(daemon.proxyPort, '127.0.0.1', resolve));
+  probe.close();
 });
 
 test('on SIGTERM HAProxy is stopped last, after every generation has drained and stopped, and nothing of it remains', { skip }, async (t) => {
