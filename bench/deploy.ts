@@ -16,6 +16,8 @@ export interface DeployPlan {
   deploys: number;
   /** rainbowd's proxy workers; undefined: its default. */
   workers: number | undefined;
+  /** rainbowd's data path; undefined: its default (node). */
+  engine: 'node' | 'haproxy' | undefined;
   /** Its duration is that of the steady run before the deploys, for comparison. */
   load: LoadSpec;
   warmupSeconds: number;
@@ -56,6 +58,7 @@ export interface DeployOutcome {
   app: string;
   /** rainbowd's proxy workers during the redeploys (0: one process). */
   workers: number;
+  engine: 'node' | 'haproxy';
   command: string | null;
   deploys: DeployRecord[];
   medians: Record<(typeof STEP_NAMES)[number], number | null>;
@@ -80,7 +83,10 @@ export async function benchmarkDeploys(context: BenchContext, plan: DeployPlan):
   await mkdir(directory, { recursive: true });
   const notes: string[] = [];
   progress(`deploy: starting rainbowd in front of the ${plan.app.name} app`);
-  const rainbowd = await Rainbowd.start(registry, context.root, path.join(directory, 'rainbowd'), plan.app.runLine, plan.workers);
+  const rainbowd = await Rainbowd.start(registry, context.root, path.join(directory, 'rainbowd'), plan.app.runLine, {
+    ...(plan.workers === undefined ? {} : { workers: plan.workers }),
+    ...(plan.engine === undefined ? {} : { engine: plan.engine }),
+  });
   let load: RunningLoad | undefined;
   try {
     let steady: WrkResult | null = null;
@@ -141,6 +147,7 @@ export async function benchmarkDeploys(context: BenchContext, plan: DeployPlan):
     return {
       app: plan.app.name,
       workers: (await rainbowd.status()).proxy.workers,
+      engine: plan.engine ?? 'node',
       command: tools.wrk ? `wrk -t${plan.load.threads} -c${plan.load.connections} --latency, running through every deploy` : null,
       deploys,
       medians,

@@ -11,6 +11,7 @@ export const USAGE = `usage: npm run bench [-- options]
   --duration S     seconds per wrk run (default 8)
   --deploys N      redeploys under load (default 10)
   --workers N      rainbowd's proxy workers in the redeploy benchmark (default: rainbowd's own)
+  --engine E       rainbowd's engine in the redeploy benchmark: node or haproxy (default node)
   --only LIST      run only these parts: hello,slow,gunicorn,deploy
   --without LIST   act as if these were not installed: wrk,nginx,haproxy,gunicorn
   --compare FILE   also show this run next to an earlier results file (\`last\`: the newest one)
@@ -28,6 +29,8 @@ export interface Plan {
   deploys: number;
   /** rainbowd's proxy workers for the redeploys; undefined: its default. */
   deployWorkers: number | undefined;
+  /** rainbowd's engine for the redeploys; undefined: its default. */
+  deployEngine: 'node' | 'haproxy' | undefined;
   without: (keyof Tools)[];
   compare?: string;
   keep: boolean;
@@ -42,6 +45,7 @@ export function parseOptions(argv: string[]): Plan {
       duration: { type: 'string' },
       deploys: { type: 'string' },
       workers: { type: 'string' },
+      engine: { type: 'string' },
       only: { type: 'string', default: '' },
       without: { type: 'string', default: '' },
       compare: { type: 'string' },
@@ -64,6 +68,8 @@ export function parseOptions(argv: string[]): Plan {
   const deploys = positive('deploys', values.deploys);
   if (values.workers !== undefined && !/^\d+$/.test(values.workers)) throw new TypeError(`--workers must be a whole number ≥ 0, got ${JSON.stringify(values.workers)}`);
   const deployWorkers = values.workers === undefined ? undefined : Number(values.workers);
+  if (values.engine !== undefined && values.engine !== 'node' && values.engine !== 'haproxy') throw new TypeError(`--engine must be node or haproxy, got ${JSON.stringify(values.engine)}`);
+  const deployEngine = values.engine as Plan['deployEngine'];
   const quick = values.quick;
   const without = list('without', values.without, ['wrk', 'nginx', 'haproxy', 'gunicorn'] as const);
   const parts = ['hello', 'slow', 'gunicorn', 'deploy'] as const;
@@ -86,6 +92,7 @@ export function parseOptions(argv: string[]): Plan {
     quietWaitMs: quick ? 0 : 20_000,
     deploys: wanted('deploy') ? (deploys ?? (quick ? 3 : 10)) : 0,
     deployWorkers,
+    deployEngine,
     without,
     compare: values.compare,
     keep: values.keep,

@@ -32,6 +32,32 @@ export function groupMemoryOf(groupId: number): Memory | undefined {
   return found ? { rssMB: round1(rssKiB / 1024), peakRssMB: round1(peakKiB / 1024) } : undefined;
 }
 
+/** Several groups' memory together (rainbowd's and its HAProxy's); undefined when none is left. */
+export function sumMemory(parts: Array<Memory | undefined>): Memory | undefined {
+  const found = parts.filter((part): part is Memory => part !== undefined);
+  if (found.length === 0) return undefined;
+  return { rssMB: round1(found.reduce((total, part) => total + part.rssMB, 0)), peakRssMB: round1(found.reduce((total, part) => total + part.peakRssMB, 0)) };
+}
+
+/** The live children of `pid` whose command is `name` (HAProxy's master under rainbowd). */
+export function childrenNamed(pid: number, name: string): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const fields = statFields(Number(entry));
+    if (fields && Number(fields[1]) === pid && readComm(Number(entry)) === name) found.push(Number(entry));
+  }
+  return found;
+}
+
+function readComm(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
 /** CPU seconds (user + system) used so far by the live processes of process group `groupId`. */
 export function groupCpuSeconds(groupId: number): number {
   let ticks = 0;

@@ -22,6 +22,11 @@ export interface LogLine {
 const LOG_LINE_LIMIT = 100_000;
 const STOP_GRACE_MS = 20_000;
 
+export interface RainbowdSetup {
+  workers?: number;
+  engine?: 'node' | 'haproxy';
+}
+
 export class Rainbowd {
   private constructor(
     readonly directory: string,
@@ -32,14 +37,14 @@ export class Rainbowd {
     readonly log: LogLine[],
   ) {}
 
-  /** `workers`: the proxy worker processes; unset, rainbowd's default for this machine. */
-  static async start(registry: ProcessRegistry, root: string, directory: string, runLine: string, workers?: number): Promise<Rainbowd> {
+  /** `workers`: the proxy worker processes, `engine` the data path; unset, rainbowd's defaults for this machine. */
+  static async start(registry: ProcessRegistry, root: string, directory: string, runLine: string, { workers, engine }: RainbowdSetup = {}): Promise<Rainbowd> {
     const runtime = path.join(directory, 'runtime');
     await mkdir(runtime, { recursive: true });
     const proxyPort = await getPort({ host: '127.0.0.1' });
     const controlPort = await getPort({ host: '127.0.0.1', exclude: [proxyPort] });
     const configFile = path.join(directory, 'rainbow.conf.json');
-    const config = { run: runLine, port: proxyPort, controlPort, healthCheckPath: '/', drainTimeout: '5s', ...(workers === undefined ? {} : { workers }) };
+    const config = { run: runLine, port: proxyPort, controlPort, healthCheckPath: '/', drainTimeout: '5s', ...(workers === undefined ? {} : { workers }), ...(engine === undefined ? {} : { engine }) };
     await writeFile(configFile, `${JSON.stringify(config, null, 2)}\n`);
     const log: LogLine[] = [];
     const launched = registry.launch('rainbowd', process.execPath, [path.join(root, 'bin', 'rainbowd.js'), 'run', '--config', configFile], {

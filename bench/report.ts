@@ -98,20 +98,21 @@ function renderMemory(apps: AppOutcome[]): string | undefined {
   const rows = apps.flatMap((app) =>
     app.rainbowdMemory
       .filter((memory) => memory.idle)
-      .map(({ target, workers, idle, afterLoad }) => [
+      .map(({ target, workers, engine, idle, afterLoad }) => [
         app.title,
-        `${target} (${workers === 0 ? 'one process' : `daemon + ${workers} workers`})`,
+        `${target} (${engine === 'haproxy' ? 'daemon + HAProxy' : workers === 0 ? 'one process' : `daemon + ${workers} workers`})`,
         megabytes(idle?.rssMB),
         megabytes(afterLoad?.rssMB),
         megabytes(afterLoad?.peakRssMB ?? idle?.peakRssMB),
       ]),
   );
   if (!rows.length) return undefined;
-  return `### rainbowd memory (one daemon per app; RSS of the daemon and its proxy workers together)\n\n${table(['in front of', 'rainbowd', 'RSS idle', 'RSS after the load runs', 'peak RSS (sum of each process\'s peak)'], rows, 'llrrr')}`;
+  return `### rainbowd memory (one daemon per app; RSS of the daemon and its proxy workers, or its HAProxy, together)\n\n${table(['in front of', 'rainbowd', 'RSS idle', 'RSS after the load runs', 'peak RSS (sum of each process\'s peak)'], rows, 'llrrr')}`;
 }
 
 function renderDeploy(deploy: DeployOutcome): string {
-  const lines: string[] = [`### Redeploys under load: ${deploy.deploys.length} deploys of the ${deploy.app} app, rainbowd ${deploy.workers === 0 ? 'as one process' : `with ${deploy.workers} proxy workers`}`];
+  const how = deploy.engine === 'haproxy' ? 'with the haproxy engine' : deploy.workers === 0 ? 'as one process' : `with ${deploy.workers} proxy workers`;
+  const lines: string[] = [`### Redeploys under load: ${deploy.deploys.length} deploys of the ${deploy.app} app, rainbowd ${how}`];
   if (deploy.load && deploy.errors !== null) {
     const load = deploy.load;
     const summary = (result: WrkResult) =>

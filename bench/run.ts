@@ -49,7 +49,7 @@ async function main(plan: Plan, context: BenchContext, results: BenchResults): P
   }
   if (interrupted || plan.deploys === 0) return;
   try {
-    results.deploy = await benchmarkDeploys(context, { app: apps.hello, deploys: plan.deploys, workers: plan.deployWorkers, load: plan.load, warmupSeconds: plan.warmupSeconds });
+    results.deploy = await benchmarkDeploys(context, { app: apps.hello, deploys: plan.deploys, workers: plan.deployWorkers, engine: plan.deployEngine, load: plan.load, warmupSeconds: plan.warmupSeconds });
   } catch (error) {
     if (interrupted) return;
     results.failures.push(`redeploys under load: ${(error as Error).message}`);

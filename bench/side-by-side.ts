@@ -10,23 +10,24 @@ import type { FixtureApp } from './apps.js';
 import { waitForHttp } from './http.js';
 import { describeLoad, errorCount, runWrk, type LoadSpec, type SocketErrors, type WrkResult } from './load.js';
 import { startHaproxy, startNginx } from './peers.js';
-import { groupCpuSeconds, groupMemoryOf, groupOf, type Memory } from './proc.js';
+import { childrenNamed, groupCpuSeconds, groupMemoryOf, groupOf, type Memory, sumMemory } from './proc.js';
 import type { Launched, ProcessRegistry } from './processes.js';
 import { DISTURBED_SHARE, markCpu, otherShareSince, waitForQuiet } from './quiet.js';
 import { Rainbowd } from './rainbowd.js';
 import { median, sum } from './stats.js';
 import type { Tools } from './tools.js';
 
-export type TargetName = 'direct' | 'rainbowd' | 'rainbowd-workers' | 'nginx' | 'haproxy';
-export const TARGET_ORDER: readonly TargetName[] = ['direct', 'rainbowd', 'rainbowd-workers', 'nginx', 'haproxy'];
+export type TargetName = 'direct' | 'rainbowd' | 'rainbowd-workers' | 'rainbowd-haproxy' | 'nginx' | 'haproxy';
+export const TARGET_ORDER: readonly TargetName[] = ['direct', 'rainbowd', 'rainbowd-workers', 'rainbowd-haproxy', 'nginx', 'haproxy'];
 
 /** The proxy workers of the rainbowd-workers target: the default where it has some, else 2. */
 export const BENCH_WORKERS = Math.max(2, defaultWorkers());
 
-/** The two ways rainbowd can run its proxy: in the daemon's process, and in worker processes. */
-const RAINBOWD_VARIANTS: ReadonlyArray<{ name: TargetName; workers: number }> = [
-  { name: 'rainbowd', workers: 0 },
-  { name: 'rainbowd-workers', workers: BENCH_WORKERS },
+/** The ways rainbowd can run its data path: in the daemon's process, in worker processes, and HAProxy (the haproxy engine). */
+const RAINBOWD_VARIANTS: ReadonlyArray<{ name: TargetName; workers: number; engine: 'node' | 'haproxy' }> = [
+  { name: 'rainbowd', workers: 0, engine: 'node' },
+  { name: 'rainbowd-workers', workers: BENCH_WORKERS, engine: 'node' },
+  { name: 'rainbowd-haproxy', workers: 0, engine: 'haproxy' },
 ];
 
 // A run during which other processes took more than DISTURBED_SHARE of the CPU is run again,
@@ -62,8 +63,8 @@ interface Target {
   url: string;
   /** Any of these exiting spoils the run. */
   processes: Launched[];
-  /** The proxy's process group, whose CPU time is charged to it (none for direct). */
-  proxyGroup?: number;
+  /** The proxy's process groups (rainbowd's and its HAProxy's), whose CPU time is charged to it (none for direct). */
+  proxyGroups: number[];
   /** The app's process group behind this target. */
   appGroup?: number;
 }
@@ -106,8 +107,9 @@ export interface LoadOutcome {
 
 export interface RainbowdMemory {
   target: TargetName;
-  /** Proxy worker processes; the figures are of the daemon and its workers together. */
+  /** Proxy worker processes; the figures are of the daemon and its workers (or its HAProxy) together. */
   workers: number;
+  engine: 'node' | 'haproxy';
   idle?: Memory;
   afterLoad?: Memory;
 }
@@ -135,19 +137,24 @@ export async function benchmarkApp(context: BenchContext, plan: AppPlan): Promis
     started.push({ stop: () => direct.stop(10_000) });
     const directUrl = `http://127.0.0.1:${appPort}/`;
     await waitForHttp(directUrl, app.title, [direct]);
-    const targets: Target[] = [{ name: 'direct', url: directUrl, processes: [direct], appGroup: direct.pid }];
+    const targets: Target[] = [{ name: 'direct', url: directUrl, processes: [direct], proxyGroups: [], appGroup: direct.pid }];
 
-    const daemonGroups = new Map<RainbowdMemory, number | undefined>();
+    const daemonGroups = new Map<RainbowdMemory, number[]>();
     for (const variant of RAINBOWD_VARIANTS) {
-      const rainbowd = await Rainbowd.start(registry, context.root, path.join(directory, variant.name), app.runLine, variant.workers);
+      if (variant.engine === 'haproxy' && !tools.haproxy) {
+        outcome.notes.push(`no ${variant.name} column: haproxy is not available`);
+        continue;
+      }
+      const rainbowd = await Rainbowd.start(registry, context.root, path.join(directory, variant.name), app.runLine, variant);
       started.push(rainbowd);
       const status = await rainbowd.status();
       const appPid = status.services[0]?.generations.find((generation) => generation.state === 'active')?.pid ?? undefined;
-      const proxyGroup = groupOf(status.pid);
-      targets.push({ name: variant.name, url: rainbowd.proxyUrl, processes: [rainbowd.process], proxyGroup, appGroup: appPid ? groupOf(appPid) : undefined });
-      const memory: RainbowdMemory = { target: variant.name, workers: status.proxy.workers };
+      // HAProxy runs in a process group of its own, a child of the daemon.
+      const proxyGroups = [status.pid, ...childrenNamed(status.pid, 'haproxy')].flatMap((pid) => groupOf(pid) ?? []);
+      targets.push({ name: variant.name, url: rainbowd.proxyUrl, processes: [rainbowd.process], proxyGroups, appGroup: appPid ? groupOf(appPid) : undefined });
+      const memory: RainbowdMemory = { target: variant.name, workers: status.proxy.workers, engine: variant.engine };
       outcome.rainbowdMemory.push(memory);
-      daemonGroups.set(memory, proxyGroup);
+      daemonGroups.set(memory, proxyGroups);
     }
 
     for (const [name, start] of [['nginx', startNginx], ['haproxy', startHaproxy]] as const) {
@@ -158,11 +165,11 @@ export async function benchmarkApp(context: BenchContext, plan: AppPlan): Promis
       }
       const peer = await start(registry, executable, path.join(directory, name), appPort);
       started.push({ stop: () => peer.process.stop(10_000) });
-      targets.push({ name, url: peer.url, processes: [peer.process, direct], proxyGroup: peer.process.pid, appGroup: direct.pid });
+      targets.push({ name, url: peer.url, processes: [peer.process, direct], proxyGroups: [peer.process.pid], appGroup: direct.pid });
     }
 
     const measureMemory = (when: 'idle' | 'afterLoad') => {
-      for (const [memory, group] of daemonGroups) memory[when] = group === undefined ? undefined : groupMemoryOf(group);
+      for (const [memory, groups] of daemonGroups) memory[when] = sumMemory(groups.map(groupMemoryOf));
     };
     measureMemory('idle');
     if (!tools.wrk) {
@@ -270,7 +277,7 @@ function summarize(target: TargetName, allRuns: Run[]): TargetSummary {
 
 function cpuOf(target: Target): { proxy: number | null; app: number | null } {
   return {
-    proxy: target.proxyGroup === undefined ? null : groupCpuSeconds(target.proxyGroup),
+    proxy: target.proxyGroups.length === 0 ? null : sum(target.proxyGroups.map(groupCpuSeconds)),
     app: target.appGroup === undefined ? null : groupCpuSeconds(target.appGroup),
   };
 }

@@ -58,6 +58,10 @@ export interface DaemonConfig {
   trustedProxies: string[];
   /** Proxy worker processes; 0 = the proxy runs in the daemon's own process. */
   workers: number;
+  /** The data path: rainbowd's own proxy, or HAProxy driven through its runtime API. */
+  engine: Engine;
+  /** The haproxy program (a name looked up on PATH, or a path), for `"engine": "haproxy"`. */
+  haproxyPath: string;
   /** The default service (top-level keys) first, if there is one. */
   services: ServiceConfig[];
 }
@@ -72,7 +76,11 @@ export interface RunOverrides {
   controlToken?: string;
   logFormat?: LogFormat;
   workers?: number;
+  engine?: Engine;
 }
+
+export const ENGINES = ['node', 'haproxy'] as const;
+export type Engine = (typeof ENGINES)[number];
 
 export const MAX_WORKERS = 64;
 
@@ -145,7 +153,7 @@ const loaders = {
 };
 
 // Options the config file may set, besides the keys of the default service.
-const daemonKeys = ['port', 'controlPort', 'host', 'controlHost', 'controlSocket', 'controlToken', 'logFormat', 'trustedProxies', 'workers', 'services'] as const;
+const daemonKeys = ['port', 'controlPort', 'host', 'controlHost', 'controlSocket', 'controlToken', 'logFormat', 'trustedProxies', 'workers', 'engine', 'haproxyPath', 'services'] as const;
 // Keys of the default service (top level) and of each named service.
 const serviceKeys = [
   'run',
@@ -226,11 +234,19 @@ export function validateConfig(raw: unknown, file: string, overrides: RunOverrid
     controlToken: v.token(config.controlToken, 'controlToken'),
     logFormat: v.oneOf(config.logFormat, 'logFormat', ['text', 'json'] as const),
     workers: v.integer(config.workers, 'workers', 0, MAX_WORKERS),
+    engine: v.oneOf(config.engine, 'engine', ENGINES),
+    haproxyPath: v.string(config.haproxyPath, 'haproxyPath'),
   };
   const controlToken = overrides.controlToken ?? fromFile.controlToken ?? null;
   if (fromFile.controlHost !== undefined) v.controlHost(fromFile.controlHost, controlToken);
   const port = overrides.port ?? fromFile.port ?? 7000;
   const controlSocket = overrides.controlSocket ?? fromFile.controlSocket;
+  const engine = overrides.engine ?? fromFile.engine ?? 'node';
+  const workers = overrides.workers ?? fromFile.workers;
+  // HAProxy does the proxying itself: proxy workers would have nothing to do.
+  if (engine === 'haproxy' && workers !== undefined && workers > 0) {
+    v.fail('workers', '0 or left out with "engine": "haproxy" (workers applies to the node engine; with haproxy, HAProxy does the proxying)', workers);
+  }
   return {
     file,
     host: overrides.host ?? fromFile.host ?? '127.0.0.1',
@@ -241,7 +257,10 @@ export function validateConfig(raw: unknown, file: string, overrides: RunOverrid
     controlToken,
     logFormat: overrides.logFormat ?? fromFile.logFormat ?? 'text',
     trustedProxies: v.stringList(config.trustedProxies, 'trustedProxies') ?? [],
-    workers: overrides.workers ?? fromFile.workers ?? defaultWorkers(),
+    workers: workers ?? (engine === 'haproxy' ? 0 : defaultWorkers()),
+    engine,
+    // A bare name is looked up on PATH; a path is relative to the config file, like "cwd".
+    haproxyPath: fromFile.haproxyPath?.includes('/') ? path.resolve(dir, fromFile.haproxyPath) : (fromFile.haproxyPath ?? 'haproxy'),
     services,
   };
 }

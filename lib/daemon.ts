@@ -6,6 +6,7 @@ import { ControlServer } from './control.js';
 import { removeRecord, writeRecord } from './daemon-record.js';
 import { RainbowError, isRainbowError, messageOf } from './errors.js';
 import { FileWatch } from './file-watch.js';
+import { HaproxyDataPath } from './haproxy-data-path.js';
 import type { Logger } from './log.js';
 import { runtimeDirPrefix, stopOrphans } from './orphans.js';
 import { Proxy } from './proxy.js';
@@ -17,7 +18,7 @@ import { ServiceRegistry } from './service-registry.js';
 // signals, the crash handler, config reloads and shutdown.
 
 /** Settings that the listeners took at start: a reload cannot change them. */
-const fixedAtStart = ['host', 'port', 'controlHost', 'controlPort', 'controlSocket', 'controlToken', 'workers'] as const;
+const fixedAtStart = ['host', 'port', 'controlHost', 'controlPort', 'controlSocket', 'controlToken', 'workers', 'engine', 'haproxyPath'] as const;
 
 export class Daemon {
   private readonly dataPath: DataPath;
@@ -34,7 +35,7 @@ export class Daemon {
     private readonly log: Logger,
     private readonly version: string,
   ) {
-    this.dataPath = config.workers === 0 ? new Proxy(log) : new ProxyWorkers(config.workers, log);
+    this.dataPath = createDataPath(config, log, this.runtimeDir);
     // Marks the requests our proxy forwarded, so one that a target sends back to it is answered 508, not forwarded again.
     const via = `rainbowd-${randomBytes(6).toString('hex')}`;
     const registry = new ServiceRegistry(config, { log, dataPath: this.dataPath, runtimeDir: this.runtimeDir, via });
@@ -64,6 +65,7 @@ export class Daemon {
     }
     this.log.event('listening', {
       proxy: `${config.host}:${config.port}`,
+      engine: config.engine,
       workers: config.workers,
       control: `${config.controlHost}:${config.controlPort}`,
       controlSocket: config.controlSocket ?? undefined,
@@ -123,8 +125,8 @@ export class Daemon {
       this.log.event('reload-ignored', { key, ...values, reason: `changing "${key}" needs a restart of rainbowd` });
     }
     this.log.setFormat(next.logFormat);
-    const { host, port, controlHost, controlPort, controlSocket, controlToken, workers } = this.config;
-    this.config = { ...next, host, port, controlHost, controlPort, controlSocket, controlToken, workers };
+    const { host, port, controlHost, controlPort, controlSocket, controlToken, workers, engine, haproxyPath } = this.config;
+    this.config = { ...next, host, port, controlHost, controlPort, controlSocket, controlToken, workers, engine, haproxyPath };
     this.registry.reconcile(this.config);
     this.watchFiles();
     this.log.event('reloaded', { config: this.config.file, reason: `${why}; new values apply from the next deploy` });
@@ -204,6 +206,12 @@ export class Daemon {
       });
     }
   }
+}
+
+/** The engine the config names: HAProxy (its program is checked when it starts), or rainbowd's own proxy in this process or in workers. */
+function createDataPath(config: DaemonConfig, log: Logger, runtimeDir: string): DataPath {
+  if (config.engine === 'haproxy') return new HaproxyDataPath({ haproxyPath: config.haproxyPath, runtimeDir, log });
+  return config.workers === 0 ? new Proxy(log) : new ProxyWorkers(config.workers, log);
 }
 
 async function listenOrExplain(listening: Promise<void>, what: string, host: string, port: number, setting: string, file: string | null): Promise<void> {

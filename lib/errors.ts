@@ -12,6 +12,7 @@ export type ErrorCode =
   | 'DAEMON_UNREACHABLE'
   | 'PORT_IN_USE'
   | 'LISTEN_FAILED'
+  | 'ENGINE_UNAVAILABLE'
   | 'HOST_IN_USE'
   | 'TARGET_LOOP'
   | 'SERVICE_EXISTS'
@@ -37,6 +38,8 @@ const httpStatusByCode: Record<ErrorCode, number> = {
   PORT_IN_USE: 500,
   // Not in use, but refused all the same: the port needs privileges, the address is not this machine's.
   LISTEN_FAILED: 500,
+  // The data path the config asks for cannot run here (HAProxy missing or too old).
+  ENGINE_UNAVAILABLE: 500,
   HOST_IN_USE: 409,
   TARGET_LOOP: 409,
   SERVICE_EXISTS: 409,
@@ -62,6 +65,7 @@ const httpStatusByCode: Record<ErrorCode, number> = {
 const exitCodeByCode: Partial<Record<ErrorCode, number>> = {
   CONFIG_NOT_FOUND: 2,
   CONFIG_INVALID: 2,
+  ENGINE_UNAVAILABLE: 2,
   USAGE: 2,
   BAD_REQUEST: 2,
   NOT_FOUND: 2,

@@ -18,6 +18,11 @@ export interface Forwarding {
   trustedProxies: ReadonlySet<string>;
   /** This daemon's token, added to `Via` to detect loops (see request-framing.ts). */
   via: string;
+  /**
+   * The field in which the peer, HAProxy in front of the haproxy engine's fallback, names the
+   * client; it is never forwarded. Only for a listener no one else can reach.
+   */
+  clientAddressField?: string;
 }
 
 /**
@@ -28,12 +33,12 @@ export interface Forwarding {
  */
 export function requestHeaders(request: http.IncomingMessage, forwarding: Forwarding, websocket: boolean): http.IncomingHttpHeaders {
   const received = request.headers;
-  const address = clientAddress(request);
+  const address = clientAddress(request, forwarding.clientAddressField);
   const trusted = forwarding.trustedProxies.has(address);
   const named = connectionOptions(received.connection);
   const headers: http.IncomingHttpHeaders = {};
   for (const name in received) {
-    if (HOP_BY_HOP.has(name) || (!trusted && CLIENT_CLAIMS.has(name)) || named?.has(name) || name === 'expect') continue;
+    if (HOP_BY_HOP.has(name) || (!trusted && CLIENT_CLAIMS.has(name)) || named?.has(name) || name === 'expect' || name === forwarding.clientAddressField) continue;
     headers[name] = received[name];
   }
   if (websocket) {
@@ -93,8 +98,9 @@ function connectionOptions(value: string | undefined): Set<string> | null {
   return names;
 }
 
-function clientAddress(request: http.IncomingMessage): string {
-  const raw = request.socket.remoteAddress ?? '';
+function clientAddress(request: http.IncomingMessage, field: string | undefined): string {
+  const named = field === undefined ? undefined : request.headers[field];
+  const raw = typeof named === 'string' ? named : (request.socket.remoteAddress ?? '');
   return raw.startsWith('::ffff:') ? raw.slice(7) : raw;
 }
 

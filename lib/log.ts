@@ -80,6 +80,15 @@ export class Logger {
     }
     this.write(`[${service}#${generation}] ${line}\n`);
   }
+
+  /** A line a program rainbowd runs for itself (HAProxy) printed, prefixed with its name. */
+  programOutput(program: string, line: string): void {
+    if (this.format === 'json') {
+      this.write(`${JSON.stringify({ time: new Date().toISOString(), event: 'output', program, line })}\n`);
+      return;
+    }
+    this.write(`[${program}] ${line}\n`);
+  }
 }
 
 function formatValue(value: unknown): string {

@@ -21,6 +21,11 @@ export function maintenance(message: string | null): Page {
   return { status: 503, title: 'Service Unavailable', text: message ?? 'The site is down for maintenance. Please come back soon.', retryAfter: 60 };
 }
 
+/** The text of a page, the same from every engine. */
+export function pageBody(page: Page): string {
+  return `${page.status} ${page.title}\n${page.text}\n`;
+}
+
 function pageHeaders(page: Page, body: string): Record<string, string | number> {
   return {
     'content-type': 'text/plain; charset=utf-8',
@@ -31,14 +36,14 @@ function pageHeaders(page: Page, body: string): Record<string, string | number> 
 }
 
 export function sendPage(response: http.ServerResponse, page: Page): void {
-  const body = `${page.status} ${page.title}\n${page.text}\n`;
+  const body = pageBody(page);
   response.writeHead(page.status, pageHeaders(page, body));
   response.end(body);
 }
 
 /** The same page on a socket that has no ServerResponse (an upgrade, or one the parser refused); then it closes. */
 export function sendRawPage(socket: Duplex, page: Page): void {
-  const body = `${page.status} ${page.title}\n${page.text}\n`;
+  const body = pageBody(page);
   const headers = Object.entries({ ...pageHeaders(page, body), connection: 'close' }).map(([name, value]) => `${name}: ${value}\r\n`);
   socket.end(`HTTP/1.1 ${page.status} ${page.title}\r\n${headers.join('')}\r\n${body}`);
 }

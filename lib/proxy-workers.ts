@@ -85,6 +85,8 @@ export class ProxyWorkers implements DataPath {
     this.broadcast({ type: 'update', table });
   }
 
+  async whenRouted(): Promise<void> {}
+
   async whenIdle(key: number): Promise<void> {
     await this.ask((id) => ({ type: 'when-idle', id, key }));
   }

@@ -57,7 +57,11 @@ export class Proxy implements DataPath {
   private readonly admitted = new WeakSet<Socket>();
   private refusedConnections = 0;
 
-  constructor(private readonly log: EventLog) {
+  /** `clientAddressField`: see Forwarding; set when HAProxy is this proxy's only peer. */
+  constructor(
+    private readonly log: EventLog,
+    private readonly clientAddressField?: string,
+  ) {
     this.engine = new ProxyEngine((response, error) => this.answerError(response, error));
     this.server = http.createServer({
       // Longer than nginx's upstream keepalive_timeout (60 s), so nginx closes idle
@@ -103,7 +107,8 @@ export class Proxy implements DataPath {
     }, REFUSED_REPORT_INTERVAL_MS).unref();
   }
 
-  listen(port: number, host: string): Promise<void> {
+  /** On a port and host, or on a unix socket when `port` is a path. */
+  listen(port: number | string, host?: string): Promise<void> {
     return listen(this.server, port, host);
   }
 
@@ -120,7 +125,7 @@ export class Proxy implements DataPath {
   }
 
   update(table: RouteTable): void {
-    this.forwarding = { trustedProxies: new Set(table.trustedProxies), via: table.via };
+    this.forwarding = { trustedProxies: new Set(table.trustedProxies), via: table.via, ...(this.clientAddressField === undefined ? {} : { clientAddressField: this.clientAddressField }) };
     const names = new Set(table.services.map((route) => route.name));
     for (const [name, gone] of this.services) {
       if (names.has(name)) continue;
@@ -137,6 +142,8 @@ export class Proxy implements DataPath {
     }
     this.router.update(this.services.values());
   }
+
+  async whenRouted(): Promise<void> {}
 
   whenIdle(key: number): Promise<void> {
     return this.upstreams.get(key)?.whenIdle() ?? Promise.resolve();

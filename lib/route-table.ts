@@ -43,6 +43,12 @@ export interface RouteTable {
 export interface DataPath {
   listen(port: number, host: string): Promise<void>;
   update(table: RouteTable): void;
+  /**
+   * Resolves once new requests are routed by every table published before: at once where an
+   * update takes effect as it is published (or one IPC message later, in proxy workers); after
+   * its reload with HAProxy, whose new routes need one.
+   */
+  whenRouted(): Promise<void>;
   /** Resolves once no request or upgraded connection is in flight to the upstream. */
   whenIdle(key: number): Promise<void>;
   /** Closes the upstream's sockets, cutting whatever is still in flight; resolves to how many were cut. */

@@ -93,6 +93,8 @@ export class ServiceRegistry {
       if (!existing) {
         this.services.set(name, service);
         this.publishRoutes();
+        // Answered once the new host routes to it, so the caller's next request gets there.
+        await this.context.dataPath.whenRouted();
       }
       return { ...result, ...(await this.saveState()) };
     } catch (error) {
@@ -121,6 +123,7 @@ export class ServiceRegistry {
   async changeMode(name: string, change: ModeChange): Promise<Saved<ServiceStatus>> {
     const service = this.service(name);
     service.changeMode(change);
+    await this.context.dataPath.whenRouted();
     this.log.event(modeChanged[change.action], { service: name, reason: describeMode(service.mode) });
     const saved = await this.saveState();
     return { ...service.status(), ...saved };

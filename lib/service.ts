@@ -238,6 +238,9 @@ export class Service {
       this.settings = candidate;
     }
     const previous = this.switchTo(generation);
+    // The generation is called active once new requests reach it: HAProxy takes the switch a
+    // few runtime commands later.
+    await this.context.dataPath.whenRouted();
     generation.activate(reason, previous?.id ?? null);
     const switchedMs = since();
     this.watchForCrash(generation);

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { usageError } from '../errors.js';
 import type { LogFormat } from '../log.js';
-import { isValidToken, MAX_WORKERS, TOKEN_EXPECTED, type RunOverrides } from '../config.js';
+import { ENGINES, type Engine, isValidToken, MAX_WORKERS, TOKEN_EXPECTED, type RunOverrides } from '../config.js';
 import { expectNoArguments, parseCommandLine } from './args.js';
 
 // The options of `rainbowd run`. Each can also come from the environment: flag > env >
@@ -25,6 +25,7 @@ export const runOptions: RunOption[] = [
   { flag: 'control-host', env: ['RAINBOWD_CONTROL_HOST'], value: 'ADDR', help: 'control API listen address (default 127.0.0.1)' },
   { flag: 'control-socket', env: ['RAINBOWD_CONTROL_SOCKET'], value: 'PATH', help: 'also serve the control API on this unix socket, mode 0600 (default: none)' },
   { flag: 'workers', env: ['RAINBOWD_WORKERS'], value: 'N', help: 'proxy worker processes; 0 = proxy in the daemon process (default: see README)' },
+  { flag: 'engine', env: ['RAINBOWD_ENGINE'], value: 'node|haproxy', help: 'the data path: rainbowd\'s own proxy, or HAProxy driven by rainbowd (default node)' },
   { flag: 'log-format', env: ['RAINBOWD_LOG_FORMAT', 'LOG_FORMAT'], value: 'text|json', help: 'log lines as text or JSON (default text)' },
 ];
 
@@ -68,6 +69,11 @@ export function parseRunArguments(args: string[], env: NodeJS.ProcessEnv): RunAr
     const count = Number(workers.value);
     if (!/^\d+$/.test(workers.value) || count > MAX_WORKERS) throw usageError(`${workers.from} must be a whole number from 0 to ${MAX_WORKERS}, got ${JSON.stringify(workers.value)}`);
     overrides.workers = count;
+  }
+  const engine = pick('engine');
+  if (engine) {
+    if (!ENGINES.includes(engine.value as Engine)) throw usageError(`${engine.from} must be ${ENGINES.map((name) => `"${name}"`).join(' or ')}, got ${JSON.stringify(engine.value)}`);
+    overrides.engine = engine.value as Engine;
   }
   const logFormat = pick('log-format');
   if (logFormat) {

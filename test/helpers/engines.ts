@@ -1,12 +1,9 @@
 import { test, type TestContext, type TestOptions } from 'node:test';
+import { ENGINES, type Engine } from '../../lib/config.js';
 import { findExecutable } from './executables.js';
 
-/** A data path rainbowd can run: the config key `engine`. */
-export type Engine = 'node' | 'haproxy';
-
-// The engines every data-path test runs against. haproxy joins this list when its engine
-// lands in lib/: then each of those tests runs once for each engine.
-export const ENGINES: readonly Engine[] = ['node'];
+// Every data-path test runs once against each engine rainbowd has (the config key `engine`).
+export { ENGINES, type Engine };
 
 // The program an engine needs besides rainbowd, and how to install it.
 const programs: Partial<Record<Engine, { name: string; install: string }>> = {

@@ -98,3 +98,16 @@ export function memoryOf(pid: number): Memory {
   const kb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
   return { rss: kb('VmRSS'), peakRss: kb('VmHWM') };
 }
+
+// The live processes under `pid`: its children, theirs, and so on.
+export function descendants(pid: number): ProcessInfo[] {
+  const all = liveProcesses();
+  const found: ProcessInfo[] = [];
+  let parents = new Set([pid]);
+  while (parents.size > 0) {
+    const children = all.filter((info) => parents.has(info.ppid));
+    found.push(...children);
+    parents = new Set(children.map((info) => info.pid));
+  }
+  return found;
+}

@@ -47,6 +47,9 @@ export class HeldRelease implements DataPath {
   update(table: RouteTable): void {
     this.proxy.update(table);
   }
+  whenRouted(): Promise<void> {
+    return this.proxy.whenRouted();
+  }
   whenIdle(key: number): Promise<void> {
     return this.proxy.whenIdle(key);
   }

@@ -1,0 +1,205 @@
+import { BAD_GATEWAY, BAD_REQUEST, type Page, pageBody, RESTARTING } from './pages.js';
+import type { RouteTable, ServiceRoute } from './route-table.js';
+
+// HAProxy's config, generated from the route table: the routing of router.ts as rules
+// (exact host, then wildcard by longest suffix, then the catch-all; within each the longest
+// path prefix, `/api` matching `/api`, `/api/x` and `/api?q` but not `/apis`), one backend
+// per service holding its generations as servers, the forwarded header fields of
+// forward-headers.ts, and the fallback: rainbowd's own proxy on a unix socket, which answers
+// everything that is not "a running service with an active generation" (404, the starting
+// page, paused and stopped services). Which services HAProxy serves itself is the map
+// ACTIVE_MAP (service -> backend), changed at run time without a reload.
+
+/** A generation HAProxy holds as a server: the active one of its service, or one draining. */
+export interface HaproxyServer {
+  key: number;
+  service: string;
+  host: string;
+  port: number;
+  /** Takes new requests (the service's active generation); else it is draining, `disabled` in a fresh config. */
+  serving: boolean;
+}
+
+export interface HaproxyPaths {
+  adminSocket: string;
+  activeMap: string;
+  fallbackSocket: string;
+}
+
+export const FRONTEND = 'rainbowd';
+export const FALLBACK_BACKEND = 'fallback';
+/** The field in which HAProxy names the client to the fallback (see forward-headers.ts). */
+export const CLIENT_ADDRESS_FIELD = 'x-rainbowd-client';
+
+// Options a dynamic server must be given on `add server` itself: it does not inherit
+// default-server, and without connection reuse HAProxy measured 0.34x its throughput.
+export const SERVER_OPTIONS = 'pool-max-conn -1 pool-purge-delay 4s';
+
+// Old workers keep the connections they had at a reload until those end: no longer than this.
+const HARD_STOP_AFTER = '10m';
+
+const TIMEOUT: Page = { status: 408, title: 'Request Timeout', text: 'The request was not received in time.' };
+const GATEWAY_TIMEOUT: Page = { status: 504, title: 'Gateway Timeout', text: 'The app did not answer in time.' };
+// HAProxy answers 503 when the app refused the connection (it crashed and is being restarted).
+const ERROR_PAGES = [BAD_REQUEST, TIMEOUT, BAD_GATEWAY, RESTARTING, GATEWAY_TIMEOUT];
+
+/** Sent again once when the app closed the connection without answering, as the node engine does. */
+const IDEMPOTENT_METHODS = 'GET HEAD PUT DELETE OPTIONS TRACE';
+
+/** `%41`: a percent-encoded letter, digit, `-`, `.`, `_` or `~` (RFC 3986 §2.3), which request-path.ts decodes. */
+const ENCODED_UNRESERVED = '%(2[dDeE]|3[0-9]|[46][1-9a-fA-F]|[57][0-9aA]|5[fF]|7[eE])';
+
+/** The client's claims about the request's origin: believed only from trusted proxies (forward-headers.ts). */
+const CLIENT_CLAIMS = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'forwarded', 'x-real-ip'];
+
+export function backendOf(service: string): string {
+  return `svc_${service}`;
+}
+
+export function serverName(key: number): string {
+  return `g${key}`;
+}
+
+/** What a reload must change: services, their routes, the header rules. Mode and generations change at run time. */
+export function routingSignature(table: RouteTable): string {
+  const routes = table.services.map(({ name, hosts, pathPrefix, stripPathPrefix }) => ({ name, hosts, pathPrefix, stripPathPrefix }));
+  return JSON.stringify({ routes, trustedProxies: table.trustedProxies, via: table.via });
+}
+
+/** The backend HAProxy sends a service's requests to, or null: then the fallback answers them. */
+export function activeBackend(route: ServiceRoute): string | null {
+  return route.mode === 'running' && route.upstream !== null ? backendOf(route.name) : null;
+}
+
+/** ACTIVE_MAP's content for the table. */
+export function activeMap(table: RouteTable): string {
+  return table.services.flatMap((route) => {
+    const backend = activeBackend(route);
+    return backend === null ? [] : [`${route.name} ${backend}\n`];
+  }).join('');
+}
+
+export function haproxyConfig(table: RouteTable, servers: HaproxyServer[], listen: { host: string; port: number }, paths: HaproxyPaths): string {
+  const lines = [
+    '# Written by rainbowd from its route table, and again on every change of services or routes.',
+    'global',
+    `  stats socket ${paths.adminSocket} mode 600 level admin`,
+    `  hard-stop-after ${HARD_STOP_AFTER}`,
+    '',
+    'defaults',
+    '  mode http',
+    // A reload hands the listeners to a new worker: the old one closes each kept-alive client
+    // connection after its next answer, not while the client may be sending on it.
+    '  option idle-close-on-response',
+    '  timeout connect 5s',
+    // As the node engine, which does not bound how long an app takes to answer or stream.
+    '  timeout client 1h',
+    '  timeout server 1h',
+    '  timeout tunnel 1h',
+    '  timeout http-request 10s',
+    '  timeout http-keep-alive 65s',
+    // A half-closed tunnel would otherwise hold a drain until timeout tunnel.
+    '  timeout client-fin 5s',
+    '  timeout server-fin 5s',
+    // Once, when the app closed a kept-alive connection as the request went out (as the node
+    // engine). A refused connection is not retried: the app is down, and HAProxy would wait a
+    // second before the retry; the client gets the 503 at once.
+    '  retries 1',
+    '  retry-on empty-response',
+    ...ERROR_PAGES.map((page) => `  http-error status ${page.status} content-type "text/plain; charset=utf-8" string ${quote(pageBody(page))} hdr cache-control no-store${page.retryAfter === undefined ? '' : ` hdr retry-after ${page.retryAfter}`}`),
+    '',
+    `frontend ${FRONTEND}`,
+    `  bind ${listen.host}:${listen.port}`,
+    ...routingRules(table.services),
+    // An old worker after a reload answers one more request on each kept-alive connection
+    // (idle-close-on-response), by its old routes: the fallback routes it by the current ones.
+    `  use_backend ${FALLBACK_BACKEND} if { stopping }`,
+    // A request that already passed through us: the fallback answers it 508, as the node engine.
+    `  use_backend ${FALLBACK_BACKEND} if { req.hdr(via) -m sub ${table.via} }`,
+    // A path with dot segments or percent-encoded unreserved characters: the fallback routes
+    // and forwards it normalized (request-path.ts), or refuses it, as the node engine does.
+    `  use_backend ${FALLBACK_BACKEND} if { path -m sub /. } or { path -m reg ${ENCODED_UNRESERVED} }`,
+    `  use_backend %[var(txn.service),map(${paths.activeMap},${FALLBACK_BACKEND})]`,
+    `  default_backend ${FALLBACK_BACKEND}`,
+    '',
+    `backend ${FALLBACK_BACKEND}`,
+    `  http-request set-header ${CLIENT_ADDRESS_FIELD} %[src]`,
+    `  server fallback unix@${paths.fallbackSocket}`,
+  ];
+  for (const route of table.services) {
+    lines.push('', `backend ${backendOf(route.name)}`, ...serviceRules(route, table));
+    for (const server of servers.filter((candidate) => candidate.service === route.name)) {
+      lines.push(`  server ${serverName(server.key)} ${serverAddress(server)} ${SERVER_OPTIONS}${server.serving ? '' : ' disabled'}`);
+    }
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+export function serverAddress({ host, port }: { host: string; port: number }): string {
+  return `${host}:${port}`;
+}
+
+/** Sets txn.service to the service that routes the request; the first rule that matches wins. */
+function routingRules(services: ServiceRoute[]): string[] {
+  const exact = new Map<string, ServiceRoute[]>();
+  const wildcards = new Map<string, ServiceRoute[]>();
+  const catchAll: ServiceRoute[] = [];
+  for (const route of services) {
+    if (route.hosts.length === 0) catchAll.push(route);
+    for (const host of route.hosts.map((name) => name.toLowerCase())) {
+      const table = host.startsWith('*.') ? wildcards : exact;
+      const key = host.startsWith('*.') ? host.slice(1) : host;
+      table.set(key, [...(table.get(key) ?? []), route]);
+    }
+  }
+  const rules: string[] = [];
+  if (exact.size > 0 || wildcards.size > 0) {
+    // As router.ts: lower case, without the port or a trailing dot.
+    rules.push('  http-request set-var(txn.host) req.hdr(host),lower,regsub(:[0-9]*$,),regsub([.]$,)');
+  }
+  const add = (hostCondition: string, routes: ServiceRoute[]) => {
+    for (const route of [...routes].sort(byLongestPrefix)) {
+      const alternatives = route.pathPrefix === null ? [''] : [` { path -m str ${route.pathPrefix} }`, ` { path -m beg ${route.pathPrefix}/ }`];
+      const condition = alternatives.map((path) => `!{ var(txn.service) -m found }${hostCondition}${path}`).join(' or ');
+      rules.push(`  http-request set-var(txn.service) str(${route.name}) if ${condition}`);
+    }
+  };
+  for (const [host, routes] of exact) add(` { var(txn.host) -m str ${host} }`, routes);
+  for (const [suffix, routes] of [...wildcards].sort(([a], [b]) => b.length - a.length)) add(` { var(txn.host) -m end ${suffix} }`, routes);
+  add('', catchAll);
+  return rules;
+}
+
+/** A service's backend: the prefix stripped, the forwarded fields of forward-headers.ts, the retry rule. */
+function serviceRules(route: ServiceRoute, table: RouteTable): string[] {
+  const rules: string[] = [];
+  if (route.pathPrefix !== null && route.stripPathPrefix) rules.push(`  http-request replace-path ^${escapeRegExp(route.pathPrefix)}/?(.*)$ /\\1`);
+  const trusted = table.trustedProxies.length > 0;
+  if (trusted) rules.push(`  acl trusted src ${table.trustedProxies.join(' ')}`);
+  for (const field of CLIENT_CLAIMS) rules.push(`  http-request del-header ${field}${trusted ? ' unless trusted' : ''}`);
+  rules.push(
+    '  http-request add-header x-forwarded-for %[src]',
+    '  http-request set-header x-forwarded-proto http unless { req.hdr(x-forwarded-proto) -m found }',
+    '  http-request set-header x-forwarded-host %[req.hdr(host)] if { req.hdr(host) -m found } !{ req.hdr(x-forwarded-host) -m found }',
+    '  http-request add-header forwarded "for=%[src];proto=http;host=\\"%[req.hdr(host)]\\"" if { req.hdr(host) -m found }',
+    '  http-request add-header forwarded "for=%[src];proto=http" unless { req.hdr(host) -m found }',
+    '  http-request set-header x-real-ip %[src] unless { req.hdr(x-real-ip) -m found }',
+    `  http-request add-header via "%[req.ver] ${table.via}"`,
+    '  http-request set-header x-request-id %[uuid] unless { req.hdr(x-request-id) -m found }',
+    `  http-request disable-l7-retry unless { method ${IDEMPOTENT_METHODS} }`,
+  );
+  return rules;
+}
+
+function byLongestPrefix(a: ServiceRoute, b: ServiceRoute): number {
+  return (b.pathPrefix?.length ?? -1) - (a.pathPrefix?.length ?? -1);
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\\\$&');
+}
+
+/** A double-quoted HAProxy string: its escapes are the backslash ones. */
+function quote(text: string): string {
+  return `"${text.replace(/[\\"$]/g, '\\$&').replace(/\n/g, '\\n')}"`;
+}

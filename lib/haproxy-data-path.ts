@@ -1,0 +1,316 @@
+import dns from 'node:dns/promises';
+import { writeFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { messageOf } from './errors.js';
+import {
+  activeBackend,
+  activeMap,
+  backendOf,
+  CLIENT_ADDRESS_FIELD,
+  FRONTEND,
+  haproxyConfig,
+  type HaproxyPaths,
+  type HaproxyServer,
+  routingSignature,
+  SERVER_OPTIONS,
+  serverAddress,
+  serverName,
+} from './haproxy-config.js';
+import { findHaproxy, findProgram } from './haproxy-binary.js';
+import { HaproxyProcess } from './haproxy-process.js';
+import { parseInFlight, runtimeCommand } from './haproxy-runtime.js';
+import { listen } from './listen.js';
+import type { Logger } from './log.js';
+import { Proxy } from './proxy.js';
+import type { DataPath, RouteTable, UpstreamAddress } from './route-table.js';
+
+// The haproxy engine: HAProxy carries the requests of every running service with an active
+// generation; rainbowd's own proxy, the fallback, answers the rest (404, the starting page,
+// paused and stopped services) on a unix socket in the runtime directory. A switch is
+// runtime API commands only: the new server added and made ready before the map sends the
+// service to it, the old one set to drain. A change of services or routes rewrites the
+// config and reloads HAProxy (master-worker: the old worker finishes what it had). Every
+// command goes through one serial queue, so whenIdle, release and a reload each see every
+// update published before them.
+
+export interface HaproxyDataPathOptions {
+  /** The config's `haproxyPath`: found and its version checked in `listen`. */
+  haproxyPath: string;
+  runtimeDir: string;
+  log: Logger;
+}
+
+/** What HAProxy is known to hold: the routing it was loaded with, its servers (ready or not), its map. */
+interface Applied {
+  signature: string;
+  ready: Map<number, boolean>;
+  backends: Map<string, string>;
+}
+
+/** How often the in-flight counts that status shows are read from HAProxy. */
+const COUNT_INTERVAL_MS = 100;
+/** How often a drain asks whether the server is idle: HAProxy measured ~270 ms drains under load. */
+const IDLE_POLL_MS = 5;
+/** `del server` is refused while a connection went back to the idle pool: it is tried again this often. */
+const DELETE_ATTEMPTS = 50;
+
+export class HaproxyDataPath implements DataPath {
+  private readonly fallback: Proxy;
+  private readonly paths: HaproxyPaths & { config: string; masterSocket: string };
+  private readonly log: Logger;
+  private table: RouteTable = { services: [], trustedProxies: [], via: '' };
+  /** Every generation not yet released, by key: the servers HAProxy holds. */
+  private readonly servers = new Map<number, UpstreamAddress & { service: string }>();
+  private applied: Applied | null = null;
+  private haproxy: HaproxyProcess | null = null;
+  private listenAddress: { host: string; port: number } | null = null;
+  private queue: Promise<unknown> = Promise.resolve();
+  private readonly counts = new Map<number, number>();
+  private countsPending = false;
+  private countTimer: NodeJS.Timeout | null = null;
+  /** Old workers may remain since the last reload: drains ask them too until none is left. */
+  private oldWorkersMayRemain = false;
+  private stopped = false;
+
+  constructor(private readonly options: HaproxyDataPathOptions) {
+    this.log = options.log;
+    this.fallback = new Proxy(options.log, CLIENT_ADDRESS_FIELD);
+    const inRuntimeDir = (name: string) => path.join(options.runtimeDir, name);
+    this.paths = {
+      config: inRuntimeDir('haproxy.cfg'),
+      adminSocket: inRuntimeDir('admin.sock'),
+      masterSocket: inRuntimeDir('master.sock'),
+      activeMap: inRuntimeDir('active.map'),
+      fallbackSocket: inRuntimeDir('fallback.sock'),
+    };
+  }
+
+  async listen(port: number, host: string): Promise<void> {
+    const binary = await findHaproxy(this.options.haproxyPath);
+    // HAProxy binds with SO_REUSEPORT, which would share the port with another HAProxy: a
+    // plain bind first fails as the node engine's would (the message says PORT_IN_USE).
+    const probe = net.createServer();
+    await listen(probe, port, host);
+    await new Promise((resolve) => probe.close(resolve));
+    await this.fallback.listen(this.paths.fallbackSocket);
+    this.listenAddress = { host, port };
+    const { log } = this.options;
+    this.log.event('haproxy-found', { path: binary.path, version: binary.version });
+    const setpriv = await findProgram('setpriv');
+    this.haproxy = new HaproxyProcess({ binary: binary.path, setpriv, log, configFile: this.paths.config, masterSocket: this.paths.masterSocket, adminSocket: this.paths.adminSocket, onExit: (how) => this.restart(how) });
+    this.writeConfig();
+    await this.haproxy.start();
+    this.countTimer = setInterval(() => this.refreshCounts(), COUNT_INTERVAL_MS).unref();
+  }
+
+  update(table: RouteTable): void {
+    this.table = table;
+    this.fallback.update(table);
+    for (const route of table.services) {
+      if (route.upstream && !this.servers.has(route.upstream.key)) this.servers.set(route.upstream.key, { ...route.upstream, service: route.name });
+    }
+    void this.enqueue(() => this.reconcile());
+  }
+
+  async whenRouted(): Promise<void> {
+    await this.enqueue(async () => undefined);
+  }
+
+  async whenIdle(key: number): Promise<void> {
+    const inHaproxy = async () => {
+      while (((await this.enqueue(() => this.serverInFlight(key))) ?? 0) > 0) await sleep(IDLE_POLL_MS);
+    };
+    await Promise.all([inHaproxy(), this.fallback.whenIdle(key)]);
+  }
+
+  async release(key: number): Promise<number> {
+    const [cut, cutInFallback] = await Promise.all([this.enqueue(() => this.removeServer(key)), this.fallback.release(key)]);
+    return (cut ?? 0) + cutInFallback;
+  }
+
+  inFlight(key: number): number {
+    return (this.counts.get(key) ?? 0) + this.fallback.inFlight(key);
+  }
+
+  close(): void {
+    void this.enqueue(() => this.command(`shutdown frontend ${FRONTEND}`));
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.countTimer) clearInterval(this.countTimer);
+    if (this.haproxy?.pid) {
+      await this.haproxy.stop();
+      this.log.event('haproxy-stopped', { reason: 'rainbowd is stopping' });
+    }
+    await this.fallback.stop();
+  }
+
+  /** Runs `task` after everything queued before it; a failure is logged, and the queue goes on. */
+  private enqueue<T>(task: () => Promise<T>): Promise<T | undefined> {
+    const run = this.queue.then(async () => {
+      if (this.stopped || this.applied === null) return undefined;
+      try {
+        return await task();
+      } catch (error) {
+        this.log.event('haproxy-command-failed', { reason: messageOf(error) });
+        return undefined;
+      }
+    });
+    this.queue = run;
+    return run;
+  }
+
+  /** Config and map from the current state; what HAProxy holds once it loads them. */
+  private writeConfig(): void {
+    const servers: HaproxyServer[] = [];
+    for (const server of this.servers.values()) {
+      const route = this.table.services.find((candidate) => candidate.name === server.service);
+      if (route) servers.push({ ...server, serving: route.upstream?.key === server.key });
+    }
+    writeFileSync(this.paths.activeMap, activeMap(this.table), { mode: 0o600 });
+    writeFileSync(this.paths.config, haproxyConfig(this.table, servers, this.listenAddress!, this.paths), { mode: 0o600 });
+    this.applied = {
+      signature: routingSignature(this.table),
+      ready: new Map(servers.map((server) => [server.key, server.serving])),
+      backends: new Map(this.table.services.flatMap((route) => (activeBackend(route) ? [[route.name, activeBackend(route)!] as const] : []))),
+    };
+  }
+
+  /** Brings HAProxy to the last table: a reload when the routing changed, else commands in the switch's order. */
+  private async reconcile(): Promise<void> {
+    const applied = this.applied!;
+    if (routingSignature(this.table) !== applied.signature) return this.reload();
+    const { activeMap: map } = this.paths;
+    for (const route of this.table.services) {
+      const backend = backendOf(route.name);
+      const active = route.upstream?.key ?? null;
+      if (active !== null && !applied.ready.has(active)) {
+        await this.command(`add server ${backend}/${serverName(active)} ${await resolved(route.upstream!)} ${SERVER_OPTIONS}`, /New server registered/);
+        applied.ready.set(active, false);
+      }
+      if (active !== null && applied.ready.get(active) === false) {
+        await this.command(`set server ${backend}/${serverName(active)} state ready`);
+        applied.ready.set(active, true);
+      }
+      const wanted = activeBackend(route);
+      const current = applied.backends.get(route.name) ?? null;
+      if (wanted !== current) {
+        if (wanted === null) await this.command(`del map ${map} ${route.name}`);
+        else await this.command(`${current === null ? 'add' : 'set'} map ${map} ${route.name} ${wanted}`);
+        if (wanted === null) applied.backends.delete(route.name);
+        else applied.backends.set(route.name, wanted);
+      }
+      for (const [key, ready] of applied.ready) {
+        if (!ready || key === active || this.servers.get(key)?.service !== route.name) continue;
+        await this.command(`set server ${backend}/${serverName(key)} state drain`);
+        applied.ready.set(key, false);
+      }
+    }
+  }
+
+  private async reload(): Promise<void> {
+    this.writeConfig();
+    this.oldWorkersMayRemain = true;
+    const started = Date.now();
+    try {
+      await this.haproxy!.reload();
+      this.log.event('haproxy-reloaded', { tookMs: Date.now() - started, reason: 'services or routes changed' });
+    } catch (error) {
+      // Tried again at the next change: until then HAProxy routes as before, and the fallback what it does not know.
+      this.applied!.signature = '';
+      this.log.event('haproxy-reload-failed', { reason: messageOf(error) });
+    }
+  }
+
+  /** Requests in flight to the generation's server, in HAProxy's worker and in old workers still finishing. */
+  private async serverInFlight(key: number): Promise<number> {
+    const server = this.servers.get(key);
+    if (!server) return 0;
+    const name = `${backendOf(server.service)}/${serverName(key)}`;
+    const statsCommand = `show stat ${backendOf(server.service)} 4 -1`;
+    let count = parseInFlight(await this.command(statsCommand, /^# pxname/)).get(name) ?? 0;
+    if (this.oldWorkersMayRemain) {
+      const { oldWorkers } = await this.haproxy!.processes();
+      this.oldWorkersMayRemain = oldWorkers.length > 0;
+      for (const pid of oldWorkers) {
+        count += parseInFlight(await this.haproxy!.oldWorkerCommand(pid, statsCommand)).get(name) ?? 0;
+      }
+    }
+    return count;
+  }
+
+  /**
+   * The drain's end: sessions still on the server cut, the server deleted. An old worker's
+   * sessions cannot be cut from here (its proxies are stopped): they end when the app stops.
+   */
+  private async removeServer(key: number): Promise<number> {
+    const server = this.servers.get(key);
+    if (!server) return 0;
+    const applied = this.applied!;
+    const cut = await this.serverInFlight(key);
+    const name = `${backendOf(server.service)}/${serverName(key)}`;
+    if (applied.ready.has(key)) {
+      await this.command(`shutdown sessions server ${name}`);
+      await this.command(`set server ${name} state maint`);
+      for (let attempt = 1; ; attempt++) {
+        const answer = await runtimeCommand(this.paths.adminSocket, `del server ${name}`);
+        if (/Server deleted/.test(answer)) break;
+        // A connection went back to the idle pool after maint: drain and maint again purge it.
+        if (!/still has connections attached/.test(answer) || attempt === DELETE_ATTEMPTS) throw new Error(`del server ${name}: ${answer.trim()}`);
+        await this.command(`set server ${name} state drain`);
+        await this.command(`set server ${name} state maint`);
+        await sleep(IDLE_POLL_MS);
+      }
+      applied.ready.delete(key);
+    }
+    this.servers.delete(key);
+    this.counts.delete(key);
+    return cut;
+  }
+
+  private refreshCounts(): void {
+    if (this.countsPending || this.servers.size === 0) return;
+    this.countsPending = true;
+    void this.enqueue(async () => {
+      const byServer = parseInFlight(await this.command('show stat -1 4 -1', /^# pxname/));
+      for (const [key, server] of this.servers) this.counts.set(key, byServer.get(`${backendOf(server.service)}/${serverName(key)}`) ?? 0);
+    }).finally(() => (this.countsPending = false));
+  }
+
+  /** HAProxy died: started again at once from the current state; every generation it held is kept. */
+  private restart(how: string): void {
+    if (this.stopped) return;
+    this.log.event('haproxy-exited', { reason: `HAProxy ${how}; restarting it from the current state` });
+    this.queue = this.queue.then(async () => {
+      if (this.stopped) return;
+      this.writeConfig();
+      try {
+        await this.haproxy!.start();
+        this.log.event('haproxy-restarted', { pid: this.haproxy!.pid });
+      } catch (error) {
+        this.log.event('haproxy-restart-failed', { reason: `${messageOf(error)}; trying again in 1 s` });
+        setTimeout(() => this.restart('could not be restarted'), 1000).unref();
+      }
+    });
+  }
+
+  /** One command to HAProxy's worker; an answer other than `expected` (by default: none) is an error. */
+  private async command(command: string, expected?: RegExp): Promise<string> {
+    const answer = await runtimeCommand(this.paths.adminSocket, command);
+    const ok = expected ? expected.test(answer) : answer.trim() === '';
+    if (!ok) throw new Error(`HAProxy answered "${command}" with: ${answer.trim().split('\n')[0]}`);
+    return answer;
+  }
+}
+
+/** HAProxy's `add server` takes addresses, not names. */
+async function resolved(address: UpstreamAddress): Promise<string> {
+  const host = net.isIP(address.host) ? address.host : (await dns.lookup(address.host)).address;
+  return serverAddress({ host, port: address.port });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,167 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import type { Logger } from './log.js';
+import { readOutputLines } from './output-lines.js';
+import { signalGroup } from './process-group.js';
+import { parseProcesses, type Processes, runtimeCommand } from './haproxy-runtime.js';
+
+// HAProxy as rainbowd's child: master-worker in the foreground (`-W -db`), in its own process
+// group, its output in rainbowd's log prefixed `[haproxy]`. A reload (SIGUSR2 to the master)
+// hands the listeners to a new worker; the old one finishes what it had. When HAProxy dies,
+// whoever owns it is told and restarts it from the current state.
+
+const READY_TIMEOUT_MS = 10_000;
+const STOP_TIMEOUT_MS = 5000;
+const POLL_MS = 10;
+const OUTPUT_TAIL_LINES = 5;
+
+/** HAProxy's startup alert when a listener cannot bind, as the errno Node would give. */
+const BIND_FAILURES: Array<[RegExp, string]> = [
+  [/cannot bind socket \(Address already in use\)/, 'EADDRINUSE'],
+  [/cannot bind socket \(Permission denied\)/, 'EACCES'],
+  [/cannot bind socket \(Cannot assign requested address\)/, 'EADDRNOTAVAIL'],
+];
+
+export interface HaproxyProcessOptions {
+  binary: string;
+  /**
+   * util-linux's setpriv, when there is one: HAProxy gets SIGTERM when rainbowd dies (even
+   * SIGKILLed), and its workers follow their master, so the port is free for the next rainbowd.
+   */
+  setpriv: string | null;
+  configFile: string;
+  masterSocket: string;
+  adminSocket: string;
+  log: Logger;
+  /** HAProxy exited without being asked to. */
+  onExit: (how: string) => void;
+}
+
+export class HaproxyProcess {
+  private child: ChildProcess | null = null;
+  private exited: Promise<void> = Promise.resolve();
+  private stopping = false;
+  private readonly tail: string[] = [];
+
+  constructor(private readonly options: HaproxyProcessOptions) {}
+
+  get pid(): number | null {
+    return this.child?.pid ?? null;
+  }
+
+  /** Starts HAProxy on the config file as it is now; resolves once its worker answers on the admin socket. */
+  async start(): Promise<void> {
+    const { binary, setpriv, configFile, masterSocket, log } = this.options;
+    this.tail.length = 0;
+    const command = [binary, '-W', '-db', '-f', configFile, '-S', `${masterSocket},mode,600`];
+    // setpriv execs HAProxy: the child's pid is HAProxy's master.
+    const [file, ...args] = setpriv === null ? command : [setpriv, '--pdeathsig', 'TERM', '--', ...command];
+    const child = spawn(file!, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    for (const stream of [child.stdout, child.stderr]) {
+      readOutputLines(stream!, (line) => {
+        this.tail.push(line);
+        if (this.tail.length > OUTPUT_TAIL_LINES) this.tail.shift();
+        log.programOutput('haproxy', line);
+      });
+    }
+    let gone = false;
+    let ready = false;
+    this.exited = new Promise((resolve) => {
+      child.once('error', () => undefined); // spawn failures end in 'exit' (or 'close') too
+      child.once('close', (code, signal) => {
+        gone = true;
+        // Workers it left behind, and old workers still finishing, go with it.
+        if (child.pid) signalGroup(child.pid, 'SIGKILL');
+        if (this.child === child) this.child = null;
+        if (!this.stopping && ready) this.options.onExit(signal ? `was killed by ${signal}` : `exited with code ${code}`);
+        resolve();
+      });
+    });
+    const started = Date.now();
+    while (!(await this.answers())) {
+      if (gone) throw this.startFailure();
+      if (Date.now() - started > READY_TIMEOUT_MS) {
+        await this.stop();
+        throw new Error(`HAProxy did not open its admin socket within ${READY_TIMEOUT_MS / 1000} s`);
+      }
+      await sleep(POLL_MS);
+    }
+    ready = true;
+  }
+
+  /** A new worker on the config file as it is now; resolves once it serves, rejects if HAProxy refused the config. */
+  async reload(): Promise<void> {
+    const before = await this.processes();
+    if (!this.child?.pid) throw new Error('HAProxy is not running');
+    process.kill(this.child.pid, 'SIGUSR2');
+    const started = Date.now();
+    const overdue = (what: string) => {
+      if (Date.now() - started > READY_TIMEOUT_MS) throw new Error(`HAProxy's ${what} within ${READY_TIMEOUT_MS / 1000} s`);
+    };
+    let after: Processes | null = null;
+    while (after === null || after.reloads === before.reloads) {
+      overdue('master did not reload');
+      await sleep(POLL_MS);
+      after = await this.processes().catch(() => null); // the master re-executes itself meanwhile
+    }
+    if (after.failedReloads > before.failedReloads) throw new Error('HAProxy refused the new config (see its lines above); the previous one goes on serving');
+    while ((await this.workerPid()) !== after.workers[0]) {
+      overdue('new worker did not open its admin socket');
+      await sleep(POLL_MS);
+    }
+  }
+
+  /** The worker that answers the admin socket, and the old ones still finishing their requests. */
+  processes(): Promise<Processes> {
+    return runtimeCommand(this.options.masterSocket, 'show proc').then(parseProcesses);
+  }
+
+  /** A command to an old worker, through the master. */
+  oldWorkerCommand(pid: number, command: string): Promise<string> {
+    return runtimeCommand(this.options.masterSocket, `@!${pid} ${command}`);
+  }
+
+  /** Ends HAProxy at once (every drain is over by now): SIGTERM to the master, SIGKILL to its group if it lingers. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    const pid = this.child?.pid;
+    if (pid === undefined) return;
+    signalGroup(pid, 'SIGTERM');
+    const exited = await Promise.race([this.exited.then(() => true), sleep(STOP_TIMEOUT_MS).then(() => false)]);
+    if (!exited) {
+      signalGroup(pid, 'SIGKILL');
+      await this.exited;
+    }
+  }
+
+  /** Both the worker (admin socket) and the master (its CLI, which reloads go through) answer. */
+  private async answers(): Promise<boolean> {
+    if ((await this.workerPid()) === null) return false;
+    return this.processes().then(
+      () => true,
+      () => false,
+    );
+  }
+
+  private async workerPid(): Promise<number | null> {
+    try {
+      const info = await runtimeCommand(this.options.adminSocket, 'show info');
+      const pid = /^Pid: (\d+)$/m.exec(info)?.[1];
+      return pid === undefined ? null : Number(pid);
+    } catch {
+      return null;
+    }
+  }
+
+  private startFailure(): Error {
+    const output = this.tail.join(' | ');
+    const failure = BIND_FAILURES.find(([pattern]) => pattern.test(output));
+    const error: NodeJS.ErrnoException = new Error(`HAProxy exited at start: ${output || 'it printed nothing'}`);
+    if (failure) error.code = failure[1];
+    return error;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
