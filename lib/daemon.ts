@@ -24,7 +24,7 @@ export class Daemon {
   private readonly dataPath: DataPath;
   private readonly registry: ServiceRegistry;
   private readonly control: ControlServer;
-  private readonly fileWatch = new FileWatch();
+  private readonly fileWatch: FileWatch;
   private readonly runtimeDir = mkdtempSync(runtimeDirPrefix());
   private readonly startedAt = Date.now();
   private shuttingDown: Promise<void> | null = null;
@@ -35,6 +35,7 @@ export class Daemon {
     private readonly log: Logger,
     private readonly version: string,
   ) {
+    this.fileWatch = new FileWatch(log);
     this.dataPath = createDataPath(config, log, this.runtimeDir);
     // Marks the requests our proxy forwarded, so one that a target sends back to it is answered 508, not forwarded again.
     const via = `rainbowd-${randomBytes(6).toString('hex')}`;

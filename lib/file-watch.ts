@@ -1,5 +1,6 @@
 import { watch, type FSWatcher } from 'chokidar';
 import type { ServiceConfig } from './config.js';
+import type { Logger } from './log.js';
 
 // The config file reloads itself when it changes; each service's `watch` paths redeploy it.
 // Changes are debounced: an editor's save or a `git pull` is one trigger, not dozens.
@@ -8,12 +9,15 @@ const WATCH_DEBOUNCE_MS = 300;
 
 /** A service as the watcher sees it. */
 export interface Watched {
+  name: string;
   config: Pick<ServiceConfig, 'watch'>;
   redeploy(reason: string): Promise<unknown>;
 }
 
 export class FileWatch {
   private watchers: FSWatcher[] = [];
+
+  constructor(private readonly log: Pick<Logger, 'event'>) {}
 
   /** Replaces whatever was watched before. */
   watch(configFile: string | null, onConfigChange: () => void, services: Iterable<Watched>): void {
@@ -36,6 +40,8 @@ export class FileWatch {
         if (!changed.includes(file)) changed.push(file);
         trigger();
       });
+      // Said once chokidar has read the paths: a change before this line may go unseen.
+      watcher.on('ready', () => this.log.event('watching', { service: service.name, paths: service.config.watch.join(', '), reason: 'a change redeploys' }));
       this.watchers.push(watcher);
     }
   }
