@@ -7,6 +7,8 @@ import { removeRecord, writeRecord } from './daemon-record.js';
 import { RainbowError, isRainbowError, messageOf } from './errors.js';
 import { FileWatch } from './file-watch.js';
 import type { Logger } from './log.js';
+import { findLeftovers, type Leftovers } from './adoption.js';
+import { removeGenerationRecord } from './generation-record.js';
 import { runtimeDirPrefix, stopOrphans } from './orphans.js';
 import { Proxy } from './proxy.js';
 import { ProxyWorkers } from './proxy-workers.js';
@@ -52,6 +54,11 @@ export class Daemon {
 
   async start(): Promise<void> {
     const { config } = this;
+    // Before listening, so that the first request the new proxy takes is routed to the app a
+    // killed predecessor left serving. Nothing is stopped yet: if listening fails, all of it
+    // is still there for the next attempt.
+    const leftovers = config.file ? findLeftovers(config.file, (name) => this.registry.canAdopt(name), this.runtimeDir) : null;
+    const adopted = leftovers ? await this.registry.adopt(leftovers.adoptable, leftovers.lastGenerations, 'left serving by a rainbowd that exited without stopping it') : new Set();
     try {
       await listenOrExplain(this.dataPath.listen(config.port, config.host), 'proxy', config.host, config.port, '"port" or --http-port', config.file);
       await listenOrExplain(this.control.listen(), 'control API', config.controlHost, config.controlPort, '"controlPort" or --control-port', config.file);
@@ -72,13 +79,12 @@ export class Daemon {
       pid: process.pid,
     });
     try {
+      this.registry.keepRecord();
       this.recordControlAddress();
       this.installSignalHandlers();
       this.installCrashHandler();
       this.watchFiles();
-      // Apps a predecessor on this config left running when it died: stopped before anything
-      // is deployed. Which service an orphan was is only a name: give it the longest stopTimeout.
-      if (config.file) await stopOrphans(config.file, Math.max(...config.services.map((service) => service.stopTimeoutMs), 0) || DEFAULT_STOP_TIMEOUT_MS, this.log);
+      if (leftovers) await this.stopLeftovers(leftovers);
       await this.registry.restoreState();
     } catch (error) {
       // Listening but never deploying would answer 503 for ever: stop, and let the error be seen.
@@ -86,8 +92,18 @@ export class Daemon {
       throw error;
     }
     for (const service of this.registry.all()) {
+      if (adopted.has(service)) continue;
       service.redeploy('initial deploy').catch(() => undefined); // logged; retried with backoff
     }
+  }
+
+  /**
+   * What a predecessor on this config left running and was not adopted (it was draining, its
+   * service is gone, or it failed its health check): stopped before anything is deployed.
+   * Which service an orphan was is only a name: give it the longest stopTimeout.
+   */
+  private async stopLeftovers({ toStop }: Leftovers): Promise<void> {
+    await stopOrphans(toStop, Math.max(...this.config.services.map((service) => service.stopTimeoutMs), 0) || DEFAULT_STOP_TIMEOUT_MS, this.log);
   }
 
   status(): DaemonStatus {
@@ -162,7 +178,10 @@ export class Daemon {
   /** Synchronous: the crash handler runs it too. */
   private removeRuntimeFiles(): void {
     rmSync(this.runtimeDir, { recursive: true, force: true });
-    if (this.config.file) removeRecord(this.config.file, process.pid);
+    if (this.config.file) {
+      removeRecord(this.config.file, process.pid);
+      removeGenerationRecord(this.config.file, process.pid);
+    }
   }
 
   /**

@@ -2,7 +2,9 @@ import type { DeployResult, ModeChange, ServiceOrigin, ServiceStatus } from './a
 import type { ServiceConfig } from './config.js';
 import { formatDuration } from './duration.js';
 import { RainbowError, messageOf } from './errors.js';
+import type { AppGroup } from './app-group.js';
 import { Generation, type Retirement } from './generation.js';
+import type { RecordedGeneration } from './generation-record.js';
 import type { Logger } from './log.js';
 import { describeOutput } from './output-excerpt.js';
 import type { DataPath, ServiceRoute } from './route-table.js';
@@ -201,15 +203,7 @@ export class Service {
     const config = candidate ?? this.config;
     const began = Date.now();
     const since = () => Date.now() - began;
-    const generation = new Generation(this.name, this.nextId++, {
-      config,
-      log: this.log,
-      runtimeDir: this.context.runtimeDir,
-      ownerEnv: this.context.ownerEnv,
-      dataPath: this.context.dataPath,
-      signal: this.shutdown.signal,
-    });
-    this.generations.push(generation);
+    const generation = this.newGeneration(this.nextId++, config);
     this.log.event('deploy', { service: this.name, generation: generation.id, reason });
     this.enforceMaxGenerations();
     try {
@@ -245,6 +239,52 @@ export class Service {
       result.timings.stoppedMs = since();
     }
     return result;
+  }
+
+  private newGeneration(id: number, config: ServiceConfig): Generation {
+    const generation = new Generation(this.name, id, {
+      config,
+      log: this.log,
+      runtimeDir: this.context.runtimeDir,
+      ownerEnv: this.context.ownerEnv,
+      dataPath: this.context.dataPath,
+      signal: this.shutdown.signal,
+    });
+    this.generations.push(generation);
+    return generation;
+  }
+
+  /** Numbers go on after what an earlier rainbowd on this config made. */
+  continueNumbering(lastGeneration: number): void {
+    this.nextId = Math.max(this.nextId, lastGeneration + 1);
+  }
+
+  /**
+   * Takes over the active generation an earlier rainbowd left running (adoption.ts): once it
+   * is healthy it is active, watched for a crash like any other. False (logged, the app
+   * stopped) when it is not healthy: the caller deploys afresh.
+   */
+  async adopt(app: AppGroup, id: number, port: number, reason: string): Promise<boolean> {
+    this.continueNumbering(id);
+    const generation = this.newGeneration(id, this.config);
+    try {
+      await generation.adopt(app, port, reason);
+    } catch {
+      this.forget(generation);
+      return false;
+    }
+    this.switchTo(generation);
+    generation.transition('active', reason);
+    this.watchForCrash(generation);
+    return true;
+  }
+
+  /** What the generation record keeps of this service's apps (generation-record.ts). */
+  recorded(): RecordedGeneration[] {
+    return this.generations.flatMap((generation) => {
+      const { app, id, port } = generation;
+      return app && generation.isLive ? [{ service: this.name, generation: id, active: generation === this.active, port, groupId: app.groupId, marker: app.marker, pidfile: app.pidfile }] : [];
+    });
   }
 
   private resultOf(generation: Generation, reason: string, previous: Generation | null, target: string | null, timings: { healthyMs: number; switchedMs: number }): DeployResult {
