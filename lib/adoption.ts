@@ -1,7 +1,10 @@
 import { copyFileSync } from 'node:fs';
 import path from 'node:path';
+import type { Socket } from 'node:net';
 import { AdoptedApp } from './adopted-app.js';
 import { readGenerationRecord, type RecordedGeneration } from './generation-record.js';
+import type { Handover } from './handover.js';
+import type { Logger } from './log.js';
 import { findOrphans, removeRuntimeDirs, type Orphan } from './orphans.js';
 import { isAlive } from './process-group.js';
 
@@ -50,12 +53,27 @@ export function findLeftovers(configFile: string, canAdopt: (service: string) =>
   return leftovers;
 }
 
-function adopt(entry: RecordedGeneration, runtimeDir: string): Adoptable {
+/**
+ * What a running rainbowd hands over at `rainbowd upgrade`: its active generations are
+ * adopted with their output; the rest (draining, or of a service this config no longer has)
+ * is stopped once the predecessor has exited, as its requests on them are over by then.
+ */
+export function takeHandedOver(handover: Handover, canAdopt: (service: string) => boolean, runtimeDir: string, log: Logger): { adoptable: Adoptable[]; stopLater: Adoptable[] } {
+  const taken = { adoptable: [] as Adoptable[], stopLater: [] as Adoptable[] };
+  for (const entry of handover.generations) {
+    const streams = handover.outputs.get(entry.marker) ?? [];
+    const app = adopt(entry, runtimeDir, { streams, onOutput: (line) => log.appOutput(entry.service, entry.generation, line) });
+    (entry.active && canAdopt(entry.service) ? taken.adoptable : taken.stopLater).push(app);
+  }
+  return taken;
+}
+
+function adopt(entry: RecordedGeneration, runtimeDir: string, output?: { streams: Socket[]; onOutput: (line: string) => void }): Adoptable {
   const pidfile = path.join(runtimeDir, `${entry.service}-${entry.generation}.pid`);
   try {
     copyFileSync(entry.pidfile, pidfile);
   } catch {
     // No pidfile written: the app is stopped through its process group, as it would have been.
   }
-  return { service: entry.service, generation: entry.generation, port: entry.port, app: new AdoptedApp(entry.groupId, entry.marker, pidfile) };
+  return { service: entry.service, generation: entry.generation, port: entry.port, app: new AdoptedApp(entry.groupId, entry.marker, pidfile, output) };
 }

@@ -1,5 +1,8 @@
 import { readFile, rm } from 'node:fs/promises';
+import type { Socket } from 'node:net';
+import type { Readable } from 'node:stream';
 import { findMarked, GENERATION_MARKER, stopMarked } from './marked-processes.js';
+import { readOutputLines } from './output-lines.js';
 import { belongsTo, childrenOf, groupMembers, isAlive, killAll, signalGroup, signalProcess, waitFor } from './process-group.js';
 
 // The processes of one generation's app, wherever they came from (launched by this rainbowd,
@@ -19,7 +22,13 @@ type GroupStopOutcome =
 /** `strays`: processes that had left the group (setsid, a double fork), stopped after it. */
 export type StopOutcome = GroupStopOutcome & { strays: number };
 
+// Enough for the error line above a Node stack trace (CommonJS: 17 lines from the end).
+const OUTPUT_TAIL_LINES = 40;
+// The tail is quoted in error messages: a line there is shortened to what a person reads.
+const OUTPUT_TAIL_LINE_CHARS = 500;
+
 export abstract class AppGroup {
+  private readonly tail: string[] = [];
   /** Set once the app has exited. */
   abstract readonly exitInfo: ExitInfo | null;
   abstract readonly exited: Promise<ExitInfo>;
@@ -33,9 +42,23 @@ export abstract class AppGroup {
   ) {}
 
   /** The last lines the app printed, for error messages. */
-  abstract outputTail(): string[];
+  outputTail(): string[] {
+    return [...this.tail];
+  }
+
+  /** Passes the app's output on line by line, keeping its tail. */
+  protected readOutput(stream: Readable, onOutput: (line: string) => void): void {
+    readOutputLines(stream, (line) => {
+      this.tail.push(line.length > OUTPUT_TAIL_LINE_CHARS ? `${line.slice(0, OUTPUT_TAIL_LINE_CHARS)}…` : line);
+      if (this.tail.length > OUTPUT_TAIL_LINES) this.tail.shift();
+      onOutput(line);
+    });
+  }
 
   abstract describeExit(): string;
+
+  /** Its stdout and stderr as they come from the app, for a successor to read (handover.ts). */
+  abstract outputStreams(): Socket[];
 
   /** The pid the app wrote to its pidfile, if it is a live process of this app. */
   async mainPid(): Promise<{ pid: number } | { pid: null; why: string }> {

@@ -1,7 +1,7 @@
+import { Socket } from 'node:net';
 import { execa, type ResultPromise } from 'execa';
 import { AppGroup, type ExitInfo } from './app-group.js';
 import { GENERATION_MARKER, newGenerationMarker } from './marked-processes.js';
-import { readOutputLines } from './output-lines.js';
 import { launchCommand, type LaunchValues } from './template.js';
 
 // One app this rainbowd launched: the `sh -c RUN` wrapper in its own process group, and its
@@ -15,16 +15,10 @@ export interface SpawnOptions extends LaunchValues {
   onOutput: (line: string) => void;
 }
 
-// Enough for the error line above a Node stack trace (CommonJS: 17 lines from the end).
-const OUTPUT_TAIL_LINES = 40;
-// The tail is quoted in error messages: a line there is shortened to what a person reads.
-const OUTPUT_TAIL_LINE_CHARS = 500;
-
 type Subprocess = ResultPromise<{ detached: true; buffer: false; all: true; reject: false; stdin: 'ignore' }>;
 
 export class AppProcess extends AppGroup {
   private readonly subprocess: Subprocess;
-  private readonly tail: string[] = [];
   exitInfo: ExitInfo | null = null;
   readonly exited: Promise<ExitInfo>;
 
@@ -49,21 +43,15 @@ export class AppProcess extends AppGroup {
     });
     super(subprocess.pid ?? -1, marker, options.pidfile);
     this.subprocess = subprocess;
-    if (this.subprocess.all) {
-      readOutputLines(this.subprocess.all, (line) => {
-        this.tail.push(line.length > OUTPUT_TAIL_LINE_CHARS ? `${line.slice(0, OUTPUT_TAIL_LINE_CHARS)}…` : line);
-        if (this.tail.length > OUTPUT_TAIL_LINES) this.tail.shift();
-        options.onOutput(line);
-      });
-    }
+    if (this.subprocess.all) this.readOutput(this.subprocess.all, options.onOutput);
     this.exited = this.subprocess.then((result) => {
       this.exitInfo = { code: result.exitCode ?? null, signal: result.signal ?? null };
       return this.exitInfo;
     });
   }
 
-  outputTail(): string[] {
-    return [...this.tail];
+  outputStreams(): Socket[] {
+    return [this.subprocess.stdout, this.subprocess.stderr].filter((stream): stream is Socket => stream instanceof Socket);
   }
 
   describeExit(): string {

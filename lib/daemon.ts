@@ -1,18 +1,21 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import type { DaemonStatus } from './api.js';
+import type { DaemonStatus, UpgradeResult } from './api.js';
 import { DEFAULT_STOP_TIMEOUT_MS, loadConfig, type DaemonConfig, type RunOverrides } from './config.js';
 import { ControlServer } from './control.js';
 import { removeRecord, writeRecord } from './daemon-record.js';
 import { RainbowError, isRainbowError, messageOf } from './errors.js';
 import { FileWatch } from './file-watch.js';
 import type { Logger } from './log.js';
-import { findLeftovers, type Leftovers } from './adoption.js';
+import type net from 'node:net';
+import { findLeftovers, takeHandedOver, type Leftovers } from './adoption.js';
 import { removeGenerationRecord } from './generation-record.js';
+import { startSuccessor, type Handover, type Predecessor } from './handover.js';
 import { runtimeDirPrefix, stopOrphans } from './orphans.js';
 import { Proxy } from './proxy.js';
 import { ProxyWorkers } from './proxy-workers.js';
 import type { DataPath } from './route-table.js';
+import type { Service } from './service.js';
 import { ServiceRegistry } from './service-registry.js';
 
 // Wiring: the data path, the service registry and the control API; the start sequence,
@@ -20,23 +23,31 @@ import { ServiceRegistry } from './service-registry.js';
 
 /** Settings that the listeners took at start: a reload cannot change them. */
 const fixedAtStart = ['host', 'port', 'controlHost', 'controlPort', 'controlSocket', 'controlToken', 'workers'] as const;
+/** How long a new rainbowd may take to be ready, on top of the longest deployTimeout (its health checks). */
+const UPGRADE_START_MARGIN_MS = 30_000;
 
 export class Daemon {
   private readonly dataPath: DataPath;
+  /** The data path when it runs in this process: the one `rainbowd upgrade` can hand over. */
+  private readonly proxy: Proxy | null;
   private readonly registry: ServiceRegistry;
   private readonly control: ControlServer;
   private readonly fileWatch = new FileWatch();
   private readonly runtimeDir = mkdtempSync(runtimeDirPrefix());
   private readonly startedAt = Date.now();
   private shuttingDown: Promise<void> | null = null;
+  private upgrading = false;
 
   constructor(
     private config: DaemonConfig,
     private readonly overrides: RunOverrides,
     private readonly log: Logger,
     private readonly version: string,
+    /** The rainbowd this one takes over from (`rainbowd upgrade`), if any. */
+    private readonly predecessor: Predecessor | null = null,
   ) {
-    this.dataPath = config.workers === 0 ? new Proxy(log) : new ProxyWorkers(config.workers, log);
+    this.proxy = config.workers === 0 ? new Proxy(log) : null;
+    this.dataPath = this.proxy ?? new ProxyWorkers(config.workers, log);
     // Marks the requests our proxy forwarded, so one that a target sends back to it is answered 508, not forwarded again.
     const via = `rainbowd-${randomBytes(6).toString('hex')}`;
     const registry = new ServiceRegistry(config, { log, dataPath: this.dataPath, runtimeDir: this.runtimeDir, via });
@@ -48,21 +59,23 @@ export class Daemon {
       changeMode: registry.changeMode.bind(registry),
       rollback: registry.rollback.bind(registry),
       status: () => this.status(),
+      upgrade: (reason: string) => this.upgrade(reason),
     };
     this.control = new ControlServer(control, { host: config.controlHost, port: config.controlPort, token: config.controlToken });
   }
 
   async start(): Promise<void> {
     const { config } = this;
+    const handover = this.predecessor ? await this.predecessor.receive() : null;
+    // Modes and deployed services first: what is adopted below serves in its saved mode.
+    await this.registry.restoreState();
     // Before listening, so that the first request the new proxy takes is routed to the app a
-    // killed predecessor left serving. Nothing is stopped yet: if listening fails, all of it
-    // is still there for the next attempt.
-    const leftovers = config.file ? findLeftovers(config.file, (name) => this.registry.canAdopt(name), this.runtimeDir) : null;
-    const adopted = leftovers ? await this.registry.adopt(leftovers.adoptable, leftovers.lastGenerations, 'left serving by a rainbowd that exited without stopping it') : new Set();
+    // predecessor left serving. Nothing is stopped yet: if listening fails, all of it is
+    // still there (for the next attempt, or for the predecessor that hands over).
+    const leftovers = !handover && config.file ? findLeftovers(config.file, (name) => this.registry.canAdopt(name), this.runtimeDir) : null;
+    const adopted = handover ? await this.takeOver(handover) : leftovers ? await this.registry.adopt(leftovers.adoptable, leftovers.lastGenerations, 'left serving by a rainbowd that exited without stopping it') : new Set();
     try {
-      await listenOrExplain(this.dataPath.listen(config.port, config.host), 'proxy', config.host, config.port, '"port" or --http-port', config.file);
-      await listenOrExplain(this.control.listen(), 'control API', config.controlHost, config.controlPort, '"controlPort" or --control-port', config.file);
-      if (config.controlSocket !== null) await this.control.listenOnSocket(config.controlSocket);
+      await this.listen(handover);
     } catch (error) {
       await this.dataPath.stop();
       this.control.close();
@@ -77,24 +90,76 @@ export class Daemon {
       controlToken: config.controlToken === null ? undefined : 'required',
       config: config.file ?? undefined,
       pid: process.pid,
+      upgradedFrom: this.predecessor?.pid,
     });
     try {
       this.registry.keepRecord();
       this.recordControlAddress();
       this.installSignalHandlers();
-      this.installCrashHandler();
+      // A new rainbowd that crashes before it is ready must leave the apps to its predecessor.
+      if (!this.predecessor) this.installCrashHandler();
       this.watchFiles();
       if (leftovers) await this.stopLeftovers(leftovers);
-      await this.registry.restoreState();
     } catch (error) {
       // Listening but never deploying would answer 503 for ever: stop, and let the error be seen.
-      await this.shutdown(`start failed (${messageOf(error)})`);
+      if (!this.predecessor) await this.shutdown(`start failed (${messageOf(error)})`);
       throw error;
+    }
+    if (this.predecessor) {
+      this.predecessor.ready();
+      this.installCrashHandler();
     }
     for (const service of this.registry.all()) {
       if (adopted.has(service)) continue;
       service.redeploy('initial deploy').catch(() => undefined); // logged; retried with backoff
     }
+  }
+
+  /**
+   * `rainbowd upgrade`, the new rainbowd's side: adopt the active generations handed over,
+   * health-check the external targets, and stop the rest once the predecessor has exited.
+   */
+  private async takeOver(handover: Handover): Promise<Set<Service>> {
+    const predecessor = this.predecessor!;
+    const reason = `handed over by rainbowd pid ${predecessor.pid}`;
+    const { adoptable, stopLater } = takeHandedOver(handover, (name) => this.registry.canAdopt(name), this.runtimeDir, this.log);
+    const adopted = await this.registry.adopt(adoptable, handover.lastGenerations, reason, predecessor.gone);
+    const unhealthy = adoptable.filter(({ service }) => ![...adopted].some((taken) => taken.name === service));
+    if (unhealthy.length > 0) {
+      const names = unhealthy.map(({ service, generation }) => `${service}#${generation}`).join(', ');
+      throw new RainbowError('UPGRADE_FAILED', `${names} did not pass the new rainbowd's health check (see the log); the running rainbowd keeps serving with it`);
+    }
+    // Health-checked before we accept: a refused target fails the upgrade, not requests.
+    const externals = this.registry.all().filter((service) => handover.externals.includes(service.name));
+    await Promise.all(externals.map((service) => service.redeploy(reason)));
+    for (const service of externals) adopted.add(service);
+    void predecessor.gone.then(() =>
+      Promise.all(
+        stopLater.map(async ({ service, generation, app }) => {
+          const outcome = await app.stop(DEFAULT_STOP_TIMEOUT_MS);
+          this.log.event('stopped', { service, generation, pid: app.groupId, reason: `draining when rainbowd pid ${predecessor.pid} handed it over; stopped after that rainbowd exited (${outcome.how})` });
+        }),
+      ),
+    );
+    return adopted;
+  }
+
+  /** On the ports of the config, or on the sockets a predecessor hands over if they are the same. */
+  private async listen(handover: Handover | null): Promise<void> {
+    const { config } = this;
+    const handed = (server: net.Server | undefined, host: string, port: number) => {
+      const address = server?.address();
+      return typeof address === 'object' && address !== null && address.port === port && address.address === host ? server : undefined;
+    };
+    const proxy = handed(handover?.listeners.proxy, config.host, config.port);
+    if (proxy && this.proxy) await this.proxy.listenOnHandedOver(proxy);
+    else await listenOrExplain(this.dataPath.listen(config.port, config.host), 'proxy', config.host, config.port, '"port" or --http-port', config.file);
+    const control = handed(handover?.listeners.control, config.controlHost, config.controlPort);
+    const handedSocket = handover?.listeners.controlSocket;
+    const socket = handedSocket && config.controlSocket !== null && handover.controlSocketFile === config.controlSocket ? { server: handedSocket, file: config.controlSocket } : null;
+    if (control) await this.control.listenOnHandedOver(control, socket);
+    else await listenOrExplain(this.control.listen(), 'control API', config.controlHost, config.controlPort, '"controlPort" or --control-port', config.file);
+    if (config.controlSocket !== null && !(control && socket)) await this.control.listenOnSocket(config.controlSocket);
   }
 
   /**
@@ -118,6 +183,57 @@ export class Daemon {
     };
   }
 
+  /**
+   * `rainbowd upgrade`, the running rainbowd's side (handover.ts): resolves once the new one
+   * serves, and then stops accepting, finishes its requests and exits, leaving the apps to
+   * it. A new rainbowd that fails changes nothing: this one serves on.
+   */
+  async upgrade(reason: string): Promise<UpgradeResult> {
+    const refusal = this.upgradeRefusal();
+    if (refusal) throw new RainbowError('UPGRADE_REFUSED', refusal);
+    this.upgrading = true;
+    this.log.event('upgrading', { reason: `${reason}: starting a new rainbowd from the installed code and handing over to it` });
+    const listeners = { proxy: this.proxy!.listener, ...this.control.listeners };
+    const timeoutMs = Math.max(...this.config.services.map((service) => service.deployTimeoutMs), 0) + UPGRADE_START_MARGIN_MS;
+    let pid: number;
+    try {
+      pid = await startSuccessor({ listeners, controlSocketFile: listeners.controlSocket === undefined ? null : this.config.controlSocket, ...this.registry.handover() }, timeoutMs);
+    } catch (error) {
+      this.upgrading = false;
+      this.log.event('upgrade-failed', { reason: messageOf(error) });
+      // It may have written its records before it failed: they are ours again.
+      this.registry.keepRecord();
+      this.recordControlAddress();
+      throw error;
+    }
+    this.log.event('upgraded', { pid, reason: `rainbowd pid ${pid} serves now; this one (pid ${process.pid}) finishes its requests and exits, the apps go on` });
+    this.shuttingDown = this.exitAfterHandover(pid);
+    return { ok: true, pid, previousPid: process.pid };
+  }
+
+  private upgradeRefusal(): string | null {
+    if (this.shuttingDown) return 'rainbowd is shutting down';
+    if (this.upgrading) return 'an upgrade is already under way';
+    if (!this.proxy) return `rainbowd upgrade cannot hand proxy workers over yet ("workers": ${this.config.workers}); restart rainbowd to upgrade it, or set "workers": 0`;
+    const deploying = this.registry.all().find((service) => service.deploying);
+    if (deploying) return `a deploy of ${deploying.name} is under way; upgrade when it is over`;
+    return null;
+  }
+
+  private async exitAfterHandover(successor: number): Promise<void> {
+    // The answer to the upgrade request goes out on its connection before we stop accepting.
+    await new Promise((resolve) => setImmediate(resolve));
+    this.control.handOver();
+    for (const service of this.registry.all()) service.handOver();
+    await this.fileWatch.close();
+    await this.proxy!.handOver(Math.max(...this.config.services.map((service) => service.drainTimeoutMs), 0));
+    await this.dataPath.stop();
+    this.control.close();
+    this.removeRuntimeFiles();
+    this.log.event('stopped', { reason: `handed over to rainbowd pid ${successor}; its apps go on running` });
+    process.exit(0);
+  }
+
   /** Re-reads the config; new values apply from the next deploy. A bad file changes nothing. */
   async reload(why: string): Promise<void> {
     if (!this.config.file || this.shuttingDown) return;
@@ -136,7 +252,7 @@ export class Daemon {
     for (const key of fixedAtStart.filter((key) => next[key] !== this.config[key])) {
       // The token's values are not logged.
       const values = key === 'controlToken' ? {} : { running: this.config[key], configured: next[key] };
-      this.log.event('reload-ignored', { key, ...values, reason: `changing "${key}" needs a restart of rainbowd` });
+      this.log.event('reload-ignored', { key, ...values, reason: `changing "${key}" needs rainbowd upgrade (or a restart)` });
     }
     this.log.setFormat(next.logFormat);
     const { host, port, controlHost, controlPort, controlSocket, controlToken, workers } = this.config;
@@ -213,6 +329,12 @@ export class Daemon {
       deploying.catch(() => undefined); // logged by the deploy
     });
     process.on('SIGHUP', () => void this.reload('SIGHUP'));
+    process.on('SIGUSR2', () => {
+      this.upgrade('SIGUSR2').catch((error: unknown) => {
+        // A failure is logged by the upgrade; a refusal is said here.
+        if (isRainbowError(error) && error.code === 'UPGRADE_REFUSED') this.log.event('signal-ignored', { reason: `SIGUSR2 upgrades rainbowd: ${error.message}` });
+      });
+    });
     for (const signal of ['SIGTERM', 'SIGINT'] as const) {
       process.on(signal, () => {
         if (this.shuttingDown) {

@@ -60,6 +60,11 @@ export class Generation {
   private retirement: Promise<Retirement> | null = null;
   /** Aborted, with how it ended, when the drain under way ends. */
   private drainEnd: AbortController | null = null;
+  /**
+   * Handed over by a rainbowd that still finishes requests on it (handover.ts): they are not
+   * counted here, so a drain also waits for that rainbowd to have exited.
+   */
+  private predecessorGone: Promise<void> = Promise.resolve();
 
   constructor(
     readonly service: string,
@@ -154,8 +159,9 @@ export class Generation {
    * Takes over an app another rainbowd launched (adoption.ts), health-checked like a new one.
    * Throws a DEPLOY_FAILED error; the app is then stopped and the generation `failed`.
    */
-  async adopt(app: AppGroup, port: number, reason: string): Promise<void> {
+  async adopt(app: AppGroup, port: number, reason: string, predecessorGone?: Promise<void>): Promise<void> {
     this.app = app;
+    if (predecessorGone) this.predecessorGone = predecessorGone;
     this.port = port;
     this.pid = app.groupId;
     this.context.log.event('adopting', { service: this.service, generation: this.id, port, pid: this.pid, reason });
@@ -164,7 +170,9 @@ export class Generation {
       this.transition('healthy');
     } catch (error) {
       const why = app.exitInfo ? app.describeExit() : messageOf(error);
-      await this.fail(why);
+      // A predecessor that handed it over still serves with it: its to stop, not ours.
+      if (predecessorGone) this.transition('failed', why);
+      else await this.fail(why);
       throw deployFailed(`${this.label} not adopted: ${why}`, error);
     }
   }
@@ -233,7 +241,7 @@ export class Generation {
         if (end !== 'reactivated') this.transition('stopping', reason);
         resolve(end);
       }, { once: true });
-      void dataPath.whenIdle(this.key).then(() => ended.abort('idle'));
+      void Promise.all([dataPath.whenIdle(this.key), this.predecessorGone]).then(() => ended.abort('idle'));
     });
     if (how === 'reactivated') return how;
     const cut = await dataPath.release(this.key);

@@ -1,9 +1,9 @@
 import http from 'node:http';
-import type { Socket } from 'node:net';
+import type { Server, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { openFileLimit, proxyConnectionLimit } from './connection-limit.js';
 import { type Forwarding, requestHeaders } from './forward-headers.js';
-import { listen } from './listen.js';
+import { listen, listenOnHandedOver, stopAccepting } from './listen.js';
 import type { Logger } from './log.js';
 import { BAD_GATEWAY, BAD_REQUEST, maintenance, NOT_FOUND, type Page, PAUSED, RESTARTING, sendPage, sendRawPage, STARTING } from './pages.js';
 import { PauseController } from './pause-controller.js';
@@ -105,6 +105,27 @@ export class Proxy implements DataPath {
 
   listen(port: number, host: string): Promise<void> {
     return listen(this.server, port, host);
+  }
+
+  /** The listening socket, for a successor to accept on too (handover.ts). */
+  get listener(): Server {
+    return this.server;
+  }
+
+  listenOnHandedOver(handed: Server): Promise<void> {
+    return listenOnHandedOver(this.server, handed);
+  }
+
+  /**
+   * The successor accepts now: stop accepting, answer what comes on kept-alive connections
+   * with `Connection: close` (so each client's next request goes to the successor, with no
+   * race against a close), and resolve once every connection has ended, or after `timeoutMs`.
+   */
+  async handOver(timeoutMs: number): Promise<void> {
+    this.closing = true;
+    stopAccepting(this.server);
+    const deadline = Date.now() + timeoutMs;
+    while (this.openConnections > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
   }
 
   /** Stops accepting connections; requests in flight go on, kept-alive clients are told to close. */

@@ -4,6 +4,7 @@ import { DEFAULT_SERVICE, validateServiceDefinition, type DaemonConfig, type Ser
 import type { Adoptable } from './adoption.js';
 import { RainbowError, messageOf } from './errors.js';
 import { writeGenerationRecord } from './generation-record.js';
+import type { Handover } from './handover.js';
 import type { Logger } from './log.js';
 import { ownerEnvironment } from './orphans.js';
 import type { DataPath } from './route-table.js';
@@ -275,16 +276,27 @@ export class ServiceRegistry {
    * Takes over what an earlier rainbowd left serving (adoption.ts), in parallel. Returns the
    * services that got their active generation back; the others need a deploy.
    */
-  async adopt(adoptable: Adoptable[], lastGenerations: Map<string, number>, reason: string): Promise<Set<Service>> {
+  async adopt(adoptable: Adoptable[], lastGenerations: Map<string, number>, reason: string, predecessorGone?: Promise<void>): Promise<Set<Service>> {
     for (const [name, last] of lastGenerations) this.services.get(name)?.continueNumbering(last);
     const adopted = new Set<Service>();
     await Promise.all(
       adoptable.map(async ({ service: name, app, generation, port }) => {
         const service = this.service(name);
-        if (await service.adopt(app, generation, port, reason)) adopted.add(service);
+        if (await service.adopt(app, generation, port, reason, predecessorGone)) adopted.add(service);
       }),
     );
     return adopted;
+  }
+
+  /** What a successor needs to take the services over at `rainbowd upgrade` (handover.ts). */
+  handover(): Omit<Handover, 'listeners' | 'controlSocketFile'> {
+    const services = this.all();
+    return {
+      generations: services.flatMap((service) => service.recorded()),
+      outputs: new Map(services.flatMap((service) => service.outputs())),
+      externals: services.filter((service) => service.config.run === undefined && service.active !== null).map((service) => service.name),
+      lastGenerations: new Map([...this.lastGenerations, ...services.map((service): [string, number] => [service.name, service.lastGeneration])]),
+    };
   }
 
   /** Every change of who serves what goes through here, to the proxy (or each worker). */

@@ -2,6 +2,7 @@ import type { DeployResult, ModeChange, ServiceOrigin, ServiceStatus } from './a
 import type { ServiceConfig } from './config.js';
 import { formatDuration } from './duration.js';
 import { RainbowError, messageOf } from './errors.js';
+import type { Socket } from 'node:net';
 import type { AppGroup } from './app-group.js';
 import { Generation, type Retirement } from './generation.js';
 import type { RecordedGeneration } from './generation-record.js';
@@ -264,11 +265,11 @@ export class Service {
    * is healthy it is active, watched for a crash like any other. False (logged, the app
    * stopped) when it is not healthy: the caller deploys afresh.
    */
-  async adopt(app: AppGroup, id: number, port: number, reason: string): Promise<boolean> {
+  async adopt(app: AppGroup, id: number, port: number, reason: string, predecessorGone?: Promise<void>): Promise<boolean> {
     this.continueNumbering(id);
     const generation = this.newGeneration(id, this.config);
     try {
-      await generation.adopt(app, port, reason);
+      await generation.adopt(app, port, reason, predecessorGone);
     } catch {
       this.forget(generation);
       return false;
@@ -277,6 +278,16 @@ export class Service {
     generation.transition('active', reason);
     this.watchForCrash(generation);
     return true;
+  }
+
+  /** A deploy is under way: it must end before rainbowd can be upgraded. */
+  get deploying(): boolean {
+    return this.current !== null;
+  }
+
+  /** The output streams of this service's live apps, by marker, for a successor (handover.ts). */
+  outputs(): Array<[string, Socket[]]> {
+    return this.generations.flatMap(({ app }) => (app ? [[app.marker, app.outputStreams()] as [string, Socket[]]] : []));
   }
 
   /** What the generation record keeps of this service's apps (generation-record.ts). */
@@ -373,6 +384,12 @@ export class Service {
     this.followUp = null;
     await this.current?.catch(() => undefined);
     await Promise.all(this.generations.map((generation) => this.retire(generation, reason)));
+  }
+
+  /** A successor took over (`rainbowd upgrade`): no more deploys or restarts here; the apps go on. */
+  handOver(): void {
+    this.shutdown.abort(new RainbowError('SHUTTING_DOWN', 'rainbowd has handed over to a new one'));
+    this.clearRestart();
   }
 
   /** SIGTERM to every live generation's processes, without waiting: for a rainbowd that is crashing. */
