@@ -5,7 +5,7 @@ import { listenOnSocket, removeSocket } from './control-socket.js';
 import { parseDuration } from './duration.js';
 import { RainbowError, isRainbowError, messageOf } from './errors.js';
 import type net from 'node:net';
-import { listen, listenOnHandedOver, stopAccepting } from './listen.js';
+import { closeHandedOver, listen, listenOnHandedOver, stopAccepting } from './listen.js';
 
 // The control API: what git hooks, the CLI and curl talk to. Answers are JSON; errors are
 // `{ ok: false, error: { code, message } }` with a fitting status, never a stack trace.
@@ -67,6 +67,12 @@ export class ControlServer {
       await listenOnHandedOver(this.unix, controlSocket.server);
       this.socketFile = controlSocket.file;
     }
+  }
+
+  /** Handed-over listeners on addresses the config no longer has. */
+  declineHandedOver(control: net.Server | undefined, controlSocket: net.Server | undefined): void {
+    if (control) closeHandedOver(control, this.tcp);
+    if (controlSocket) closeHandedOver(controlSocket, this.unix);
   }
 
   /** The successor accepts now: answers under way (the upgrade's own) are finished; the socket file is the successor's. */

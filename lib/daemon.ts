@@ -144,21 +144,25 @@ export class Daemon {
     return adopted;
   }
 
-  /** On the ports of the config, or on the sockets a predecessor hands over if they are the same. */
+  /** On the ports of the config: on the sockets a predecessor hands over where they are the same. */
   private async listen(handover: Handover | null): Promise<void> {
     const { config } = this;
-    const handed = (server: net.Server | undefined, host: string, port: number) => {
+    const { proxy: handedProxy, control: handedControl, controlSocket: handedSocket } = handover?.listeners ?? {};
+    const same = (server: net.Server | undefined, host: string, port: number) => {
       const address = server?.address();
-      return typeof address === 'object' && address !== null && address.port === port && address.address === host ? server : undefined;
+      return typeof address === 'object' && address !== null && address.port === port && address.address === host;
     };
-    const proxy = handed(handover?.listeners.proxy, config.host, config.port);
-    if (proxy && this.proxy) await this.proxy.listenOnHandedOver(proxy);
-    else await listenOrExplain(this.dataPath.listen(config.port, config.host), 'proxy', config.host, config.port, '"port" or --http-port', config.file);
-    const control = handed(handover?.listeners.control, config.controlHost, config.controlPort);
-    const handedSocket = handover?.listeners.controlSocket;
-    const socket = handedSocket && config.controlSocket !== null && handover.controlSocketFile === config.controlSocket ? { server: handedSocket, file: config.controlSocket } : null;
+    const proxy = same(handedProxy, config.host, config.port) && this.proxy ? handedProxy! : null;
+    if (proxy) await this.proxy!.listenOnHandedOver(proxy);
+    else {
+      if (handedProxy) this.proxy?.declineHandedOver(handedProxy);
+      await listenOrExplain(this.dataPath.listen(config.port, config.host), 'proxy', config.host, config.port, '"port" or --http-port', config.file);
+    }
+    const control = same(handedControl, config.controlHost, config.controlPort) ? handedControl! : null;
+    const socket = handedSocket && config.controlSocket !== null && handover!.controlSocketFile === config.controlSocket ? { server: handedSocket, file: config.controlSocket } : null;
     if (control) await this.control.listenOnHandedOver(control, socket);
     else await listenOrExplain(this.control.listen(), 'control API', config.controlHost, config.controlPort, '"controlPort" or --control-port', config.file);
+    this.control.declineHandedOver(control ? undefined : handedControl, control && socket ? undefined : handedSocket);
     if (config.controlSocket !== null && !(control && socket)) await this.control.listenOnSocket(config.controlSocket);
   }
 
@@ -252,7 +256,8 @@ export class Daemon {
     for (const key of fixedAtStart.filter((key) => next[key] !== this.config[key])) {
       // The token's values are not logged.
       const values = key === 'controlToken' ? {} : { running: this.config[key], configured: next[key] };
-      this.log.event('reload-ignored', { key, ...values, reason: `changing "${key}" needs rainbowd upgrade (or a restart)` });
+      const how = key === 'workers' ? 'a restart of rainbowd' : 'rainbowd upgrade (or a restart)';
+      this.log.event('reload-ignored', { key, ...values, reason: `changing "${key}" needs ${how}` });
     }
     this.log.setFormat(next.logFormat);
     const { host, port, controlHost, controlPort, controlSocket, controlToken, workers } = this.config;

@@ -37,6 +37,17 @@ export async function listenOnHandedOver(server: http.Server, handed: net.Server
 }
 
 /**
+ * A handed-over listening socket this rainbowd does not listen on (its port changed): closed
+ * here, the predecessor closes its own copy; what it accepted meanwhile is served all the same.
+ */
+export function closeHandedOver(handed: net.Server, server: http.Server): void {
+  const held = waiting.get(handed);
+  if (held) handed.off('connection', held.hold);
+  handed.close();
+  for (const socket of held?.sockets ?? []) server.emit('connection', socket);
+}
+
+/**
  * Stops accepting, leaving kept-alive connections open: http.Server#close also closes the
  * idle ones (Node 19+), and a client may be writing its next request onto one just then.
  */

@@ -3,7 +3,7 @@ import type { Server, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { openFileLimit, proxyConnectionLimit } from './connection-limit.js';
 import { type Forwarding, requestHeaders } from './forward-headers.js';
-import { listen, listenOnHandedOver, stopAccepting } from './listen.js';
+import { closeHandedOver, listen, listenOnHandedOver, stopAccepting } from './listen.js';
 import type { Logger } from './log.js';
 import { BAD_GATEWAY, BAD_REQUEST, maintenance, NOT_FOUND, type Page, PAUSED, RESTARTING, sendPage, sendRawPage, STARTING } from './pages.js';
 import { PauseController } from './pause-controller.js';
@@ -114,6 +114,11 @@ export class Proxy implements DataPath {
 
   listenOnHandedOver(handed: Server): Promise<void> {
     return listenOnHandedOver(this.server, handed);
+  }
+
+  /** A handed-over listener on an address the config no longer has. */
+  declineHandedOver(handed: Server): void {
+    closeHandedOver(handed, this.server);
   }
 
   /**

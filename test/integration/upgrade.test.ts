@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
+import getPort from 'get-port';
 import { cli, describeCli } from '../helpers/cli.js';
 import { startAppDaemon, type Daemon } from '../helpers/daemon.js';
 import { request } from '../helpers/http.js';
@@ -107,4 +108,46 @@ test('an upgrade to a rainbowd that fails at start exits 1 with its reason; the 
   assert.equal(JSON.parse(readFileSync(join(daemon.dir, 'rainbow.daemon.json'), 'utf8')).pid, daemon.pid, 'the daemon record names the old daemon');
   const redeployed = await daemon.redeploy();
   assert.equal(redeployed.status, 200, JSON.stringify(redeployed.body));
+});
+
+test('after an upgrade, a redeploy drains the handed-over generation until the old daemon has finished its request on it', { timeout: 60_000 }, async (t) => {
+  const { daemon } = await startAppDaemon(t, { name: 'upgrade-drain', config: { workers: 0 } });
+  stopSuccessorsAtEnd(t, daemon);
+  const slow = request(daemon.proxyPort, '/slow?ms=3000', { timeout: 20_000 });
+  await waitFor(async () => (await daemon.service()).generations[0]?.inFlight === 1, { timeout: 10_000, what: 'the 3 s request in flight' });
+  const upgraded = await cli(daemon, ['upgrade']);
+  assert.equal(upgraded.code, 0, describeCli(upgraded));
+
+  // The new daemon counts nothing in flight on generation 1: only the old one knows of the request.
+  const redeployed = await daemon.redeploy();
+  assert.equal(redeployed.status, 200, JSON.stringify(redeployed.body));
+  assert.equal((await slow).status, 200, 'the request the old daemon carried completes');
+  const log = daemon.output;
+  const oldStopped = log.findIndex((line) => /rainbowd stopped reason="handed over to rainbowd pid/.test(line));
+  const drained = log.findIndex((line) => / default#1 drained /.test(line));
+  assert.ok(oldStopped !== -1 && oldStopped < drained, `generation 1 is drained only after the old daemon exited:\n${daemon.log()}`);
+});
+
+test('a port change in the config is applied by rainbowd upgrade: the new daemon listens on the new port', { timeout: 60_000 }, async (t) => {
+  const { daemon } = await startAppDaemon(t, { name: 'upgrade-port', config: { workers: 0 } });
+  stopSuccessorsAtEnd(t, daemon);
+  const configFile = join(daemon.dir, 'rainbow.conf.json');
+  const newPort = await getPort({ host: '127.0.0.1' });
+  writeFileSync(configFile, JSON.stringify({ ...JSON.parse(readFileSync(configFile, 'utf8')), port: newPort }));
+  await daemon.waitForLog(/reload-ignored key=port .*needs rainbowd upgrade \(or a restart\)/);
+
+  const upgraded = await cli(daemon, ['upgrade']);
+  assert.equal(upgraded.code, 0, describeCli(upgraded));
+  assert.equal((await request(newPort, '/')).status, 200);
+  assert.deepEqual((await daemon.status()).proxy.port, newPort);
+  await waitFor(() => request(daemon.proxyPort, '/').then(() => false, (error: NodeJS.ErrnoException) => error.code === 'ECONNREFUSED'), { timeout: 30_000, what: 'the old port closed once the old daemon exited' });
+});
+
+test('rainbowd upgrade with proxy workers is refused with the reason, and nothing changes', { timeout: 60_000 }, async (t) => {
+  const { daemon } = await startAppDaemon(t, { name: 'upgrade-workers', config: { workers: 2 } });
+  const refused = await cli(daemon, ['upgrade']);
+  assert.equal(refused.code, 1, describeCli(refused));
+  assert.equal(refused.stderr, 'rainbowd: rainbowd upgrade cannot hand proxy workers over yet ("workers": 2); restart rainbowd to upgrade it, or set "workers": 0\n');
+  assert.equal(await daemonPid(daemon), daemon.pid);
+  assert.equal((await request(daemon.proxyPort, '/')).status, 200);
 });
