@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import type { DaemonStatus, UpgradeResult } from './api.js';
 import { DEFAULT_STOP_TIMEOUT_MS, loadConfig, type DaemonConfig, type RunOverrides } from './config.js';
 import { ControlServer } from './control.js';
-import { removeRecord, writeRecord } from './daemon-record.js';
+import { removePidfile, removeRecord, writePidfile, writeRecord } from './daemon-record.js';
 import { RainbowError, isRainbowError, messageOf } from './errors.js';
 import { FileWatch } from './file-watch.js';
 import type { Logger } from './log.js';
@@ -37,15 +37,26 @@ export class Daemon {
   private readonly startedAt = Date.now();
   private shuttingDown: Promise<void> | null = null;
   private upgrading = false;
+  private readonly predecessor: Predecessor | null;
+  private readonly pidfile: string | null;
 
   constructor(
     private config: DaemonConfig,
     private readonly overrides: RunOverrides,
     private readonly log: Logger,
     private readonly version: string,
-    /** The rainbowd this one takes over from (`rainbowd upgrade`), if any. */
-    private readonly predecessor: Predecessor | null = null,
+    {
+      predecessor = null,
+      pidfile = null,
+    }: {
+      /** The rainbowd this one takes over from (`rainbowd upgrade`), if any. */
+      predecessor?: Predecessor | null;
+      /** `--pidfile`: where our pid is written for a service manager. */
+      pidfile?: string | null;
+    } = {},
   ) {
+    this.predecessor = predecessor;
+    this.pidfile = pidfile;
     this.proxy = config.workers === 0 ? new Proxy(log) : null;
     this.dataPath = this.proxy ?? new ProxyWorkers(config.workers, log);
     // Marks the requests our proxy forwarded, so one that a target sends back to it is answered 508, not forwarded again.
@@ -285,8 +296,15 @@ export class Daemon {
     this.fileWatch.watch(this.config.file, () => void this.reload('config file changed'), this.registry.all());
   }
 
-  /** For the CLI and the git hook: without it they find the daemon from the config on disk. */
+  /** For the CLI and the git hook: without it they find the daemon from the config on disk. And `--pidfile`. */
   private recordControlAddress(): void {
+    if (this.pidfile) {
+      try {
+        writePidfile(this.pidfile);
+      } catch (error) {
+        throw new RainbowError('USAGE', `cannot write the pid to ${this.pidfile} (--pidfile): ${messageOf(error)}`, { cause: error });
+      }
+    }
     const { file, controlHost, controlPort, controlSocket } = this.config;
     if (!file) return;
     try {
@@ -299,6 +317,7 @@ export class Daemon {
   /** Synchronous: the crash handler runs it too. */
   private removeRuntimeFiles(): void {
     rmSync(this.runtimeDir, { recursive: true, force: true });
+    if (this.pidfile) removePidfile(this.pidfile, process.pid);
     if (this.config.file) {
       removeRecord(this.config.file, process.pid);
       removeGenerationRecord(this.config.file, process.pid);

@@ -19,7 +19,7 @@ export async function run(args: string[]): Promise<void> {
 }
 
 async function start(args: string[], predecessor: Predecessor | null): Promise<void> {
-  const { configFile, overrides } = parseRunArguments(args, process.env);
+  const { configFile, overrides, pidfile } = parseRunArguments(args, process.env);
   const file = configFile ? path.resolve(configFile) : await findConfigFile(process.cwd());
   if (!file) {
     throw new RainbowError(
@@ -28,6 +28,6 @@ async function start(args: string[], predecessor: Predecessor | null): Promise<v
     );
   }
   const config = await loadConfig(file, overrides);
-  const daemon = new Daemon(config, overrides, new Logger(config.logFormat), version, predecessor);
+  const daemon = new Daemon(config, overrides, new Logger(config.logFormat), version, { predecessor, pidfile: pidfile ?? null });
   await daemon.start();
 }

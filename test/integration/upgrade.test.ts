@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import getPort from 'get-port';
@@ -29,8 +30,11 @@ function stopSuccessorsAtEnd(t: TestContext, daemon: Daemon): void {
 }
 
 test('rainbowd upgrade twice and SIGUSR2 once under load: no failed request, the app keeps its pid and its output, the daemon pid changes, a 3 s request started before completes, a redeploy works after', { timeout: 120_000 }, async (t) => {
-  const { daemon, marker } = await startAppDaemon(t, { name: 'upgrade', config: { workers: 0 } });
+  const pidfile = join(tmpdir(), `rainbowd-upgrade-test-${process.pid}.pid`);
+  t.after(() => rmSync(pidfile, { force: true }));
+  const { daemon, marker } = await startAppDaemon(t, { name: 'upgrade', config: { workers: 0 }, env: { RAINBOWD_PIDFILE: pidfile } });
   stopSuccessorsAtEnd(t, daemon);
+  assert.equal(readFileSync(pidfile, 'utf8'), `${daemon.pid}\n`, 'the --pidfile has the daemon pid');
   const app = await daemon.waitForActive();
   const load = startLoad({ port: daemon.proxyPort, keepAliveClients: 4, newConnectionClients: 2, maxDuration: 90_000 });
   const slow = request(daemon.proxyPort, '/slow?ms=3000', { timeout: 20_000 });
@@ -51,6 +55,7 @@ test('rainbowd upgrade twice and SIGUSR2 once under load: no failed request, the
     }, { timeout: 30_000, what: `a new daemon after ${how}` });
     pids.push(pid);
     assert.equal(JSON.parse(readFileSync(join(daemon.dir, 'rainbow.daemon.json'), 'utf8')).pid, pid, 'the daemon record has the new pid');
+    assert.equal(readFileSync(pidfile, 'utf8'), `${pid}\n`, 'so has the --pidfile');
     await waitFor(() => load.snapshot().total >= before + 100, { timeout: 20_000, what: `100 responses after ${how}` });
   }
   const finished = await slow;
