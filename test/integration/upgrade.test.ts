@@ -148,8 +148,10 @@ test('a port change in the config is applied by rainbowd upgrade: the new daemon
   await waitFor(() => request(daemon.proxyPort, '/').then(() => false, (error: NodeJS.ErrnoException) => error.code === 'ECONNREFUSED'), { timeout: 30_000, what: 'the old port closed once the old daemon exited' });
 });
 
-test('rainbowd upgrade with proxy workers is refused with the reason, and nothing changes', { timeout: 60_000 }, async (t) => {
+test('POST /upgrade from a web page, and rainbowd upgrade with proxy workers, are refused with the reason, and nothing changes', { timeout: 60_000 }, async (t) => {
   const { daemon } = await startAppDaemon(t, { name: 'upgrade-workers', config: { workers: 2 } });
+  const crossSite = await request(daemon.controlPort, '/upgrade', { method: 'POST', body: '', headers: { origin: 'http://evil.example' } });
+  assert.equal(crossSite.status, 403, crossSite.body);
   const refused = await cli(daemon, ['upgrade']);
   assert.equal(refused.code, 1, describeCli(refused));
   assert.equal(refused.stderr, 'rainbowd: rainbowd upgrade cannot hand proxy workers over yet ("workers": 2); restart rainbowd to upgrade it, or set "workers": 0\n');
