@@ -41,6 +41,7 @@ export class ControlServer {
   private readonly tcp = this.createServer('tcp');
   private readonly unix = this.createServer('unix');
   private socketFile: string | null = null;
+  private handedOver = false;
 
   constructor(
     private readonly target: ControlTarget,
@@ -75,9 +76,17 @@ export class ControlServer {
     if (controlSocket) closeHandedOver(controlSocket, this.unix);
   }
 
-  /** The successor accepts now: answers under way (the upgrade's own) are finished; the socket file is the successor's. */
+  /**
+   * The successor accepts now: answers under way (the upgrade's own) are finished, idle
+   * kept-alive connections closed and busy ones closed after their answer, so that a client's
+   * next request reaches the successor; the socket file is the successor's.
+   */
   handOver(): void {
-    for (const server of [this.tcp, this.unix]) stopAccepting(server);
+    this.handedOver = true;
+    for (const server of [this.tcp, this.unix]) {
+      stopAccepting(server);
+      server.closeIdleConnections();
+    }
     this.socketFile = null;
   }
 
@@ -97,6 +106,7 @@ export class ControlServer {
   }
 
   private async handle(request: http.IncomingMessage, response: http.ServerResponse, transport: ControlTransport): Promise<void> {
+    if (this.handedOver) response.setHeader('connection', 'close');
     const refused = refusal(request, this.listener, transport);
     if (refused) return refuse(request, response, refused);
     const { url, parts } = parseTarget(request.url ?? '/');

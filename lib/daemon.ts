@@ -37,6 +37,7 @@ export class Daemon {
   private readonly startedAt = Date.now();
   private shuttingDown: Promise<void> | null = null;
   private upgrading = false;
+  private handedOver = false;
   private readonly predecessor: Predecessor | null;
   private readonly pidfile: string | null;
 
@@ -221,6 +222,7 @@ export class Daemon {
       this.recordControlAddress();
       throw error;
     }
+    this.handedOver = true;
     this.log.event('upgraded', { pid, reason: `rainbowd pid ${pid} serves now; this one (pid ${process.pid}) finishes its requests and exits, the apps go on` });
     this.shuttingDown = this.exitAfterHandover(pid);
     return { ok: true, pid, previousPid: process.pid };
@@ -332,8 +334,10 @@ export class Daemon {
   private installCrashHandler(): void {
     process.on('uncaughtException', (error: unknown) => {
       const what = error instanceof Error ? (error.stack ?? error.message) : String(error);
-      this.log.event('crashed', { reason: `internal error, please report it: ${what}; every app was sent SIGTERM` });
-      for (const service of this.registry.all()) service.terminateAppsNow();
+      // Once handed over (rainbowd upgrade), the apps are the new rainbowd's.
+      const apps = this.handedOver ? 'the apps were handed over and go on' : 'every app was sent SIGTERM';
+      this.log.event('crashed', { reason: `internal error, please report it: ${what}; ${apps}` });
+      if (!this.handedOver) for (const service of this.registry.all()) service.terminateAppsNow();
       this.control.close();
       this.removeRuntimeFiles();
       process.exit(1);
