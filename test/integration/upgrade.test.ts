@@ -8,7 +8,7 @@ import { cli, describeCli } from '../helpers/cli.js';
 import { startAppDaemon, type Daemon } from '../helpers/daemon.js';
 import { request } from '../helpers/http.js';
 import { describeLoad, startLoad } from '../helpers/load.js';
-import { appProcesses, describeProcesses, isAlive } from '../helpers/process.js';
+import { appProcesses, describeProcesses, isAlive, markedProcesses } from '../helpers/process.js';
 import { waitFor } from '../helpers/wait.js';
 
 // `rainbowd upgrade` (and POST /upgrade, SIGUSR2): a new daemon takes over the listening
@@ -19,13 +19,18 @@ async function daemonPid(daemon: Daemon): Promise<number> {
   return (await daemon.status()).pid;
 }
 
-/** The daemons that took over are not the test's children: stopped (SIGTERM, then waited for) at cleanup. */
+/**
+ * The daemons that took over are not the test's children: found by their command line (the
+ * same as the first one's) and stopped (SIGTERM, then waited for) at cleanup.
+ */
 function stopSuccessorsAtEnd(t: TestContext, daemon: Daemon): void {
+  const configFile = join(daemon.dir, 'rainbow.conf.json');
   t.after(async () => {
-    const pid = await daemonPid(daemon).catch(() => null);
-    if (pid === null || pid === daemon.pid) return;
-    process.kill(pid, 'SIGTERM');
-    await waitFor(() => !isAlive(pid), { timeout: 30_000, what: `rainbowd pid ${pid} to exit after SIGTERM` }).catch(() => process.kill(pid, 'SIGKILL'));
+    const successors = markedProcesses(configFile).filter((info) => info.pid !== daemon.pid && info.argv.includes('run'));
+    for (const { pid } of successors) process.kill(pid, 'SIGTERM');
+    await waitFor(() => successors.every(({ pid }) => !isAlive(pid)), { timeout: 30_000, what: 'the new daemons to exit after SIGTERM' }).catch(() => {
+      for (const { pid } of successors) process.kill(pid, 'SIGKILL');
+    });
   });
 }
 
