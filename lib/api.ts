@@ -87,6 +87,13 @@ export interface DaemonStatus {
 /** `POST /services/NAME/pause|stop|resume|start`. */
 export type ModeChange = { action: 'pause'; maxPauseMs?: number } | { action: 'stop'; message?: string | null } | { action: 'resume' } | { action: 'start' };
 
+/** `POST /upgrade`: the new rainbowd serves; the old one (`previousPid`) finishes its requests and exits. */
+export interface UpgradeResult {
+  ok: true;
+  pid: number;
+  previousPid: number;
+}
+
 /** `DELETE /services/NAME`. */
 export interface RemoveResult {
   ok: true;

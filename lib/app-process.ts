@@ -1,17 +1,11 @@
-import { readFile, rm } from 'node:fs/promises';
+import { Socket } from 'node:net';
 import { execa, type ResultPromise } from 'execa';
-import { findMarked, GENERATION_MARKER, newGenerationMarker, stopMarked } from './marked-processes.js';
-import { readOutputLines } from './output-lines.js';
-import { belongsTo, childrenOf, groupMembers, isAlive, killAll, signalGroup, signalProcess, waitFor } from './process-group.js';
+import { AppGroup, type ExitInfo } from './app-group.js';
+import { GENERATION_MARKER, newGenerationMarker } from './marked-processes.js';
 import { launchCommand, type LaunchValues } from './template.js';
 
-// One launched app: the `sh -c RUN` wrapper in its own process group, its output, its
-// pidfile, and how to stop all of it, including what left the group (see marked-processes.ts).
-
-export interface ExitInfo {
-  code: number | null;
-  signal: string | null;
-}
+// One app this rainbowd launched: the `sh -c RUN` wrapper in its own process group, and its
+// output. Stopping it is AppGroup's.
 
 export interface SpawnOptions extends LaunchValues {
   run: string;
@@ -21,40 +15,24 @@ export interface SpawnOptions extends LaunchValues {
   onOutput: (line: string) => void;
 }
 
-type GroupStopOutcome =
-  | { how: 'already-exited' }
-  | { how: 'SIGTERM'; signalled: string; leftoversKilled: number }
-  | { how: 'SIGKILL'; signalled: string; afterMs: number };
+type Subprocess = ResultPromise<{ detached: true; buffer: false; all: true; reject: false; stdin: 'ignore' }>;
 
-/** `strays`: processes that had left the group (setsid, a double fork), stopped after it. */
-export type StopOutcome = GroupStopOutcome & { strays: number };
-
-// Enough for the error line above a Node stack trace (CommonJS: 17 lines from the end).
-const OUTPUT_TAIL_LINES = 40;
-// The tail is quoted in error messages: a line there is shortened to what a person reads.
-const OUTPUT_TAIL_LINE_CHARS = 500;
-
-export class AppProcess {
-  private readonly subprocess: ResultPromise<{ detached: true; buffer: false; all: true; reject: false; stdin: 'ignore' }>;
-  private readonly tail: string[] = [];
+export class AppProcess extends AppGroup {
+  private readonly subprocess: Subprocess;
   exitInfo: ExitInfo | null = null;
   readonly exited: Promise<ExitInfo>;
-  /** The wrapper shell's pid, which is also the process group id. */
-  readonly groupId: number;
-  /** In the environment of every process of this app, wherever it goes. */
-  private readonly marker: string;
 
-  constructor(private readonly options: SpawnOptions) {
+  constructor(options: SpawnOptions) {
     const { file, args } = launchCommand(options.run, options);
-    this.marker = newGenerationMarker(options.service, options.generation);
-    this.subprocess = execa(file, args, {
+    const marker = newGenerationMarker(options.service, options.generation);
+    const subprocess = execa(file, args, {
       cwd: options.cwd,
       env: {
         ...options.env,
         PORT: String(options.port),
         RAINBOWD_SERVICE: options.service,
         RAINBOWD_GENERATION: String(options.generation),
-        [GENERATION_MARKER]: this.marker,
+        [GENERATION_MARKER]: marker,
       },
       detached: true,
       // execa's default buffering would kill a chatty long-running app at maxBuffer.
@@ -63,122 +41,22 @@ export class AppProcess {
       reject: false,
       stdin: 'ignore',
     });
-    this.groupId = this.subprocess.pid ?? -1;
-    if (this.subprocess.all) {
-      readOutputLines(this.subprocess.all, (line) => {
-        this.tail.push(line.length > OUTPUT_TAIL_LINE_CHARS ? `${line.slice(0, OUTPUT_TAIL_LINE_CHARS)}…` : line);
-        if (this.tail.length > OUTPUT_TAIL_LINES) this.tail.shift();
-        options.onOutput(line);
-      });
-    }
+    super(subprocess.pid ?? -1, marker, options.pidfile);
+    this.subprocess = subprocess;
+    if (this.subprocess.all) this.readOutput(this.subprocess.all, options.onOutput);
     this.exited = this.subprocess.then((result) => {
       this.exitInfo = { code: result.exitCode ?? null, signal: result.signal ?? null };
       return this.exitInfo;
     });
   }
 
-  get pidfile(): string {
-    return this.options.pidfile;
-  }
-
-  /** The last lines the app printed, for error messages. */
-  outputTail(): string[] {
-    return [...this.tail];
+  outputStreams(): Socket[] {
+    return [this.subprocess.stdout, this.subprocess.stderr].filter((stream): stream is Socket => stream instanceof Socket);
   }
 
   describeExit(): string {
     const info = this.exitInfo;
     if (!info) return 'is running';
     return info.signal ? `was killed by ${info.signal}` : `exited with code ${info.code}`;
-  }
-
-  /** The pid the app wrote to its pidfile, if it is a live process of this app. */
-  async mainPid(): Promise<{ pid: number } | { pid: null; why: string }> {
-    let text: string;
-    try {
-      text = (await readFile(this.options.pidfile, 'utf8')).trim();
-    } catch {
-      return { pid: null, why: 'no pidfile was written' };
-    }
-    const pid = Number(text);
-    // Never signal 0 (our own group), 1 (init), negatives (groups) or garbage.
-    if (!/^\d+$/.test(text) || !Number.isSafeInteger(pid) || pid <= 1 || pid === process.pid) {
-      return { pid: null, why: `the pidfile holds ${JSON.stringify(text.slice(0, 20))}, not a pid` };
-    }
-    if (!isAlive(pid)) return { pid: null, why: `pid ${pid} from the pidfile is not running` };
-    if (!belongsTo(pid, this.groupId)) return { pid: null, why: `pid ${pid} from the pidfile is not a process of this app` };
-    return { pid };
-  }
-
-  /**
-   * The pid to show in status: the app's own from its pidfile; else the wrapper shell's only
-   * child (dash does not exec, and a person running ps looks for the app, not `sh -c`); else
-   * the wrapper's.
-   */
-  async displayPid(): Promise<number> {
-    const main = await this.mainPid();
-    if (main.pid !== null) return main.pid;
-    const children = childrenOf(this.groupId);
-    return children.length === 1 ? children[0]! : this.groupId;
-  }
-
-  isRunning(): boolean {
-    return groupMembers(this.groupId).length > 0;
-  }
-
-  /** SIGTERM to the whole group and its strays at once, without waiting or escalating: rainbowd is crashing. */
-  terminateNow(): void {
-    signalGroup(this.groupId, 'SIGTERM');
-    for (const { pid } of findMarked(GENERATION_MARKER, this.marker)) signalProcess(pid, 'SIGTERM');
-  }
-
-  /**
-   * SIGTERM to the app's main process (the pidfile's pid, else the whole group: dash does not
-   * exec, so the wrapper's pid is not the app), then SIGKILL to everything after `timeoutMs`.
-   * Workers left behind by a master that exited first are killed too, and then, the same way,
-   * every process that left the group but still carries this app's marker.
-   */
-  async stop(timeoutMs: number): Promise<StopOutcome> {
-    try {
-      const outcome = await this.stopGroup(timeoutMs);
-      // After the group, so that a master that stops its own daemonized workers may do so first.
-      const strays = findMarked(GENERATION_MARKER, this.marker).map(({ pid }) => pid);
-      if (strays.length > 0) await stopMarked(strays, GENERATION_MARKER, this.marker, timeoutMs);
-      return { ...outcome, strays: strays.length };
-    } finally {
-      await rm(this.options.pidfile, { force: true });
-    }
-  }
-
-  private async stopGroup(timeoutMs: number): Promise<GroupStopOutcome> {
-    if (!this.isRunning()) return { how: 'already-exited' };
-    const main = await this.mainPid();
-    const started = Date.now();
-    let signalled: string;
-    let stopped: () => boolean;
-    if (main.pid !== null) {
-      const pid = main.pid;
-      signalProcess(pid, 'SIGTERM');
-      signalled = `pid ${pid} (from pidfile)`;
-      stopped = () => !isAlive(pid);
-    } else {
-      signalGroup(this.groupId, 'SIGTERM');
-      signalled = `process group ${this.groupId} (${main.why})`;
-      stopped = () => !this.isRunning();
-    }
-    if (!(await waitFor(stopped, timeoutMs))) {
-      await killAll(this.groupId, this.groupId);
-      await waitFor(() => !this.isRunning(), 2000);
-      return { how: 'SIGKILL', signalled, afterMs: Date.now() - started };
-    }
-    // The wrapper shell exits right after the app; anything still there after that is a
-    // worker its master left behind.
-    await waitFor(() => !this.isRunning(), 250);
-    const leftovers = groupMembers(this.groupId);
-    if (leftovers.length > 0) {
-      await killAll(this.groupId, null);
-      await waitFor(() => !this.isRunning(), 2000);
-    }
-    return { how: 'SIGTERM', signalled, leftoversKilled: leftovers.length };
   }
 }

@@ -1,10 +1,11 @@
 import http from 'node:http';
-import type { Accepted, DaemonStatus, DeployResult, ErrorBody, ModeChange, RemoveResult, Saved, ServiceStatus } from './api.js';
+import type { Accepted, DaemonStatus, DeployResult, ErrorBody, ModeChange, RemoveResult, Saved, ServiceStatus, UpgradeResult } from './api.js';
 import { refusal, type ControlListener, type ControlTransport } from './control-guard.js';
 import { listenOnSocket, removeSocket } from './control-socket.js';
 import { parseDuration } from './duration.js';
 import { RainbowError, isRainbowError, messageOf } from './errors.js';
-import { listen } from './listen.js';
+import type net from 'node:net';
+import { closeHandedOver, listen, listenOnHandedOver, stopAccepting } from './listen.js';
 
 // The control API: what git hooks, the CLI and curl talk to. Answers are JSON; errors are
 // `{ ok: false, error: { code, message } }` with a fitting status, never a stack trace.
@@ -15,6 +16,7 @@ import { listen } from './listen.js';
 //   DELETE /services/NAME                 drain, stop and forget a service
 //   POST   /services/NAME/ACTION          pause (?maxPause=30s), resume, stop ({"message"}), start, rollback
 //   GET    /status, GET /services         everything / the services
+//   POST   /upgrade                       hand over to a new rainbowd from the installed code
 // Deploys answer when they are over; `?wait=0` answers 202 at once. Who may ask is decided
 // first, in control-guard.ts. A change the state file could not keep answers 200 with a
 // `warning`: it did take effect, but will not survive a restart.
@@ -26,6 +28,7 @@ export interface ControlTarget {
   changeMode(service: string, change: ModeChange): Promise<Saved<ServiceStatus>>;
   rollback(service: string): Promise<Saved<DeployResult>>;
   status(): DaemonStatus;
+  upgrade(reason: string): Promise<UpgradeResult>;
 }
 
 const MAX_BODY_BYTES = 64 * 1024;
@@ -38,6 +41,7 @@ export class ControlServer {
   private readonly tcp = this.createServer('tcp');
   private readonly unix = this.createServer('unix');
   private socketFile: string | null = null;
+  private handedOver = false;
 
   constructor(
     private readonly target: ControlTarget,
@@ -51,6 +55,39 @@ export class ControlServer {
   async listenOnSocket(file: string): Promise<void> {
     await listenOnSocket(this.unix, file);
     this.socketFile = file;
+  }
+
+  /** The listening sockets, for a successor to accept on too (handover.ts). */
+  get listeners(): { control: net.Server; controlSocket?: net.Server } {
+    return this.socketFile === null ? { control: this.tcp } : { control: this.tcp, controlSocket: this.unix };
+  }
+
+  async listenOnHandedOver(control: net.Server, controlSocket: { server: net.Server; file: string } | null): Promise<void> {
+    await listenOnHandedOver(this.tcp, control);
+    if (controlSocket) {
+      await listenOnHandedOver(this.unix, controlSocket.server);
+      this.socketFile = controlSocket.file;
+    }
+  }
+
+  /** Handed-over listeners on addresses the config no longer has. */
+  declineHandedOver(control: net.Server | undefined, controlSocket: net.Server | undefined): void {
+    if (control) closeHandedOver(control, this.tcp);
+    if (controlSocket) closeHandedOver(controlSocket, this.unix);
+  }
+
+  /**
+   * The successor accepts now: answers under way (the upgrade's own) are finished, idle
+   * kept-alive connections closed and busy ones closed after their answer, so that a client's
+   * next request reaches the successor; the socket file is the successor's.
+   */
+  handOver(): void {
+    this.handedOver = true;
+    for (const server of [this.tcp, this.unix]) {
+      stopAccepting(server);
+      server.closeIdleConnections();
+    }
+    this.socketFile = null;
   }
 
   close(): void {
@@ -69,6 +106,7 @@ export class ControlServer {
   }
 
   private async handle(request: http.IncomingMessage, response: http.ServerResponse, transport: ControlTransport): Promise<void> {
+    if (this.handedOver) response.setHeader('connection', 'close');
     const refused = refusal(request, this.listener, transport);
     if (refused) return refuse(request, response, refused);
     const { url, parts } = parseTarget(request.url ?? '/');
@@ -102,6 +140,8 @@ export class ControlServer {
       case 'POST /services/NAME/resume':
       case 'POST /services/NAME/start':
         return sendJson(response, 200, await this.target.changeMode(name!, { action: action as 'resume' | 'start' }));
+      case 'POST /upgrade':
+        return sendJson(response, 200, await this.target.upgrade(reason));
       case 'GET /status':
         return sendJson(response, 200, this.target.status());
       case 'GET /services':

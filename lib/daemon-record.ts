@@ -30,6 +30,25 @@ export function writeRecord(record: DaemonRecord): void {
   renameSync(temporary, file);
 }
 
+/**
+ * A plain pidfile (`--pidfile`) for service managers: systemd's PIDFile= follows it to the
+ * new daemon after `rainbowd upgrade`, as the new one writes it before the old one exits.
+ */
+export function writePidfile(file: string): void {
+  const temporary = `${file}.${process.pid}.tmp`;
+  writeFileSync(temporary, `${process.pid}\n`);
+  renameSync(temporary, file);
+}
+
+/** Synchronous: it runs in the crash handler too. Leaves a newer daemon's pid alone. */
+export function removePidfile(file: string, pid: number): void {
+  try {
+    if (Number(readFileSync(file, 'utf8').trim()) === pid) rmSync(file, { force: true });
+  } catch {
+    // gone already
+  }
+}
+
 /** Synchronous: it runs in the crash handler too. Leaves a newer daemon's record alone. */
 export function removeRecord(configFile: string, pid: number): void {
   const file = recordFile(path.dirname(configFile));

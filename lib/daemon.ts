@@ -1,17 +1,22 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import type { DaemonStatus } from './api.js';
+import type { DaemonStatus, UpgradeResult } from './api.js';
 import { DEFAULT_STOP_TIMEOUT_MS, loadConfig, type DaemonConfig, type RunOverrides } from './config.js';
 import { ControlServer } from './control.js';
-import { removeRecord, writeRecord } from './daemon-record.js';
+import { removePidfile, removeRecord, writePidfile, writeRecord } from './daemon-record.js';
 import { RainbowError, isRainbowError, messageOf } from './errors.js';
 import { FileWatch } from './file-watch.js';
 import { HaproxyDataPath } from './haproxy-data-path.js';
 import type { Logger } from './log.js';
+import type net from 'node:net';
+import { findLeftovers, takeHandedOver, type Leftovers } from './adoption.js';
+import { removeGenerationRecord } from './generation-record.js';
+import { startSuccessor, type Handover, type Predecessor } from './handover.js';
 import { runtimeDirPrefix, stopOrphans } from './orphans.js';
 import { Proxy } from './proxy.js';
 import { ProxyWorkers } from './proxy-workers.js';
 import type { DataPath } from './route-table.js';
+import type { Service } from './service.js';
 import { ServiceRegistry } from './service-registry.js';
 
 // Wiring: the data path, the service registry and the control API; the start sequence,
@@ -19,24 +24,44 @@ import { ServiceRegistry } from './service-registry.js';
 
 /** Settings that the listeners took at start: a reload cannot change them. */
 const fixedAtStart = ['host', 'port', 'controlHost', 'controlPort', 'controlSocket', 'controlToken', 'workers', 'engine', 'haproxyPath'] as const;
+/** How long a new rainbowd may take to be ready, on top of the longest deployTimeout (its health checks). */
+const UPGRADE_START_MARGIN_MS = 30_000;
 
 export class Daemon {
   private readonly dataPath: DataPath;
+  /** The data path when it runs in this process: the one `rainbowd upgrade` can hand over. */
+  private readonly proxy: Proxy | null;
   private readonly registry: ServiceRegistry;
   private readonly control: ControlServer;
   private readonly fileWatch: FileWatch;
   private readonly runtimeDir = mkdtempSync(runtimeDirPrefix());
   private readonly startedAt = Date.now();
   private shuttingDown: Promise<void> | null = null;
+  private upgrading = false;
+  private handedOver = false;
+  private readonly predecessor: Predecessor | null;
+  private readonly pidfile: string | null;
 
   constructor(
     private config: DaemonConfig,
     private readonly overrides: RunOverrides,
     private readonly log: Logger,
     private readonly version: string,
+    {
+      predecessor = null,
+      pidfile = null,
+    }: {
+      /** The rainbowd this one takes over from (`rainbowd upgrade`), if any. */
+      predecessor?: Predecessor | null;
+      /** `--pidfile`: where our pid is written for a service manager. */
+      pidfile?: string | null;
+    } = {},
   ) {
     this.fileWatch = new FileWatch(log);
+    this.predecessor = predecessor;
+    this.pidfile = pidfile;
     this.dataPath = createDataPath(config, log, this.runtimeDir);
+    this.proxy = this.dataPath instanceof Proxy ? this.dataPath : null;
     // Marks the requests our proxy forwarded, so one that a target sends back to it is answered 508, not forwarded again.
     const via = `rainbowd-${randomBytes(6).toString('hex')}`;
     const registry = new ServiceRegistry(config, { log, dataPath: this.dataPath, runtimeDir: this.runtimeDir, via });
@@ -48,16 +73,23 @@ export class Daemon {
       changeMode: registry.changeMode.bind(registry),
       rollback: registry.rollback.bind(registry),
       status: () => this.status(),
+      upgrade: (reason: string) => this.upgrade(reason),
     };
     this.control = new ControlServer(control, { host: config.controlHost, port: config.controlPort, token: config.controlToken });
   }
 
   async start(): Promise<void> {
     const { config } = this;
+    const handover = this.predecessor ? await this.predecessor.receive() : null;
+    // Modes and deployed services first: what is adopted below serves in its saved mode.
+    await this.registry.restoreState();
+    // Before listening, so that the first request the new proxy takes is routed to the app a
+    // predecessor left serving. Nothing is stopped yet: if listening fails, all of it is
+    // still there (for the next attempt, or for the predecessor that hands over).
+    const leftovers = !handover && config.file ? findLeftovers(config.file, (name) => this.registry.canAdopt(name), this.runtimeDir) : null;
+    const adopted = handover ? await this.takeOver(handover) : leftovers ? await this.registry.adopt(leftovers.adoptable, leftovers.lastGenerations, 'left serving by a rainbowd that exited without stopping it') : new Set();
     try {
-      await listenOrExplain(this.dataPath.listen(config.port, config.host), 'proxy', config.host, config.port, '"port" or --http-port', config.file);
-      await listenOrExplain(this.control.listen(), 'control API', config.controlHost, config.controlPort, '"controlPort" or --control-port', config.file);
-      if (config.controlSocket !== null) await this.control.listenOnSocket(config.controlSocket);
+      await this.listen(handover);
     } catch (error) {
       await this.dataPath.stop();
       this.control.close();
@@ -73,24 +105,89 @@ export class Daemon {
       controlToken: config.controlToken === null ? undefined : 'required',
       config: config.file ?? undefined,
       pid: process.pid,
+      upgradedFrom: this.predecessor?.pid,
     });
     try {
+      this.registry.keepRecord();
       this.recordControlAddress();
       this.installSignalHandlers();
-      this.installCrashHandler();
+      // A new rainbowd that crashes before it is ready must leave the apps to its predecessor.
+      if (!this.predecessor) this.installCrashHandler();
       this.watchFiles();
-      // Apps a predecessor on this config left running when it died: stopped before anything
-      // is deployed. Which service an orphan was is only a name: give it the longest stopTimeout.
-      if (config.file) await stopOrphans(config.file, Math.max(...config.services.map((service) => service.stopTimeoutMs), 0) || DEFAULT_STOP_TIMEOUT_MS, this.log);
-      await this.registry.restoreState();
+      if (leftovers) await this.stopLeftovers(leftovers);
     } catch (error) {
       // Listening but never deploying would answer 503 for ever: stop, and let the error be seen.
-      await this.shutdown(`start failed (${messageOf(error)})`);
+      if (!this.predecessor) await this.shutdown(`start failed (${messageOf(error)})`);
       throw error;
     }
+    if (this.predecessor) {
+      this.predecessor.ready();
+      this.installCrashHandler();
+    }
     for (const service of this.registry.all()) {
+      if (adopted.has(service)) continue;
       service.redeploy('initial deploy').catch(() => undefined); // logged; retried with backoff
     }
+  }
+
+  /**
+   * `rainbowd upgrade`, the new rainbowd's side: adopt the active generations handed over,
+   * health-check the external targets, and stop the rest once the predecessor has exited.
+   */
+  private async takeOver(handover: Handover): Promise<Set<Service>> {
+    const predecessor = this.predecessor!;
+    const reason = `handed over by rainbowd pid ${predecessor.pid}`;
+    const { adoptable, stopLater } = takeHandedOver(handover, (name) => this.registry.canAdopt(name), this.runtimeDir, this.log);
+    const adopted = await this.registry.adopt(adoptable, handover.lastGenerations, reason, predecessor.gone);
+    const unhealthy = adoptable.filter(({ service }) => ![...adopted].some((taken) => taken.name === service));
+    if (unhealthy.length > 0) {
+      const names = unhealthy.map(({ service, generation }) => `${service}#${generation}`).join(', ');
+      throw new RainbowError('UPGRADE_FAILED', `${names} did not pass the new rainbowd's health check (see the log); the running rainbowd keeps serving with it`);
+    }
+    // Health-checked before we accept: a refused target fails the upgrade, not requests.
+    const externals = this.registry.all().filter((service) => handover.externals.includes(service.name));
+    await Promise.all(externals.map((service) => service.redeploy(reason)));
+    for (const service of externals) adopted.add(service);
+    void predecessor.gone.then(() =>
+      Promise.all(
+        stopLater.map(async ({ service, generation, app }) => {
+          const outcome = await app.stop(DEFAULT_STOP_TIMEOUT_MS);
+          this.log.event('stopped', { service, generation, pid: app.groupId, reason: `draining when rainbowd pid ${predecessor.pid} handed it over; stopped after that rainbowd exited (${outcome.how})` });
+        }),
+      ),
+    );
+    return adopted;
+  }
+
+  /** On the ports of the config: on the sockets a predecessor hands over where they are the same. */
+  private async listen(handover: Handover | null): Promise<void> {
+    const { config } = this;
+    const { proxy: handedProxy, control: handedControl, controlSocket: handedSocket } = handover?.listeners ?? {};
+    const same = (server: net.Server | undefined, host: string, port: number) => {
+      const address = server?.address();
+      return typeof address === 'object' && address !== null && address.port === port && address.address === host;
+    };
+    const proxy = same(handedProxy, config.host, config.port) && this.proxy ? handedProxy! : null;
+    if (proxy) await this.proxy!.listenOnHandedOver(proxy);
+    else {
+      if (handedProxy) this.proxy?.declineHandedOver(handedProxy);
+      await listenOrExplain(this.dataPath.listen(config.port, config.host), 'proxy', config.host, config.port, '"port" or --http-port', config.file);
+    }
+    const control = same(handedControl, config.controlHost, config.controlPort) ? handedControl! : null;
+    const socket = handedSocket && config.controlSocket !== null && handover!.controlSocketFile === config.controlSocket ? { server: handedSocket, file: config.controlSocket } : null;
+    if (control) await this.control.listenOnHandedOver(control, socket);
+    else await listenOrExplain(this.control.listen(), 'control API', config.controlHost, config.controlPort, '"controlPort" or --control-port', config.file);
+    this.control.declineHandedOver(control ? undefined : handedControl, control && socket ? undefined : handedSocket);
+    if (config.controlSocket !== null && !(control && socket)) await this.control.listenOnSocket(config.controlSocket);
+  }
+
+  /**
+   * What a predecessor on this config left running and was not adopted (it was draining, its
+   * service is gone, or it failed its health check): stopped before anything is deployed.
+   * Which service an orphan was is only a name: give it the longest stopTimeout.
+   */
+  private async stopLeftovers({ toStop }: Leftovers): Promise<void> {
+    await stopOrphans(toStop, Math.max(...this.config.services.map((service) => service.stopTimeoutMs), 0) || DEFAULT_STOP_TIMEOUT_MS, this.log);
   }
 
   status(): DaemonStatus {
@@ -103,6 +200,59 @@ export class Daemon {
       control: { host: this.config.controlHost, port: this.config.controlPort, socket: this.config.controlSocket, token: this.config.controlToken !== null },
       services: this.registry.statuses(),
     };
+  }
+
+  /**
+   * `rainbowd upgrade`, the running rainbowd's side (handover.ts): resolves once the new one
+   * serves, and then stops accepting, finishes its requests and exits, leaving the apps to
+   * it. A new rainbowd that fails changes nothing: this one serves on.
+   */
+  async upgrade(reason: string): Promise<UpgradeResult> {
+    const refusal = this.upgradeRefusal();
+    if (refusal) throw new RainbowError('UPGRADE_REFUSED', refusal);
+    this.upgrading = true;
+    this.log.event('upgrading', { reason: `${reason}: starting a new rainbowd from the installed code and handing over to it` });
+    const listeners = { proxy: this.proxy!.listener, ...this.control.listeners };
+    const timeoutMs = Math.max(...this.config.services.map((service) => service.deployTimeoutMs), 0) + UPGRADE_START_MARGIN_MS;
+    let pid: number;
+    try {
+      pid = await startSuccessor({ listeners, controlSocketFile: listeners.controlSocket === undefined ? null : this.config.controlSocket, ...this.registry.handover() }, timeoutMs);
+    } catch (error) {
+      this.upgrading = false;
+      this.log.event('upgrade-failed', { reason: messageOf(error) });
+      // It may have written its records before it failed: they are ours again.
+      this.registry.keepRecord();
+      this.recordControlAddress();
+      throw error;
+    }
+    this.handedOver = true;
+    this.log.event('upgraded', { pid, reason: `rainbowd pid ${pid} serves now; this one (pid ${process.pid}) finishes its requests and exits, the apps go on` });
+    this.shuttingDown = this.exitAfterHandover(pid);
+    return { ok: true, pid, previousPid: process.pid };
+  }
+
+  private upgradeRefusal(): string | null {
+    if (this.shuttingDown) return 'rainbowd is shutting down';
+    if (this.upgrading) return 'an upgrade is already under way';
+    if (this.config.engine === 'haproxy') return 'rainbowd upgrade cannot hand the haproxy engine over yet; restart rainbowd to upgrade it';
+    if (!this.proxy) return `rainbowd upgrade cannot hand proxy workers over yet ("workers": ${this.config.workers}); restart rainbowd to upgrade it, or set "workers": 0`;
+    const deploying = this.registry.all().find((service) => service.deploying);
+    if (deploying) return `a deploy of ${deploying.name} is under way; upgrade when it is over`;
+    return null;
+  }
+
+  private async exitAfterHandover(successor: number): Promise<void> {
+    // The answer to the upgrade request goes out on its connection before we stop accepting.
+    await new Promise((resolve) => setImmediate(resolve));
+    this.control.handOver();
+    for (const service of this.registry.all()) service.handOver();
+    await this.fileWatch.close();
+    await this.proxy!.handOver(Math.max(...this.config.services.map((service) => service.drainTimeoutMs), 0));
+    await this.dataPath.stop();
+    this.control.close();
+    this.removeRuntimeFiles();
+    this.log.event('stopped', { reason: `handed over to rainbowd pid ${successor}; its apps go on running` });
+    process.exit(0);
   }
 
   /** Re-reads the config; new values apply from the next deploy. A bad file changes nothing. */
@@ -123,7 +273,10 @@ export class Daemon {
     for (const key of fixedAtStart.filter((key) => next[key] !== this.config[key])) {
       // The token's values are not logged.
       const values = key === 'controlToken' ? {} : { running: this.config[key], configured: next[key] };
-      this.log.event('reload-ignored', { key, ...values, reason: `changing "${key}" needs a restart of rainbowd` });
+      // What an upgrade can hand over: the in-process proxy's listeners, not workers or HAProxy.
+      const upgradable = this.proxy !== null && key !== 'workers' && key !== 'engine' && key !== 'haproxyPath';
+      const how = upgradable ? 'rainbowd upgrade (or a restart)' : 'a restart of rainbowd';
+      this.log.event('reload-ignored', { key, ...values, reason: `changing "${key}" needs ${how}` });
     }
     this.log.setFormat(next.logFormat);
     const { host, port, controlHost, controlPort, controlSocket, controlToken, workers, engine, haproxyPath } = this.config;
@@ -151,8 +304,15 @@ export class Daemon {
     this.fileWatch.watch(this.config.file, () => void this.reload('config file changed'), this.registry.all());
   }
 
-  /** For the CLI and the git hook: without it they find the daemon from the config on disk. */
+  /** For the CLI and the git hook: without it they find the daemon from the config on disk. And `--pidfile`. */
   private recordControlAddress(): void {
+    if (this.pidfile) {
+      try {
+        writePidfile(this.pidfile);
+      } catch (error) {
+        throw new RainbowError('USAGE', `cannot write the pid to ${this.pidfile} (--pidfile): ${messageOf(error)}`, { cause: error });
+      }
+    }
     const { file, controlHost, controlPort, controlSocket } = this.config;
     if (!file) return;
     try {
@@ -165,7 +325,11 @@ export class Daemon {
   /** Synchronous: the crash handler runs it too. */
   private removeRuntimeFiles(): void {
     rmSync(this.runtimeDir, { recursive: true, force: true });
-    if (this.config.file) removeRecord(this.config.file, process.pid);
+    if (this.pidfile) removePidfile(this.pidfile, process.pid);
+    if (this.config.file) {
+      removeRecord(this.config.file, process.pid);
+      removeGenerationRecord(this.config.file, process.pid);
+    }
   }
 
   /**
@@ -176,8 +340,10 @@ export class Daemon {
   private installCrashHandler(): void {
     process.on('uncaughtException', (error: unknown) => {
       const what = error instanceof Error ? (error.stack ?? error.message) : String(error);
-      this.log.event('crashed', { reason: `internal error, please report it: ${what}; every app was sent SIGTERM` });
-      for (const service of this.registry.all()) service.terminateAppsNow();
+      // Once handed over (rainbowd upgrade), the apps are the new rainbowd's.
+      const apps = this.handedOver ? 'the apps were handed over and go on' : 'every app was sent SIGTERM';
+      this.log.event('crashed', { reason: `internal error, please report it: ${what}; ${apps}` });
+      if (!this.handedOver) for (const service of this.registry.all()) service.terminateAppsNow();
       this.control.close();
       this.removeRuntimeFiles();
       process.exit(1);
@@ -197,6 +363,12 @@ export class Daemon {
       deploying.catch(() => undefined); // logged by the deploy
     });
     process.on('SIGHUP', () => void this.reload('SIGHUP'));
+    process.on('SIGUSR2', () => {
+      this.upgrade('SIGUSR2').catch((error: unknown) => {
+        // A failure is logged by the upgrade; a refusal is said here.
+        if (isRainbowError(error) && error.code === 'UPGRADE_REFUSED') this.log.event('signal-ignored', { reason: `SIGUSR2 upgrades rainbowd: ${error.message}` });
+      });
+    });
     for (const signal of ['SIGTERM', 'SIGINT'] as const) {
       process.on(signal, () => {
         if (this.shuttingDown) {

@@ -25,7 +25,9 @@ export type ErrorCode =
   | 'UNAUTHORIZED'
   | 'BODY_TOO_LARGE'
   | 'UNFORWARDABLE'
-  | 'INTERNAL';
+  | 'INTERNAL'
+  | 'UPGRADE_REFUSED'
+  | 'UPGRADE_FAILED';
 
 const httpStatusByCode: Record<ErrorCode, number> = {
   CONFIG_NOT_FOUND: 400,
@@ -58,6 +60,10 @@ const httpStatusByCode: Record<ErrorCode, number> = {
   UNFORWARDABLE: 400,
   // A bug in rainbowd, not something the user did.
   INTERNAL: 500,
+  // An upgrade under way, a deploy under way, or proxy workers: nothing was changed.
+  UPGRADE_REFUSED: 409,
+  // The new rainbowd did not start; the old one serves on.
+  UPGRADE_FAILED: 500,
 };
 
 // Exit codes of the CLI: 1 = the operation failed (a deploy was refused, the daemon is not

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import getPort from 'get-port';
 import type { GenerationState, GenerationStatus } from './api.js';
+import type { AppGroup } from './app-group.js';
 import { AppProcess } from './app-process.js';
 import { isDirectory, type ServiceConfig } from './config.js';
 import { formatDuration } from './duration.js';
@@ -53,12 +54,17 @@ export class Generation {
   port = 0;
   pid: number | null = null;
   private lastCheck: string | null = null;
-  app: AppProcess | null = null;
+  app: AppGroup | null = null;
   readonly key = nextKey++;
   readonly createdAt = Date.now();
   private retirement: Promise<Retirement> | null = null;
   /** Aborted, with how it ended, when the drain under way ends. */
   private drainEnd: AbortController | null = null;
+  /**
+   * Handed over by a rainbowd that still finishes requests on it (handover.ts): they are not
+   * counted here, so a drain also waits for that rainbowd to have exited.
+   */
+  private predecessorGone: Promise<void> = Promise.resolve();
 
   constructor(
     readonly service: string,
@@ -136,16 +142,12 @@ export class Generation {
       this.app = app;
       this.pid = app.groupId;
       log.event('starting', { service: this.service, generation: this.id, port: this.port, pid: this.pid, attempt: attempt > 1 ? attempt : undefined });
-      // A process that exits before it is healthy fails the deploy at once, not at the timeout.
-      const exitedEarly = new AbortController();
-      void app.exited.then(() => exitedEarly.abort(new Error('exited')));
       try {
-        await this.waitUntilReady(AbortSignal.any([exitedEarly.signal, this.context.signal]));
-        this.pid = await app.displayPid();
+        await this.waitUntilAppReady(app);
         return;
       } catch (error) {
         if (this.context.signal.aborted) throw new Error('start cancelled: rainbowd is shutting down');
-        if (!exitedEarly.signal.aborted) throw error;
+        if (!app.exitInfo) throw error;
         const tail = app.outputTail();
         const portTaken = tail.some((line) => PORT_TAKEN.test(line));
         if (portTaken && attempt < PORT_ATTEMPTS) {
@@ -156,6 +158,36 @@ export class Generation {
         throw new Error(`${app.describeExit()} before it was healthy; ${describeOutput(tail)}`);
       }
     }
+  }
+
+  /**
+   * Takes over an app another rainbowd launched (adoption.ts), health-checked like a new one.
+   * Throws a DEPLOY_FAILED error; the app is then stopped and the generation `failed`.
+   */
+  async adopt(app: AppGroup, port: number, reason: string, predecessorGone?: Promise<void>): Promise<void> {
+    this.app = app;
+    if (predecessorGone) this.predecessorGone = predecessorGone;
+    this.port = port;
+    this.pid = app.groupId;
+    this.context.log.event('adopting', { service: this.service, generation: this.id, port, pid: this.pid, reason });
+    try {
+      await this.waitUntilAppReady(app);
+      this.transition('healthy');
+    } catch (error) {
+      const why = app.exitInfo ? app.describeExit() : messageOf(error);
+      // A predecessor that handed it over still serves with it: its to stop, not ours.
+      if (predecessorGone) this.transition('failed', why);
+      else await this.fail(why);
+      throw deployFailed(`${this.label} not adopted: ${why}`, error);
+    }
+  }
+
+  /** A process that exits before it is healthy fails at once, not at the timeout. */
+  private async waitUntilAppReady(app: AppGroup): Promise<void> {
+    const exitedEarly = new AbortController();
+    void app.exited.then(() => exitedEarly.abort(new Error('exited')));
+    await this.waitUntilReady(AbortSignal.any([exitedEarly.signal, this.context.signal]));
+    this.pid = await app.displayPid();
   }
 
   private async waitUntilReady(signal: AbortSignal): Promise<void> {
@@ -214,7 +246,7 @@ export class Generation {
         if (end !== 'reactivated') this.transition('stopping', reason);
         resolve(end);
       }, { once: true });
-      void dataPath.whenIdle(this.key).then(() => ended.abort('idle'));
+      void Promise.all([dataPath.whenIdle(this.key), this.predecessorGone]).then(() => ended.abort('idle'));
     });
     if (how === 'reactivated') return how;
     const cut = await dataPath.release(this.key);

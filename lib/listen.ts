@@ -1,17 +1,69 @@
-import type net from 'node:net';
+import type http from 'node:http';
+import net from 'node:net';
 
 /**
  * Resolves once the server listens on `port` and `host`, or on the unix socket `port` names;
  * rejects with the listen error (its `code` kept, e.g. EADDRINUSE).
  */
 export function listen(server: net.Server, port: number | string, host?: string): Promise<void> {
+  return listenWith(server, (done) => (typeof port === 'string' ? server.listen(port, done) : server.listen(port, host, done)));
+}
+
+/** Connections a handed-over listener accepted before a server took it: they wait for it. */
+const waiting = new WeakMap<net.Server, { hold: (socket: net.Socket) => void; sockets: net.Socket[] }>();
+
+/**
+ * A listening socket handed over arrives accepting (Node listens on it at once): its
+ * connections are held from then on, until `listenOnHandedOver` gives them to a server.
+ */
+export function holdConnections(handed: net.Server): void {
+  const held = { sockets: [] as net.Socket[], hold: (socket: net.Socket) => void held.sockets.push(socket) };
+  handed.on('connection', held.hold);
+  waiting.set(handed, held);
+}
+
+/**
+ * Accepts on a listening socket another rainbowd handed over (handover.ts): both processes
+ * accept on it until the other closes its copy. A TCP socket is taken as it is; a unix
+ * socket's connections are passed on from the server Node made for it.
+ */
+export async function listenOnHandedOver(server: http.Server, handed: net.Server): Promise<void> {
+  const handle = (handed as net.Server & { _handle?: unknown })._handle;
+  const held = waiting.get(handed);
+  if (held) handed.off('connection', held.hold);
+  if (handle?.constructor.name === 'TCP') await listenWith(server, (done) => server.listen(handed, done));
+  else {
+    handed.on('connection', (socket: net.Socket) => server.emit('connection', socket));
+    server.once('close', () => handed.close());
+  }
+  for (const socket of held?.sockets ?? []) server.emit('connection', socket);
+}
+
+/**
+ * A handed-over listening socket this rainbowd does not listen on (its port changed): closed
+ * here, the predecessor closes its own copy; what it accepted meanwhile is served all the same.
+ */
+export function closeHandedOver(handed: net.Server, server: http.Server): void {
+  const held = waiting.get(handed);
+  if (held) handed.off('connection', held.hold);
+  handed.close();
+  for (const socket of held?.sockets ?? []) server.emit('connection', socket);
+}
+
+/**
+ * Stops accepting, leaving kept-alive connections open: http.Server#close also closes the
+ * idle ones (Node 19+), and a client may be writing its next request onto one just then.
+ */
+export function stopAccepting(server: net.Server): void {
+  if (server.listening) net.Server.prototype.close.call(server);
+}
+
+function listenWith(server: net.Server, start: (done: () => void) => void): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    const listening = () => {
+    start(() => {
       server.off('error', reject);
       resolve();
-    };
-    if (typeof port === 'string') server.listen(port, listening);
-    else server.listen(port, host, listening);
+    });
   });
 }

@@ -44,7 +44,7 @@ export function findMarked(variable: string, value?: string): MarkedProcess[] {
  */
 export async function stopMarked(pids: number[], variable: string, value: string, timeoutMs: number, groupId: number | null = null): Promise<'SIGTERM' | 'SIGKILL'> {
   // Checked again before each signal: a pid that ended meanwhile may belong to someone else now.
-  const live = () => pids.filter((pid) => readEnvironment(String(pid), variable)?.get(variable) === value);
+  const live = () => pids.filter((pid) => isMarked(pid, variable, value));
   const signalAll = (signal: NodeJS.Signals) => {
     if (groupId !== null) signalGroup(groupId, signal);
     for (const pid of live()) signalProcess(pid, signal);
@@ -55,6 +55,11 @@ export async function stopMarked(pids: number[], variable: string, value: string
   signalAll('SIGKILL');
   await waitFor(gone, 2000);
   return 'SIGKILL';
+}
+
+/** Whether the live process `pid` carries `variable=value`: it is still the one rainbowd marked, not a reused pid. */
+export function isMarked(pid: number, variable: string, value: string): boolean {
+  return readEnvironment(String(pid), variable)?.get(variable) === value;
 }
 
 function readEnvironment(pid: string, variable: string): Map<string, string> | null {

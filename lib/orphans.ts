@@ -3,15 +3,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { formatDuration } from './duration.js';
 import type { Logger } from './log.js';
-import { findMarked, stopMarked } from './marked-processes.js';
+import { findMarked, GENERATION_MARKER, stopMarked } from './marked-processes.js';
 import { groupOf, isAlive } from './process-group.js';
 
 // An app whose rainbowd died without stopping it (SIGKILL, the OOM killer, a crash) goes on
 // running, holding its port and memory, with nobody left to stop it. Every app gets the
 // config file and the pid of the rainbowd that launched it in its environment, so that the
-// next rainbowd started with the same config finds what its predecessor left and stops it
-// before its own first deploy, and removes its runtime directory (pidfiles), which is named
-// for its pid. Linux only (/proc); elsewhere nothing is found.
+// next rainbowd started with the same config finds what its predecessor left: it adopts the
+// active generations (adoption.ts) and stops the rest before its own first deploy, and
+// removes the runtime directory (pidfiles), which is named for the dead rainbowd's pid.
+// Linux only (/proc); elsewhere nothing is found.
 
 const CONFIG_VARIABLE = 'RAINBOWD_CONFIG';
 const DAEMON_PID_VARIABLE = 'RAINBOWD_DAEMON_PID';
@@ -43,6 +44,8 @@ export interface Orphan {
   /** The rainbowd that launched it, no longer running. */
   daemonPid: number;
   configFile: string;
+  /** Its RAINBOWD_GENERATION_MARKER, if it has one. */
+  marker: string | null;
 }
 
 export function findOrphans(configFile: string): Orphan[] {
@@ -57,7 +60,7 @@ export function findOrphans(configFile: string): Orphan[] {
     const service = env.get('RAINBOWD_SERVICE') ?? '?';
     const generation = env.get('RAINBOWD_GENERATION') ?? '?';
     const key = `${daemonPid}/${service}/${generation}`;
-    const orphan = orphans.get(key) ?? { service, generation, groupId, pids: [], daemonPid, configFile };
+    const orphan = orphans.get(key) ?? { service, generation, groupId, pids: [], daemonPid, configFile, marker: env.get(GENERATION_MARKER) ?? null };
     orphan.pids.push(pid);
     orphans.set(key, orphan);
   }
@@ -72,12 +75,11 @@ export function stopOrphan(orphan: Orphan, timeoutMs: number): Promise<'SIGTERM'
   return stopMarked(orphan.pids, CONFIG_VARIABLE, orphan.configFile, timeoutMs, orphan.groupId);
 }
 
-/** Stops what a predecessor on this config left running, each orphan logged as it goes. */
-export async function stopOrphans(configFile: string, timeoutMs: number, log: Logger): Promise<void> {
-  const orphans = findOrphans(configFile);
+/** Stops what a predecessor on this config left running and this rainbowd does not adopt, each orphan logged as it goes. */
+export async function stopOrphans(orphans: Orphan[], timeoutMs: number, log: Logger): Promise<void> {
   await Promise.all(
     orphans.map(async (orphan) => {
-      // Not `service#generation`: this rainbowd numbers its own generations from 1 again.
+      // Not `service#generation`: that label names this rainbowd's own generations in the log.
       const who = { service: orphan.service, pid: orphan.groupId };
       const what = `generation ${orphan.generation} of rainbowd pid ${orphan.daemonPid}`;
       log.event('orphan-stopping', { ...who, reason: `${what}, left running when that rainbowd exited without stopping it (killed or crashed); SIGTERM to its ${orphan.pids.length} process(es)` });
@@ -85,5 +87,4 @@ export async function stopOrphans(configFile: string, timeoutMs: number, log: Lo
       log.event('orphan-stopped', { ...who, reason: `${what}: ${how === 'SIGTERM' ? 'exited after SIGTERM' : `still running ${formatDuration(timeoutMs)} after SIGTERM, SIGKILLed`}` });
     }),
   );
-  for (const daemonPid of new Set(orphans.map((orphan) => orphan.daemonPid))) removeRuntimeDirs(daemonPid);
 }

@@ -1,10 +1,10 @@
 import http from 'node:http';
-import type { Socket } from 'node:net';
+import type { Server, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { openFileLimit, proxyConnectionLimit } from './connection-limit.js';
 import { isRainbowError } from './errors.js';
 import { type Forwarding, requestHeaders } from './forward-headers.js';
-import { listen } from './listen.js';
+import { closeHandedOver, listen, listenOnHandedOver, stopAccepting } from './listen.js';
 import type { Logger } from './log.js';
 import { BAD_GATEWAY, BAD_REQUEST, maintenance, NOT_FOUND, type Page, PAUSED, RESTARTING, sendPage, sendRawPage, STARTING } from './pages.js';
 import { PauseController } from './pause-controller.js';
@@ -110,6 +110,32 @@ export class Proxy implements DataPath {
   /** On a port and host, or on a unix socket when `port` is a path. */
   listen(port: number | string, host?: string): Promise<void> {
     return listen(this.server, port, host);
+  }
+
+  /** The listening socket, for a successor to accept on too (handover.ts). */
+  get listener(): Server {
+    return this.server;
+  }
+
+  listenOnHandedOver(handed: Server): Promise<void> {
+    return listenOnHandedOver(this.server, handed);
+  }
+
+  /** A handed-over listener on an address the config no longer has. */
+  declineHandedOver(handed: Server): void {
+    closeHandedOver(handed, this.server);
+  }
+
+  /**
+   * The successor accepts now: stop accepting, answer what comes on kept-alive connections
+   * with `Connection: close` (so each client's next request goes to the successor, with no
+   * race against a close), and resolve once every connection has ended, or after `timeoutMs`.
+   */
+  async handOver(timeoutMs: number): Promise<void> {
+    this.closing = true;
+    stopAccepting(this.server);
+    const deadline = Date.now() + timeoutMs;
+    while (this.openConnections > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
   }
 
   /** Stops accepting connections; requests in flight go on, kept-alive clients are told to close. */

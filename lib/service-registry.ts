@@ -1,7 +1,10 @@
 import path from 'node:path';
 import type { DeployResult, ModeChange, RemoveResult, Saved, ServiceOrigin, ServiceStatus } from './api.js';
 import { DEFAULT_SERVICE, validateServiceDefinition, type DaemonConfig, type ServiceConfig } from './config.js';
+import type { Adoptable } from './adoption.js';
 import { RainbowError, messageOf } from './errors.js';
+import { writeGenerationRecord } from './generation-record.js';
+import type { Handover } from './handover.js';
 import type { Logger } from './log.js';
 import { ownerEnvironment } from './orphans.js';
 import type { DataPath } from './route-table.js';
@@ -41,6 +44,8 @@ export class ServiceRegistry {
    */
   private readonly lastGenerations = new Map<string, number>();
   private readonly log: Logger;
+  /** Off until this rainbowd listens: a start that fails must not overwrite a running or dead predecessor's record. */
+  private recording = false;
 
   constructor(
     private config: DaemonConfig,
@@ -283,9 +288,61 @@ export class ServiceRegistry {
     this.lastGenerations.set(service.name, service.lastGeneration);
   }
 
+  /**
+   * Whether an app left by an earlier rainbowd can be adopted as a generation of `name`:
+   * only by a service that launches apps.
+   */
+  canAdopt(name: string): boolean {
+    return this.services.get(name)?.config.run !== undefined;
+  }
+
+  /**
+   * Takes over what an earlier rainbowd left serving (adoption.ts), in parallel. Returns the
+   * services that got their active generation back; the others need a deploy.
+   */
+  async adopt(adoptable: Adoptable[], lastGenerations: Map<string, number>, reason: string, predecessorGone?: Promise<void>): Promise<Set<Service>> {
+    for (const [name, last] of lastGenerations) this.services.get(name)?.continueNumbering(last);
+    const adopted = new Set<Service>();
+    await Promise.all(
+      adoptable.map(async ({ service: name, app, generation, port }) => {
+        const service = this.service(name);
+        if (await service.adopt(app, generation, port, reason, predecessorGone)) adopted.add(service);
+      }),
+    );
+    return adopted;
+  }
+
+  /** What a successor needs to take the services over at `rainbowd upgrade` (handover.ts). */
+  handover(): Omit<Handover, 'listeners' | 'controlSocketFile'> {
+    const services = this.all();
+    return {
+      generations: services.flatMap((service) => service.recorded()),
+      outputs: new Map(services.flatMap((service) => service.outputs())),
+      externals: services.filter((service) => service.config.run === undefined && service.active !== null).map((service) => service.name),
+      lastGenerations: new Map([...this.lastGenerations, ...services.map((service): [string, number] => [service.name, service.lastGeneration])]),
+    };
+  }
+
   /** Every change of who serves what goes through here, to the proxy (or each worker). */
   private publishRoutes(): void {
     this.context.dataPath.update({ services: this.all().map((service) => service.route()), trustedProxies: this.config.trustedProxies, via: this.context.via });
+    this.recordGenerations();
+  }
+
+  /** From now on, every switch is recorded (generation-record.ts). */
+  keepRecord(): void {
+    this.recording = true;
+    this.recordGenerations();
+  }
+
+  /** At every switch: a successor must know what to adopt if this rainbowd is killed. */
+  private recordGenerations(): void {
+    if (!this.recording || !this.config.file) return;
+    try {
+      writeGenerationRecord(this.config.file, this.all().flatMap((service) => service.recorded()));
+    } catch (error) {
+      this.log.event('record-not-written', { reason: `${messageOf(error)}; if rainbowd is killed, the next one stops its apps instead of adopting them` });
+    }
   }
 }
 

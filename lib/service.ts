@@ -2,7 +2,10 @@ import type { DeployOutcome, DeployResult, LastDeploy, ModeChange, ServiceOrigin
 import type { ServiceConfig } from './config.js';
 import { formatDuration } from './duration.js';
 import { RainbowError, messageOf } from './errors.js';
+import type { Socket } from 'node:net';
+import type { AppGroup } from './app-group.js';
 import { Generation, type Retirement } from './generation.js';
+import type { RecordedGeneration } from './generation-record.js';
 import type { Logger } from './log.js';
 import { describeOutput } from './output-excerpt.js';
 import type { DataPath, ServiceRoute } from './route-table.js';
@@ -206,15 +209,7 @@ export class Service {
     const config = candidate ?? this.config;
     const began = Date.now();
     const since = () => Date.now() - began;
-    const generation = new Generation(this.name, this.nextId++, {
-      config,
-      log: this.log,
-      runtimeDir: this.context.runtimeDir,
-      ownerEnv: this.context.ownerEnv,
-      dataPath: this.context.dataPath,
-      signal: this.shutdown.signal,
-    });
-    this.generations.push(generation);
+    const generation = this.newGeneration(this.nextId++, config);
     this.log.event('deploy', { service: this.name, generation: generation.id, reason });
     this.enforceMaxGenerations();
     try {
@@ -257,6 +252,63 @@ export class Service {
       result.timings.stoppedMs = since();
     }
     return result;
+  }
+
+  private newGeneration(id: number, config: ServiceConfig): Generation {
+    const generation = new Generation(this.name, id, {
+      config,
+      log: this.log,
+      runtimeDir: this.context.runtimeDir,
+      ownerEnv: this.context.ownerEnv,
+      dataPath: this.context.dataPath,
+      signal: this.shutdown.signal,
+    });
+    this.generations.push(generation);
+    return generation;
+  }
+
+  /** Numbers go on after what an earlier rainbowd on this config made. */
+  continueNumbering(lastGeneration: number): void {
+    this.nextId = Math.max(this.nextId, lastGeneration + 1);
+  }
+
+  /**
+   * Takes over the active generation an earlier rainbowd left running (adoption.ts): once it
+   * is healthy it is active, watched for a crash like any other. False (logged, the app
+   * stopped) when it is not healthy: the caller deploys afresh.
+   */
+  async adopt(app: AppGroup, id: number, port: number, reason: string, predecessorGone?: Promise<void>): Promise<boolean> {
+    this.continueNumbering(id);
+    const generation = this.newGeneration(id, this.config);
+    try {
+      await generation.adopt(app, port, reason, predecessorGone);
+    } catch {
+      this.forget(generation);
+      return false;
+    }
+    this.switchTo(generation);
+    await this.context.dataPath.whenRouted();
+    generation.activate(reason, null);
+    this.watchForCrash(generation);
+    return true;
+  }
+
+  /** A deploy is under way: it must end before rainbowd can be upgraded. */
+  get deploying(): boolean {
+    return this.current !== null;
+  }
+
+  /** The output streams of this service's live apps, by marker, for a successor (handover.ts). */
+  outputs(): Array<[string, Socket[]]> {
+    return this.generations.flatMap(({ app }) => (app ? [[app.marker, app.outputStreams()] as [string, Socket[]]] : []));
+  }
+
+  /** What the generation record keeps of this service's apps (generation-record.ts). */
+  recorded(): RecordedGeneration[] {
+    return this.generations.flatMap((generation) => {
+      const { app, id, port } = generation;
+      return app && generation.isLive ? [{ service: this.name, generation: id, active: generation === this.active, port, groupId: app.groupId, marker: app.marker, pidfile: app.pidfile }] : [];
+    });
   }
 
   /** What `status` shows of the last deploy: the same outcome its answer gave. */
@@ -350,6 +402,12 @@ export class Service {
     this.followUp = null;
     await this.current?.catch(() => undefined);
     await Promise.all(this.generations.map((generation) => this.retire(generation, reason)));
+  }
+
+  /** A successor took over (`rainbowd upgrade`): no more deploys or restarts here; the apps go on. */
+  handOver(): void {
+    this.shutdown.abort(new RainbowError('SHUTTING_DOWN', 'rainbowd has handed over to a new one'));
+    this.clearRestart();
   }
 
   /** SIGTERM to every live generation's processes, without waiting: for a rainbowd that is crashing. */

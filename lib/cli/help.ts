@@ -21,6 +21,7 @@ Commands:
   stop NAME [--message M] / start NAME
                       maintenance: answer 503 with a message / serve again
   rollback NAME       back to the previous target or still-draining generation
+  upgrade             hand over to a new daemon from the installed rainbowd, without a gap
   help [COMMAND]      this text, or one command's (also: rainbowd COMMAND --help)
   --version           the installed version
 
@@ -29,7 +30,8 @@ The daemon reads its config from the working directory, the first found of:
 e.g. rainbow.conf.json: {"run": "node server.js --port $1", "healthCheckPath": "/health"}.
 Its proxy listens on 127.0.0.1:7000 and its control API on 127.0.0.1:7001:
   curl -d '' localhost:7001/redeploy     the same as \`rainbowd redeploy\`
-Signals: SIGUSR1 redeploys, SIGHUP reloads the config, SIGTERM/SIGINT drain and stop.
+Signals: SIGUSR1 redeploys, SIGHUP reloads the config, SIGUSR2 upgrades, SIGTERM/SIGINT
+drain and stop.
 Exit codes: 0 ok, 1 the operation failed, 2 bad usage or config.
 `;
 
@@ -61,6 +63,18 @@ const texts: Record<string, () => string> = {
 Launches a new generation, waits until it is healthy, switches traffic to it, drains the
 old one and stops it. Exits 0 when the new generation serves; 1 with the reason when the
 release was refused (the old generation keeps serving).
+${clientFlags}
+`,
+  upgrade: () => `Usage: rainbowd upgrade [OPTIONS]
+
+Replaces the running daemon with a new one started from the rainbowd installed now (after
+npm install -g rainbowd, say), with the same arguments: the new one takes over the listening
+proxy and control sockets and the running apps (not restarted: same pids, same output), then
+the old one stops accepting, finishes its requests and exits. Port or address changes in the
+config apply too. Exits 0 once the new daemon serves (its pid changes: rainbow.daemon.json
+has the new one); 1 with the reason if it failed to start, and the old one serves on.
+Also: POST /upgrade on the control API, or SIGUSR2 to the daemon.
+Not yet with proxy workers ("workers" > 0): restart rainbowd instead.
 ${clientFlags}
 `,
   status: () => `Usage: rainbowd status [--json] [OPTIONS]

@@ -9,6 +9,7 @@ import { rollback } from './rollback.js';
 import { run } from './run.js';
 import { pause, resume, start, stop } from './service-mode.js';
 import { status } from './status.js';
+import { upgrade } from './upgrade.js';
 import { version } from './version.js';
 
 const commands: Record<string, (args: string[]) => Promise<void>> = {
@@ -23,6 +24,7 @@ const commands: Record<string, (args: string[]) => Promise<void>> = {
   stop,
   start,
   rollback,
+  upgrade,
   help,
 };
 

@@ -26,12 +26,14 @@ export const runOptions: RunOption[] = [
   { flag: 'control-socket', env: ['RAINBOWD_CONTROL_SOCKET'], value: 'PATH', help: 'also serve the control API on this unix socket, mode 0600 (default: none)' },
   { flag: 'workers', env: ['RAINBOWD_WORKERS'], value: 'N', help: 'proxy worker processes; 0 = proxy in the daemon process (default: see README)' },
   { flag: 'engine', env: ['RAINBOWD_ENGINE'], value: 'node|haproxy', help: 'the data path: rainbowd\'s own proxy, or HAProxy driven by rainbowd (default node)' },
+  { flag: 'pidfile', env: ['RAINBOWD_PIDFILE'], value: 'FILE', help: "write the daemon's pid to FILE, and the new one's at rainbowd upgrade (for systemd's PIDFile=; default: none)" },
   { flag: 'log-format', env: ['RAINBOWD_LOG_FORMAT', 'LOG_FORMAT'], value: 'text|json', help: 'log lines as text or JSON (default text)' },
 ];
 
 export interface RunArguments {
   configFile: string | undefined;
   overrides: RunOverrides;
+  pidfile: string | undefined;
 }
 
 export function parseRunArguments(args: string[], env: NodeJS.ProcessEnv): RunArguments {
@@ -80,7 +82,8 @@ export function parseRunArguments(args: string[], env: NodeJS.ProcessEnv): RunAr
     if (logFormat.value !== 'text' && logFormat.value !== 'json') throw usageError(`${logFormat.from} must be "text" or "json", got ${JSON.stringify(logFormat.value)}`);
     overrides.logFormat = logFormat.value as LogFormat;
   }
-  return { configFile: pick('config')?.value, overrides };
+  const pidfile = pick('pidfile');
+  return { configFile: pick('config')?.value, overrides, pidfile: pidfile && path.resolve(pidfile.value) };
 }
 
 /** RAINBOWD_CONTROL_TOKEN, checked; not quoted back in an error, as it is a secret. */

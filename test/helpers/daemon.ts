@@ -47,6 +47,8 @@ export interface StartOptions {
   nodeArgs?: string[];
   // The daemon's open-file limit (`ulimit -n`, soft and hard), to show what it does when short of descriptors.
   fdLimit?: number;
+  // Variables added to the daemon's environment.
+  env?: Record<string, string>;
 }
 
 export interface Exit {
@@ -197,7 +199,7 @@ export class Daemon {
 // Starts `rainbowd run` in a fresh directory and registers its cleanup on `t`: the daemon
 // is stopped (killed if it hangs), the test's marked processes are killed, the directory is
 // removed, and the daemon's output is printed if the test failed.
-export async function startDaemon(t: TestContext, { config, engine = 'node', files = {}, marker, waitUntilActive = true, startTimeout = 15000, dir: givenDir, proxyPort: givenPort, nodeArgs = [], fdLimit }: StartOptions): Promise<Daemon> {
+export async function startDaemon(t: TestContext, { config, engine = 'node', files = {}, marker, waitUntilActive = true, startTimeout = 15000, dir: givenDir, proxyPort: givenPort, nodeArgs = [], fdLimit, env }: StartOptions): Promise<Daemon> {
   const dir = givenDir ?? mkdtempSync(join(tmpdir(), 'rainbowd-test-'));
   const proxyPort = givenPort ?? (await getPort({ host: '127.0.0.1' }));
   const controlPort = await getPort({ host: '127.0.0.1', exclude: [proxyPort] });
@@ -209,7 +211,7 @@ export async function startDaemon(t: TestContext, { config, engine = 'node', fil
   const command = [process.execPath, ...nodeArgs, daemonBin, 'run', '--config', configPath];
   // exec: the limit is set in a shell, which then becomes the daemon, so its pid is the daemon's.
   const [file, ...args] = fdLimit === undefined ? command : ['sh', '-c', `ulimit -n ${fdLimit} && exec "$0" "$@"`, ...command];
-  const child = spawn(file!, args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(file!, args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   const controlHeaders: Record<string, string> = typeof config.controlToken === 'string' ? { authorization: `Bearer ${config.controlToken}` } : {};
   const daemon = new Daemon(child, dir, proxyPort, controlPort, engine, controlHeaders);
 
@@ -265,12 +267,13 @@ export interface AppDaemonOptions {
   waitUntilActive?: boolean;
   nodeArgs?: string[];
   fdLimit?: number;
+  env?: Record<string, string>;
 }
 
 // The common case: rainbowd supervising test/fixtures/app.mjs, health-checked on /health.
-export async function startAppDaemon(t: TestContext, { name, appArgs = '', pidfile = true, config = {}, engine, files, waitUntilActive, nodeArgs, fdLimit }: AppDaemonOptions): Promise<{ daemon: Daemon; marker: string }> {
+export async function startAppDaemon(t: TestContext, { name, appArgs = '', pidfile = true, config = {}, engine, files, waitUntilActive, nodeArgs, fdLimit, env }: AppDaemonOptions): Promise<{ daemon: Daemon; marker: string }> {
   const marker = uniqueMarker(name);
   const run = appRunLine(marker, appArgs, { pidfile });
-  const daemon = await startDaemon(t, { marker, engine, files, waitUntilActive, nodeArgs, fdLimit, config: { run, healthCheckPath: '/health', ...config } });
+  const daemon = await startDaemon(t, { marker, engine, files, waitUntilActive, nodeArgs, fdLimit, env, config: { run, healthCheckPath: '/health', ...config } });
   return { daemon, marker };
 }

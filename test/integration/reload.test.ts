@@ -41,7 +41,7 @@ test('a port change is reported as needing a restart, never silently ignored', {
   const { daemon } = await startAppDaemon(t, { name: 'port-reload' });
   editConfig(daemon.dir, (config) => (config.port = (config.port as number) + 1000 > 65535 ? 1024 : (config.port as number) + 1000));
   const line = await daemon.waitForLog(/reload-ignored/);
-  assert.match(line, /key=port .*changing \\?"port\\?" needs a restart of rainbowd/);
+  assert.match(line, /key=port .*changing \\?"port\\?" needs rainbowd upgrade \(or a restart\)/);
   assert.equal((await request(daemon.proxyPort, '/')).status, 200, 'still listening on the old port');
 });
 

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { startAppDaemon, startDaemon } from '../helpers/daemon.js';
 import { testEachEngine } from '../helpers/engines.js';
 import { header, request } from '../helpers/http.js';
-import { appProcesses, describeProcesses, isAlive, markedProcesses, proxyWorkers, uniqueMarker } from '../helpers/process.js';
+import { appProcesses, describeProcesses, markedProcesses, proxyWorkers, uniqueMarker } from '../helpers/process.js';
 import { appRunLine, daemonBin, shellQuote } from '../helpers/paths.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -51,27 +51,6 @@ test('an app that ignores SIGTERM does not keep the daemon from shutting down', 
   assert.deepEqual(exit, { code: 0, signal: null });
   assert.ok(Date.now() - started >= 700, 'the daemon did not give the app its stopTimeout');
   assert.equal(describeProcesses(markedProcesses(marker)), '(none)', 'processes left after the daemon exited');
-});
-
-test('apps a SIGKILLed rainbowd left running are stopped by the next one started on the same config, before it deploys', { timeout: 60_000 }, async (t) => {
-  const { daemon: first, marker } = await startAppDaemon(t, { name: 'orphans', appArgs: '--workers 2' });
-  await waitFor(() => appProcesses(marker).length === 3, { timeout: 10_000, what: 'the master and its 2 workers' });
-  const runtimeDirs = () => readdirSync(tmpdir()).filter((entry) => entry.startsWith(`rainbowd-${first.pid}-`));
-  assert.equal(runtimeDirs().length, 1, 'the first rainbowd keeps its pidfiles in a directory named for its pid');
-  first.signal('SIGKILL');
-  await first.exited;
-  const left = appProcesses(marker);
-  assert.equal(left.length, 3, 'the app outlives a SIGKILLed rainbowd: what the next one must clean up');
-
-  const config = JSON.parse(readFileSync(join(first.dir, 'rainbow.conf.json'), 'utf8')) as Record<string, unknown>;
-  const second = await startDaemon(t, { config, dir: first.dir, marker });
-  assert.match(second.log(), new RegExp(`default orphan-stopping pid=\\d+ reason="generation 1 of rainbowd pid ${first.pid}, left running when that rainbowd exited without stopping it`));
-  const stoppedAt = second.output.findIndex((line) => /default orphan-stopped .*reason="generation 1 of rainbowd pid \d+: exited after SIGTERM"/.test(line));
-  const deployAt = second.output.findIndex((line) => / default#1 deploy /.test(line));
-  assert.ok(stoppedAt !== -1 && stoppedAt < deployAt, `the orphan is stopped before the first deploy:\n${second.log()}`);
-  assert.deepEqual(left.filter((info) => isAlive(info.pid)), [], "the first rainbowd's app processes are gone");
-  assert.equal(appProcesses(marker).length, 3, "the second rainbowd's own app runs");
-  assert.deepEqual(runtimeDirs(), [], "the first rainbowd's runtime directory is removed");
 });
 
 // The app's shell starts a process that leaves the app's process group and its parent (a

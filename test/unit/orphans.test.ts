@@ -43,7 +43,7 @@ test('finds the apps of a dead rainbowd on the same config, and only those', asy
 
   const found = findOrphans(CONFIG);
   assert.equal(found.length, 1, JSON.stringify(found));
-  assert.deepEqual({ ...found[0], pids: found[0]!.pids.length }, { service: 'web', generation: '3', groupId: orphan.pid, pids: 2, daemonPid: Number(dead), configFile: CONFIG });
+  assert.deepEqual({ ...found[0], pids: found[0]!.pids.length }, { service: 'web', generation: '3', groupId: orphan.pid, pids: 2, daemonPid: Number(dead), configFile: CONFIG, marker: null });
 
   assert.equal(await stopOrphan(found[0]!, 5000), 'SIGTERM');
   assert.deepEqual(findOrphans(CONFIG), []);

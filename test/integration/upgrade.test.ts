@@ -1,0 +1,175 @@
+import assert from 'node:assert/strict';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import getPort from 'get-port';
+import { cli, describeCli } from '../helpers/cli.js';
+import { startAppDaemon, type Daemon } from '../helpers/daemon.js';
+import { skipReason } from '../helpers/engines.js';
+import { request } from '../helpers/http.js';
+import { describeLoad, startLoad } from '../helpers/load.js';
+import { appProcesses, describeProcesses, isAlive, markedProcesses } from '../helpers/process.js';
+import { waitFor } from '../helpers/wait.js';
+
+// `rainbowd upgrade` (and POST /upgrade, SIGUSR2): a new daemon takes over the listening
+// sockets and the running apps from the old one, which finishes its requests and exits.
+// The proxy runs in the daemon's process: proxy workers are not handed over yet.
+
+async function daemonPid(daemon: Daemon): Promise<number> {
+  return (await daemon.status()).pid;
+}
+
+/**
+ * The daemons that took over are not the test's children: found by their command line (the
+ * same as the first one's) and stopped (SIGTERM, then waited for) at cleanup.
+ */
+function stopSuccessorsAtEnd(t: TestContext, daemon: Daemon): void {
+  const configFile = join(daemon.dir, 'rainbow.conf.json');
+  t.after(async () => {
+    const successors = markedProcesses(configFile).filter((info) => info.pid !== daemon.pid && info.argv.includes('run'));
+    for (const { pid } of successors) process.kill(pid, 'SIGTERM');
+    await waitFor(() => successors.every(({ pid }) => !isAlive(pid)), { timeout: 30_000, what: 'the new daemons to exit after SIGTERM' }).catch(() => {
+      for (const { pid } of successors) process.kill(pid, 'SIGKILL');
+    });
+  });
+}
+
+test('rainbowd upgrade twice and SIGUSR2 once under load: no failed request, the app keeps its pid and its output, the daemon pid changes, a 3 s request started before completes, a redeploy works after', { timeout: 120_000 }, async (t) => {
+  const pidfile = join(tmpdir(), `rainbowd-upgrade-test-${process.pid}.pid`);
+  t.after(() => rmSync(pidfile, { force: true }));
+  const { daemon, marker } = await startAppDaemon(t, { name: 'upgrade', config: { workers: 0 }, env: { RAINBOWD_PIDFILE: pidfile } });
+  stopSuccessorsAtEnd(t, daemon);
+  assert.equal(readFileSync(pidfile, 'utf8'), `${daemon.pid}\n`, 'the --pidfile has the daemon pid');
+  const app = await daemon.waitForActive();
+  const load = startLoad({ port: daemon.proxyPort, keepAliveClients: 4, newConnectionClients: 2, maxDuration: 90_000 });
+  const slow = request(daemon.proxyPort, '/slow?ms=3000', { timeout: 20_000 });
+  await waitFor(async () => (await daemon.service()).generations[0]?.inFlight === 1, { timeout: 10_000, what: 'the 3 s request in flight' });
+
+  const pids = [daemon.pid];
+  for (const how of ['rainbowd upgrade', 'rainbowd upgrade', 'SIGUSR2']) {
+    const before = load.snapshot().total;
+    if (how === 'SIGUSR2') process.kill(pids.at(-1)!, 'SIGUSR2');
+    else {
+      const upgraded = await cli(daemon, ['upgrade']);
+      assert.equal(upgraded.code, 0, describeCli(upgraded));
+      assert.match(upgraded.stdout, /^upgraded: rainbowd pid \d+ serves now; pid \d+ finishes its requests and exits/);
+    }
+    const pid = await waitFor(async () => {
+      const current = await daemonPid(daemon);
+      return current === pids.at(-1) ? undefined : current;
+    }, { timeout: 30_000, what: `a new daemon after ${how}` });
+    pids.push(pid);
+    assert.equal(JSON.parse(readFileSync(join(daemon.dir, 'rainbow.daemon.json'), 'utf8')).pid, pid, 'the daemon record has the new pid');
+    assert.equal(readFileSync(pidfile, 'utf8'), `${pid}\n`, 'so has the --pidfile');
+    await waitFor(() => load.snapshot().total >= before + 100, { timeout: 20_000, what: `100 responses after ${how}` });
+  }
+  const finished = await slow;
+  assert.equal(finished.status, 200, 'the 3 s request started before the upgrades completes');
+  await waitFor(() => pids.slice(0, -1).every((pid) => !isAlive(pid)), { timeout: 30_000, what: 'the old daemons to exit' });
+  const result = await load.stop();
+  assert.equal(result.errorCount, 0, describeLoad(result));
+  assert.deepEqual(Object.keys(result.byStatus), ['200'], describeLoad(result));
+
+  const adopted = await daemon.service();
+  assert.deepEqual({ active: adopted.activeGeneration, pid: adopted.generations[0]?.pid }, { active: 1, pid: app.pid }, 'the app was not restarted');
+  assert.equal(new Set(pids).size, 4, `four daemons one after the other: ${pids.join(', ')}`);
+  // The app's output reaches the log of the daemon that runs now.
+  assert.equal((await request(daemon.proxyPort, '/print?bytes=10')).status, 200);
+  await daemon.waitForLog(/\[default#1\] printed 10 bytes/);
+
+  const redeployed = await daemon.redeploy();
+  assert.equal(redeployed.status, 200, JSON.stringify(redeployed.body));
+  assert.equal(redeployed.body.generation, 2);
+  await waitFor(() => !isAlive(app.pid!), { timeout: 15_000, what: 'the first app stopped by the redeploy' });
+  assert.match(daemon.log(), /\[default#1\] app pid=\d+ generation=1: got SIGTERM \(graceful\)/, 'the handed-over app still writes to the log when it stops');
+  assert.equal(appProcesses(marker).length, 1, describeProcesses(appProcesses(marker)));
+});
+
+test('an upgrade to a rainbowd that fails at start exits 1 with its reason; the old daemon serves on and nothing is lost', { timeout: 120_000 }, async (t) => {
+  // A stand-in for a broken release: the new daemon throws as it loads while the file `broken-release` exists.
+  const broken = `data:text/javascript,import { existsSync } from 'node:fs'; if (process.env.RAINBOWD_UPGRADE_FROM && existsSync('broken-release')) throw new Error('broken release');`;
+  const { daemon } = await startAppDaemon(t, { name: 'upgrade-fails', config: { workers: 0 }, nodeArgs: ['--import', broken] });
+  stopSuccessorsAtEnd(t, daemon);
+  const app = await daemon.waitForActive();
+  const load = startLoad({ port: daemon.proxyPort, keepAliveClients: 4, newConnectionClients: 2, maxDuration: 60_000 });
+
+  writeFileSync(join(daemon.dir, 'broken-release'), '');
+  const crashed = await cli(daemon, ['upgrade']);
+  assert.equal(crashed.code, 1, describeCli(crashed));
+  assert.match(crashed.stderr, /^rainbowd: the new rainbowd did not start: it exited \(exit code 1\) before it was ready; its output is in the log; this one serves on, nothing changed\n$/);
+  assert.match(daemon.log(), /Error: broken release/);
+  rmSync(join(daemon.dir, 'broken-release'));
+
+  const configFile = join(daemon.dir, 'rainbow.conf.json');
+  const config = readFileSync(configFile, 'utf8');
+  writeFileSync(configFile, config.replace('{', '{"drainTimeout": "soon",'));
+  const refused = await cli(daemon, ['upgrade']);
+  assert.equal(refused.code, 1, describeCli(refused));
+  assert.match(refused.stderr, /^rainbowd: the new rainbowd did not start: .*rainbow\.conf\.json: "drainTimeout" must be .*; this one serves on, nothing changed\n$/);
+  writeFileSync(configFile, config);
+
+  const before = load.snapshot().total;
+  await waitFor(() => load.snapshot().total >= before + 100, { timeout: 20_000, what: '100 responses after the failed upgrades' });
+  const result = await load.stop();
+  assert.equal(result.errorCount, 0, describeLoad(result));
+  assert.deepEqual(Object.keys(result.byStatus), ['200'], describeLoad(result));
+  assert.equal(await daemonPid(daemon), daemon.pid, 'the old daemon serves on');
+  assert.equal((await daemon.service()).generations[0]?.pid, app.pid, 'its app was not touched');
+  assert.equal(JSON.parse(readFileSync(join(daemon.dir, 'rainbow.daemon.json'), 'utf8')).pid, daemon.pid, 'the daemon record names the old daemon');
+  const redeployed = await daemon.redeploy();
+  assert.equal(redeployed.status, 200, JSON.stringify(redeployed.body));
+});
+
+test('after an upgrade, a redeploy drains the handed-over generation until the old daemon has finished its request on it', { timeout: 60_000 }, async (t) => {
+  const { daemon } = await startAppDaemon(t, { name: 'upgrade-drain', config: { workers: 0 } });
+  stopSuccessorsAtEnd(t, daemon);
+  const slow = request(daemon.proxyPort, '/slow?ms=3000', { timeout: 20_000 });
+  await waitFor(async () => (await daemon.service()).generations[0]?.inFlight === 1, { timeout: 10_000, what: 'the 3 s request in flight' });
+  const upgraded = await cli(daemon, ['upgrade']);
+  assert.equal(upgraded.code, 0, describeCli(upgraded));
+
+  // The new daemon counts nothing in flight on generation 1: only the old one knows of the request.
+  const redeployed = await daemon.redeploy();
+  assert.equal(redeployed.status, 200, JSON.stringify(redeployed.body));
+  assert.equal((await slow).status, 200, 'the request the old daemon carried completes');
+  const log = daemon.output;
+  const oldStopped = log.findIndex((line) => /rainbowd stopped reason="handed over to rainbowd pid/.test(line));
+  const drained = log.findIndex((line) => / default#1 drained /.test(line));
+  assert.ok(oldStopped !== -1 && oldStopped < drained, `generation 1 is drained only after the old daemon exited:\n${daemon.log()}`);
+});
+
+test('a port change in the config is applied by rainbowd upgrade: the new daemon listens on the new port', { timeout: 60_000 }, async (t) => {
+  const { daemon } = await startAppDaemon(t, { name: 'upgrade-port', config: { workers: 0 } });
+  stopSuccessorsAtEnd(t, daemon);
+  const configFile = join(daemon.dir, 'rainbow.conf.json');
+  const newPort = await getPort({ host: '127.0.0.1' });
+  writeFileSync(configFile, JSON.stringify({ ...JSON.parse(readFileSync(configFile, 'utf8')), port: newPort }));
+  await daemon.waitForLog(/reload-ignored key=port .*needs rainbowd upgrade \(or a restart\)/);
+
+  const upgraded = await cli(daemon, ['upgrade']);
+  assert.equal(upgraded.code, 0, describeCli(upgraded));
+  assert.equal((await request(newPort, '/')).status, 200);
+  assert.deepEqual((await daemon.status()).proxy.port, newPort);
+  await waitFor(() => request(daemon.proxyPort, '/').then(() => false, (error: NodeJS.ErrnoException) => error.code === 'ECONNREFUSED'), { timeout: 30_000, what: 'the old port closed once the old daemon exited' });
+});
+
+test('POST /upgrade from a web page, and rainbowd upgrade with proxy workers, are refused with the reason, and nothing changes', { timeout: 60_000 }, async (t) => {
+  const { daemon } = await startAppDaemon(t, { name: 'upgrade-workers', config: { workers: 2 } });
+  const crossSite = await request(daemon.controlPort, '/upgrade', { method: 'POST', body: '', headers: { origin: 'http://evil.example' } });
+  assert.equal(crossSite.status, 403, crossSite.body);
+  const refused = await cli(daemon, ['upgrade']);
+  assert.equal(refused.code, 1, describeCli(refused));
+  assert.equal(refused.stderr, 'rainbowd: rainbowd upgrade cannot hand proxy workers over yet ("workers": 2); restart rainbowd to upgrade it, or set "workers": 0\n');
+  assert.equal(await daemonPid(daemon), daemon.pid);
+  assert.equal((await request(daemon.proxyPort, '/')).status, 200);
+});
+
+test('rainbowd upgrade with the haproxy engine is refused with the reason, and nothing changes', { timeout: 60_000, skip: skipReason('haproxy') }, async (t) => {
+  const { daemon } = await startAppDaemon(t, { name: 'upgrade-haproxy', engine: 'haproxy' });
+  const refused = await cli(daemon, ['upgrade']);
+  assert.equal(refused.code, 1, describeCli(refused));
+  assert.equal(refused.stderr, 'rainbowd: rainbowd upgrade cannot hand the haproxy engine over yet; restart rainbowd to upgrade it\n');
+  assert.equal(await daemonPid(daemon), daemon.pid);
+  assert.equal((await request(daemon.proxyPort, '/')).status, 200);
+});
