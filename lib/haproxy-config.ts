@@ -181,8 +181,11 @@ function serviceRules(route: ServiceRoute, table: RouteTable): string[] {
     '  http-request add-header x-forwarded-for %[src]',
     '  http-request set-header x-forwarded-proto http unless { req.hdr(x-forwarded-proto) -m found }',
     '  http-request set-header x-forwarded-host %[req.hdr(host)] if { req.hdr(host) -m found } !{ req.hdr(x-forwarded-host) -m found }',
-    '  http-request add-header forwarded "for=%[src];proto=http;host=\\"%[req.hdr(host)]\\"" if { req.hdr(host) -m found }',
-    '  http-request add-header forwarded "for=%[src];proto=http" unless { req.hdr(host) -m found }',
+    // An IPv6 node is quoted and bracketed in Forwarded (RFC 7239 §6), as forward-headers.ts does.
+    '  http-request set-var(txn.forwarded_for) src unless { src -m sub : }',
+    '  http-request set-var-fmt(txn.forwarded_for) "\\"[%[src]]\\"" if { src -m sub : }',
+    '  http-request add-header forwarded "for=%[var(txn.forwarded_for)];proto=http;host=\\"%[req.hdr(host)]\\"" if { req.hdr(host) -m found }',
+    '  http-request add-header forwarded "for=%[var(txn.forwarded_for)];proto=http" unless { req.hdr(host) -m found }',
     '  http-request set-header x-real-ip %[src] unless { req.hdr(x-real-ip) -m found }',
     `  http-request add-header via "%[req.ver] ${table.via}"`,
     '  http-request set-header x-request-id %[uuid] unless { req.hdr(x-request-id) -m found }',

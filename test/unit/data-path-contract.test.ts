@@ -52,18 +52,18 @@ function route(upstreamPort: number | null, key: number, change: Partial<Service
   return { name: 'web', hosts: [], pathPrefix: null, stripPathPrefix: true, mode: 'running', message: null, maxPauseMs: 30_000, upstream, ...change };
 }
 
-async function started(t: TestContext, create: (t: TestContext) => DataPath): Promise<{ dataPath: DataPath; port: number }> {
+async function started(t: TestContext, create: (t: TestContext) => DataPath, host = '127.0.0.1'): Promise<{ dataPath: DataPath; port: number }> {
   const dataPath = create(t);
-  const port = await getPort({ host: '127.0.0.1' });
-  await dataPath.listen(port, '127.0.0.1');
+  const port = await getPort({ host });
+  await dataPath.listen(port, host);
   t.after(() => dataPath.stop());
   return { dataPath, port };
 }
 
-function get(port: number, path = '/', host?: string): Promise<{ status: number; body: string }> {
+function get(port: number, path = '/', host?: string, address = '127.0.0.1'): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     http
-      .get({ host: '127.0.0.1', port, path, agent: false, ...(host === undefined ? {} : { headers: { host } }) }, (response) => {
+      .get({ host: address, port, path, agent: false, ...(host === undefined ? {} : { headers: { host } }) }, (response) => {
         let body = '';
         response.setEncoding('utf8');
         response.on('data', (chunk: string) => (body += chunk));
@@ -150,5 +150,13 @@ for (const [name, create, skip] of implementations) {
     const held = get(port);
     table({ mode: 'running' });
     assert.deepEqual(await held, { status: 200, body: 'one' });
+  });
+
+  test(`${name}: names a client on IPv6 in Forwarded as a quoted, bracketed address (RFC 7239 §6)`, { skip }, async (t) => {
+    const { dataPath, port } = await started(t, create, '::1');
+    const { port: appPort } = await serverOn((request, response) => response.end(request.headers.forwarded));
+    dataPath.update({ services: [route(appPort, 1)], trustedProxies: [], via: 'rainbowd-contract' });
+    await dataPath.whenRouted();
+    assert.deepEqual(await get(port, '/', 'shop.test', '::1'), { status: 200, body: 'for="[::1]";proto=http;host="shop.test"' });
   });
 }
