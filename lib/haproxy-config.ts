@@ -79,7 +79,14 @@ export function activeMap(table: RouteTable): string {
   }).join('');
 }
 
-export function haproxyConfig(table: RouteTable, servers: HaproxyServer[], listen: { host: string; port: number }, paths: HaproxyPaths): string {
+/** Where the frontend listens; closed once rainbowd shuts down, for good: a reload must not open it again. */
+export interface HaproxyListener {
+  host: string;
+  port: number;
+  closed?: boolean;
+}
+
+export function haproxyConfig(table: RouteTable, servers: HaproxyServer[], listen: HaproxyListener, paths: HaproxyPaths): string {
   const lines = [
     '# Written by rainbowd from its route table, and again on every change of services or routes.',
     'global',
@@ -110,6 +117,7 @@ export function haproxyConfig(table: RouteTable, servers: HaproxyServer[], liste
     '',
     `frontend ${FRONTEND}`,
     `  bind ${listen.host}:${listen.port}`,
+    ...(listen.closed ? ['  disabled'] : []),
     ...routingRules(table.services),
     // An old worker after a reload answers one more request on each kept-alive connection
     // (idle-close-on-response), by its old routes: the fallback routes it by the current ones.

@@ -10,6 +10,7 @@ import {
   CLIENT_ADDRESS_FIELD,
   FRONTEND,
   haproxyConfig,
+  type HaproxyListener,
   type HaproxyPaths,
   type HaproxyServer,
   routingSignature,
@@ -64,7 +65,7 @@ export class HaproxyDataPath implements DataPath {
   private readonly servers = new Map<number, UpstreamAddress & { service: string }>();
   private applied: Applied | null = null;
   private haproxy: HaproxyProcess | null = null;
-  private listenAddress: { host: string; port: number } | null = null;
+  private listener: HaproxyListener | null = null;
   private queue: Promise<unknown> = Promise.resolve();
   private readonly counts = new Map<number, number>();
   private countsPending = false;
@@ -94,7 +95,7 @@ export class HaproxyDataPath implements DataPath {
     await listen(probe, port, host);
     await new Promise((resolve) => probe.close(resolve));
     await this.fallback.listen(this.paths.fallbackSocket);
-    this.listenAddress = { host, port };
+    this.listener = { host, port };
     const { log } = this.options;
     this.log.event('haproxy-found', { path: binary.path, version: binary.version });
     const setpriv = await findProgram('setpriv');
@@ -134,6 +135,8 @@ export class HaproxyDataPath implements DataPath {
   }
 
   close(): void {
+    // In the config too: a deploy or remove during shutdown reloads HAProxy, which must not open it again.
+    if (this.listener) this.listener.closed = true;
     void this.enqueue(() => this.command(`shutdown frontend ${FRONTEND}`));
   }
 
@@ -170,7 +173,7 @@ export class HaproxyDataPath implements DataPath {
       if (route) servers.push({ ...server, serving: route.upstream?.key === server.key });
     }
     writeFileSync(this.paths.activeMap, activeMap(this.table), { mode: 0o600 });
-    writeFileSync(this.paths.config, haproxyConfig(this.table, servers, this.listenAddress!, this.paths), { mode: 0o600 });
+    writeFileSync(this.paths.config, haproxyConfig(this.table, servers, this.listener!, this.paths), { mode: 0o600 });
     this.applied = {
       signature: routingSignature(this.table),
       ready: new Map(servers.map((server) => [server.key, server.serving])),
