@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import diagnosticsChannel from 'node:diagnostics_channel';
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -184,3 +185,37 @@ for (const [name, create, skip] of implementations) {
     await waitFor(async () => !(await accepts(port)), { ...WAIT, what: 'connections refused after close and a change of routes' });
   });
 }
+
+// The haproxy engine's switch itself: its runtime commands in one round trip, each answer checked.
+
+/** The unix-socket connections (to HAProxy) opened while `during` runs, by their answer; `show stat` polls left out. */
+async function adminConnections(during: () => Promise<void>): Promise<string[]> {
+  const answers: Array<Promise<string | null>> = [];
+  const onSocket = ({ socket }: { socket: net.Socket }) => {
+    let answer = '';
+    let unix = false;
+    socket.once('connect', () => (unix = socket.remotePort === undefined));
+    socket.on('data', (chunk: string | Buffer) => (answer += chunk.toString()));
+    answers.push(new Promise((resolve) => socket.once('close', () => resolve(unix ? answer : null))));
+  };
+  diagnosticsChannel.subscribe('net.client.socket', onSocket as (message: unknown) => void);
+  try {
+    await during();
+  } finally {
+    diagnosticsChannel.unsubscribe('net.client.socket', onSocket as (message: unknown) => void);
+  }
+  return (await Promise.all(answers)).filter((answer): answer is string => answer !== null && !answer.startsWith('# pxname'));
+}
+
+test('the haproxy engine: a switch reaches HAProxy in one connection to its admin socket', { skip: haproxyMissing }, async (t) => {
+  const { dataPath, port } = await started(t, implementations[2]![1]);
+  const [one, two] = [await app('one'), await app('two')];
+  dataPath.update({ services: [route(one.port, 1)], trustedProxies: [], via: 'rainbowd-contract' });
+  await dataPath.whenRouted();
+  const connections = await adminConnections(async () => {
+    dataPath.update({ services: [route(two.port, 2)], trustedProxies: [], via: 'rainbowd-contract' });
+    await dataPath.whenRouted();
+  });
+  assert.equal(connections.length, 1, `connections of the switch, by answer: ${JSON.stringify(connections)}`);
+  assert.deepEqual(await get(port), { status: 200, body: 'two' });
+});
