@@ -79,7 +79,14 @@ export function activeMap(table: RouteTable): string {
   }).join('');
 }
 
-export function haproxyConfig(table: RouteTable, servers: HaproxyServer[], listen: { host: string; port: number }, paths: HaproxyPaths): string {
+/** Where the frontend listens; closed once rainbowd shuts down, for good: a reload must not open it again. */
+export interface HaproxyListener {
+  host: string;
+  port: number;
+  closed?: boolean;
+}
+
+export function haproxyConfig(table: RouteTable, servers: HaproxyServer[], listen: HaproxyListener, paths: HaproxyPaths): string {
   const lines = [
     '# Written by rainbowd from its route table, and again on every change of services or routes.',
     'global',
@@ -110,6 +117,7 @@ export function haproxyConfig(table: RouteTable, servers: HaproxyServer[], liste
     '',
     `frontend ${FRONTEND}`,
     `  bind ${listen.host}:${listen.port}`,
+    ...(listen.closed ? ['  disabled'] : []),
     ...routingRules(table.services),
     // An old worker after a reload answers one more request on each kept-alive connection
     // (idle-close-on-response), by its old routes: the fallback routes it by the current ones.
@@ -181,8 +189,11 @@ function serviceRules(route: ServiceRoute, table: RouteTable): string[] {
     '  http-request add-header x-forwarded-for %[src]',
     '  http-request set-header x-forwarded-proto http unless { req.hdr(x-forwarded-proto) -m found }',
     '  http-request set-header x-forwarded-host %[req.hdr(host)] if { req.hdr(host) -m found } !{ req.hdr(x-forwarded-host) -m found }',
-    '  http-request add-header forwarded "for=%[src];proto=http;host=\\"%[req.hdr(host)]\\"" if { req.hdr(host) -m found }',
-    '  http-request add-header forwarded "for=%[src];proto=http" unless { req.hdr(host) -m found }',
+    // An IPv6 node is quoted and bracketed in Forwarded (RFC 7239 §6), as forward-headers.ts does.
+    '  http-request set-var(txn.forwarded_for) src unless { src -m sub : }',
+    '  http-request set-var-fmt(txn.forwarded_for) "\\"[%[src]]\\"" if { src -m sub : }',
+    '  http-request add-header forwarded "for=%[var(txn.forwarded_for)];proto=http;host=\\"%[req.hdr(host)]\\"" if { req.hdr(host) -m found }',
+    '  http-request add-header forwarded "for=%[var(txn.forwarded_for)];proto=http" unless { req.hdr(host) -m found }',
     '  http-request set-header x-real-ip %[src] unless { req.hdr(x-real-ip) -m found }',
     `  http-request add-header via "%[req.ver] ${table.via}"`,
     '  http-request set-header x-request-id %[uuid] unless { req.hdr(x-request-id) -m found }',

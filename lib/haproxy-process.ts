@@ -21,6 +21,20 @@ const BIND_FAILURES: Array<[RegExp, string]> = [
   [/cannot bind socket \(Cannot assign requested address\)/, 'EADDRNOTAVAIL'],
 ];
 
+/**
+ * HAProxy's output that repeats what rainbowd's own events say (a server added, ready,
+ * draining, deleted; a reload's new worker), kept out of rainbowd's log: 3-4 lines a switch.
+ * Its alerts, and warnings not listed here, still show (HAProxy's `-q` would drop its alerts too).
+ */
+const ROUTINE_OUTPUT = new RegExp(
+  [
+    String.raw`^\[NOTICE\]`,
+    String.raw`^\[WARNING\] +\(\d+\) : (CLI : )?Server \S+ (is UP/READY|enters drain state|is going DOWN for maintenance)`,
+    String.raw`^\[WARNING\] +\(\d+\) : (Proxy \S+ stopped|Stopping (frontend|backend|proxy) )`,
+    String.raw`^\[WARNING\] +\(\d+\) : (Former worker \(\d+\) exited with code 0|Exiting Master process|All workers exited\. Exiting\.\.\. \(0\))`,
+  ].join('|'),
+);
+
 export interface HaproxyProcessOptions {
   binary: string;
   /**
@@ -61,7 +75,7 @@ export class HaproxyProcess {
       readOutputLines(stream!, (line) => {
         this.tail.push(line);
         if (this.tail.length > OUTPUT_TAIL_LINES) this.tail.shift();
-        log.programOutput('haproxy', line);
+        if (!ROUTINE_OUTPUT.test(line)) log.programOutput('haproxy', line);
       });
     }
     let gone = false;

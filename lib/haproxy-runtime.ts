@@ -1,7 +1,7 @@
 import net from 'node:net';
 
-// A client of HAProxy's admin socket and master CLI: one command per connection, its whole
-// answer; and the parsing of the answers rainbowd reads (`show stat`, `show proc`).
+// A client of HAProxy's admin socket and master CLI: one command (or a `;` batch) per
+// connection, its whole answer; and the parsing of the answers rainbowd reads (`show stat`, `show proc`).
 
 const COMMAND_TIMEOUT_MS = 5000;
 
@@ -21,6 +21,30 @@ export function runtimeCommand(socketPath: string, command: string): Promise<str
       if (!hadError) resolve(answer);
     });
   });
+}
+
+/**
+ * Sends `commands` in one connection (HAProxy runs them in order, each whatever the others
+ * answered) and resolves to their answers, `null` where HAProxy gave none.
+ */
+export async function runtimeCommands(socketPath: string, commands: string[]): Promise<Array<string | null>> {
+  return splitAnswers(await runtimeCommand(socketPath, commands.join('; ')), commands.length);
+}
+
+/** The answers of a `;` batch: each ends with an empty line, so an empty answer is the empty line alone. */
+export function splitAnswers(text: string, count: number): Array<string | null> {
+  const answers: Array<string | null> = [];
+  let lines: string[] = [];
+  for (const line of text.split('\n')) {
+    if (answers.length === count) break;
+    if (line !== '') lines.push(line);
+    else {
+      answers.push(lines.map((answerLine) => `${answerLine}\n`).join(''));
+      lines = [];
+    }
+  }
+  while (answers.length < count) answers.push(null);
+  return answers;
 }
 
 /** Requests in flight per server (`BACKEND/SERVER`), from `show stat`: current sessions plus those queued. */

@@ -55,7 +55,7 @@ export interface DataPath {
   release(key: number): Promise<number>;
   /** Requests in flight to the upstream (from workers: as of their last report). */
   inFlight(key: number): number;
-  /** Stops accepting connections; requests in flight go on. */
+  /** Stops accepting connections for good (a later update does not open them again); requests in flight go on. */
   close(): void;
   /** Ends the data path for good, after everything has drained. */
   stop(): Promise<void>;

@@ -157,6 +157,18 @@ test('rainbowd deploy of a new host and its remove reload HAProxy under load wit
   assert.equal(daemon.output.filter((line) => /haproxy-reloaded/.test(line)).length, 2, daemon.log());
 });
 
+test('a redeploy logs no NOTICE or WARNING line of HAProxy, and an alert of HAProxy still shows', { skip, timeout: 60_000 }, async (t) => {
+  const { daemon } = await startAppDaemon(t, { name: 'haproxy-quiet', config: HAPROXY });
+  const active = await daemon.waitForActive();
+  assert.equal((await daemon.redeploy()).status, 200);
+  await daemon.waitForActive({ after: active.id });
+  assert.deepEqual(daemon.output.filter((line) => /\[haproxy\] \[(NOTICE|WARNING)\]/.test(line)), [], 'HAProxy notices in the log');
+  const [worker] = haproxyProcesses(daemon).filter((info) => info.ppid !== daemon.pid);
+  assert.ok(worker, 'no HAProxy worker under the daemon');
+  process.kill(worker.pid, 'SIGKILL');
+  await daemon.waitForLog(new RegExp(`\\[haproxy\\] \\[ALERT\\].*worker \\(${worker.pid}\\) exited with code 137`));
+});
+
 test('rainbowd killed with SIGKILL takes its HAProxy with it, so the proxy port is free for the next rainbowd', { skip }, async (t) => {
   const { daemon } = await startAppDaemon(t, { name: 'haproxy-orphan', config: HAPROXY });
   const haproxy = haproxyProcesses(daemon);

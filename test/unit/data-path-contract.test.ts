@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
+import diagnosticsChannel from 'node:diagnostics_channel';
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -52,18 +54,18 @@ function route(upstreamPort: number | null, key: number, change: Partial<Service
   return { name: 'web', hosts: [], pathPrefix: null, stripPathPrefix: true, mode: 'running', message: null, maxPauseMs: 30_000, upstream, ...change };
 }
 
-async function started(t: TestContext, create: (t: TestContext) => DataPath): Promise<{ dataPath: DataPath; port: number }> {
+async function started(t: TestContext, create: (t: TestContext) => DataPath, host = '127.0.0.1'): Promise<{ dataPath: DataPath; port: number }> {
   const dataPath = create(t);
-  const port = await getPort({ host: '127.0.0.1' });
-  await dataPath.listen(port, '127.0.0.1');
+  const port = await getPort({ host });
+  await dataPath.listen(port, host);
   t.after(() => dataPath.stop());
   return { dataPath, port };
 }
 
-function get(port: number, path = '/', host?: string): Promise<{ status: number; body: string }> {
+function get(port: number, path = '/', host?: string, address = '127.0.0.1'): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     http
-      .get({ host: '127.0.0.1', port, path, agent: false, ...(host === undefined ? {} : { headers: { host } }) }, (response) => {
+      .get({ host: address, port, path, agent: false, ...(host === undefined ? {} : { headers: { host } }) }, (response) => {
         let body = '';
         response.setEncoding('utf8');
         response.on('data', (chunk: string) => (body += chunk));
@@ -71,6 +73,17 @@ function get(port: number, path = '/', host?: string): Promise<{ status: number;
         response.on('error', reject);
       })
       .on('error', reject);
+  });
+}
+
+/** Whether the port takes a TCP connection (false once it is refused). */
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.on('error', () => resolve(false));
   });
 }
 
@@ -151,4 +164,58 @@ for (const [name, create, skip] of implementations) {
     table({ mode: 'running' });
     assert.deepEqual(await held, { status: 200, body: 'one' });
   });
+
+  test(`${name}: names a client on IPv6 in Forwarded as a quoted, bracketed address (RFC 7239 §6)`, { skip }, async (t) => {
+    const { dataPath, port } = await started(t, create, '::1');
+    const { port: appPort } = await serverOn((request, response) => response.end(request.headers.forwarded));
+    dataPath.update({ services: [route(appPort, 1)], trustedProxies: [], via: 'rainbowd-contract' });
+    await dataPath.whenRouted();
+    assert.deepEqual(await get(port, '/', 'shop.test', '::1'), { status: 200, body: 'for="[::1]";proto=http;host="shop.test"' });
+  });
+
+  test(`${name}: once closed, a change of services and routes does not open it again`, { skip }, async (t) => {
+    const { dataPath, port } = await started(t, create);
+    const [one, two] = [await app('one'), await app('two')];
+    dataPath.update({ services: [route(one.port, 1)], trustedProxies: [], via: 'rainbowd-contract' });
+    await untilServed(port, 'one');
+    dataPath.close();
+    // HAProxy's stopped frontend leaves its socket listening until its worker is gone: refused in the end, not at once.
+    dataPath.update({ services: [route(one.port, 1), route(two.port, 2, { name: 'api', hosts: ['api.test'] })], trustedProxies: [], via: 'rainbowd-contract' });
+    await dataPath.whenRouted();
+    await waitFor(async () => !(await accepts(port)), { ...WAIT, what: 'connections refused after close and a change of routes' });
+  });
 }
+
+// The haproxy engine's switch itself: its runtime commands in one round trip, each answer checked.
+
+/** The unix-socket connections (to HAProxy) opened while `during` runs, by their answer; `show stat` polls left out. */
+async function adminConnections(during: () => Promise<void>): Promise<string[]> {
+  const answers: Array<Promise<string | null>> = [];
+  const onSocket = ({ socket }: { socket: net.Socket }) => {
+    let answer = '';
+    let unix = false;
+    socket.once('connect', () => (unix = socket.remotePort === undefined));
+    socket.on('data', (chunk: string | Buffer) => (answer += chunk.toString()));
+    answers.push(new Promise((resolve) => socket.once('close', () => resolve(unix ? answer : null))));
+  };
+  diagnosticsChannel.subscribe('net.client.socket', onSocket as (message: unknown) => void);
+  try {
+    await during();
+  } finally {
+    diagnosticsChannel.unsubscribe('net.client.socket', onSocket as (message: unknown) => void);
+  }
+  return (await Promise.all(answers)).filter((answer): answer is string => answer !== null && !answer.startsWith('# pxname'));
+}
+
+test('the haproxy engine: a switch reaches HAProxy in one connection to its admin socket', { skip: haproxyMissing }, async (t) => {
+  const { dataPath, port } = await started(t, implementations[2]![1]);
+  const [one, two] = [await app('one'), await app('two')];
+  dataPath.update({ services: [route(one.port, 1)], trustedProxies: [], via: 'rainbowd-contract' });
+  await dataPath.whenRouted();
+  const connections = await adminConnections(async () => {
+    dataPath.update({ services: [route(two.port, 2)], trustedProxies: [], via: 'rainbowd-contract' });
+    await dataPath.whenRouted();
+  });
+  assert.equal(connections.length, 1, `connections of the switch, by answer: ${JSON.stringify(connections)}`);
+  assert.deepEqual(await get(port), { status: 200, body: 'two' });
+});
