@@ -9,23 +9,21 @@ import { FileWatch } from './file-watch.js';
 import { HaproxyDataPath } from './haproxy-data-path.js';
 import type { Logger } from './log.js';
 import type net from 'node:net';
-import { findLeftovers, takeHandedOver, type Leftovers } from './adoption.js';
+import { findLeftovers, type Leftovers } from './adoption.js';
 import { removeGenerationRecord } from './generation-record.js';
-import { startSuccessor, type Handover, type Predecessor } from './handover.js';
+import type { Handover, Predecessor } from './handover.js';
 import { runtimeDirPrefix, stopOrphans } from './orphans.js';
 import { Proxy } from './proxy.js';
 import { ProxyWorkers } from './proxy-workers.js';
 import type { DataPath } from './route-table.js';
-import type { Service } from './service.js';
 import { ServiceRegistry } from './service-registry.js';
+import { takeOver, Upgrader } from './upgrade.js';
 
 // Wiring: the data path, the service registry and the control API; the start sequence,
 // signals, the crash handler, config reloads and shutdown.
 
 /** Settings that the listeners took at start: a reload cannot change them. */
 const fixedAtStart = ['host', 'port', 'controlHost', 'controlPort', 'controlSocket', 'controlToken', 'workers', 'engine', 'haproxyPath'] as const;
-/** How long a new rainbowd may take to be ready, on top of the longest deployTimeout (its health checks). */
-const UPGRADE_START_MARGIN_MS = 30_000;
 
 export class Daemon {
   private readonly dataPath: DataPath;
@@ -37,8 +35,7 @@ export class Daemon {
   private readonly runtimeDir = mkdtempSync(runtimeDirPrefix());
   private readonly startedAt = Date.now();
   private shuttingDown: Promise<void> | null = null;
-  private upgrading = false;
-  private handedOver = false;
+  private readonly upgrader: Upgrader;
   private readonly predecessor: Predecessor | null;
   private readonly pidfile: string | null;
 
@@ -76,6 +73,18 @@ export class Daemon {
       upgrade: (reason: string) => this.upgrade(reason),
     };
     this.control = new ControlServer(control, { host: config.controlHost, port: config.controlPort, token: config.controlToken });
+    this.upgrader = new Upgrader({
+      config: () => this.config,
+      registry,
+      control: this.control,
+      proxy: this.proxy,
+      log,
+      shuttingDown: () => this.shuttingDown !== null,
+      reclaimRecords: () => {
+        registry.keepRecord();
+        this.recordControlAddress();
+      },
+    });
   }
 
   async start(): Promise<void> {
@@ -87,7 +96,7 @@ export class Daemon {
     // predecessor left serving. Nothing is stopped yet: if listening fails, all of it is
     // still there (for the next attempt, or for the predecessor that hands over).
     const leftovers = !handover && config.file ? findLeftovers(config.file, (name) => this.registry.canAdopt(name), this.runtimeDir) : null;
-    const adopted = handover ? await this.takeOver(handover) : leftovers ? await this.registry.adopt(leftovers.adoptable, leftovers.lastGenerations, 'left serving by a rainbowd that exited without stopping it') : new Set();
+    const adopted = handover ? await takeOver(handover, this.predecessor!, this.registry, this.runtimeDir, this.log) : leftovers ? await this.registry.adopt(leftovers.adoptable, leftovers.lastGenerations, 'left serving by a rainbowd that exited without stopping it') : new Set();
     try {
       await this.listen(handover);
     } catch (error) {
@@ -128,35 +137,6 @@ export class Daemon {
       if (adopted.has(service)) continue;
       service.redeploy('initial deploy').catch(() => undefined); // logged; retried with backoff
     }
-  }
-
-  /**
-   * `rainbowd upgrade`, the new rainbowd's side: adopt the active generations handed over,
-   * health-check the external targets, and stop the rest once the predecessor has exited.
-   */
-  private async takeOver(handover: Handover): Promise<Set<Service>> {
-    const predecessor = this.predecessor!;
-    const reason = `handed over by rainbowd pid ${predecessor.pid}`;
-    const { adoptable, stopLater } = takeHandedOver(handover, (name) => this.registry.canAdopt(name), this.runtimeDir, this.log);
-    const adopted = await this.registry.adopt(adoptable, handover.lastGenerations, reason, predecessor.gone);
-    const unhealthy = adoptable.filter(({ service }) => ![...adopted].some((taken) => taken.name === service));
-    if (unhealthy.length > 0) {
-      const names = unhealthy.map(({ service, generation }) => `${service}#${generation}`).join(', ');
-      throw new RainbowError('UPGRADE_FAILED', `${names} did not pass the new rainbowd's health check (see the log); the running rainbowd keeps serving with it`);
-    }
-    // Health-checked before we accept: a refused target fails the upgrade, not requests.
-    const externals = this.registry.all().filter((service) => handover.externals.includes(service.name));
-    await Promise.all(externals.map((service) => service.redeploy(reason)));
-    for (const service of externals) adopted.add(service);
-    void predecessor.gone.then(() =>
-      Promise.all(
-        stopLater.map(async ({ service, generation, app }) => {
-          const outcome = await app.stop(DEFAULT_STOP_TIMEOUT_MS);
-          this.log.event('stopped', { service, generation, pid: app.groupId, reason: `draining when rainbowd pid ${predecessor.pid} handed it over; stopped after that rainbowd exited (${outcome.how})` });
-        }),
-      ),
-    );
-    return adopted;
   }
 
   /** On the ports of the config: on the sockets a predecessor hands over where they are the same. */
@@ -203,42 +183,13 @@ export class Daemon {
   }
 
   /**
-   * `rainbowd upgrade`, the running rainbowd's side (handover.ts): resolves once the new one
-   * serves, and then stops accepting, finishes its requests and exits, leaving the apps to
-   * it. A new rainbowd that fails changes nothing: this one serves on.
+   * `rainbowd upgrade`, the running rainbowd's side: resolves once the new one serves, and
+   * then stops accepting, finishes its requests and exits, leaving the apps to it.
    */
   async upgrade(reason: string): Promise<UpgradeResult> {
-    const refusal = this.upgradeRefusal();
-    if (refusal) throw new RainbowError('UPGRADE_REFUSED', refusal);
-    this.upgrading = true;
-    this.log.event('upgrading', { reason: `${reason}: starting a new rainbowd from the installed code and handing over to it` });
-    const listeners = { proxy: this.proxy!.listener, ...this.control.listeners };
-    const timeoutMs = Math.max(...this.config.services.map((service) => service.deployTimeoutMs), 0) + UPGRADE_START_MARGIN_MS;
-    let pid: number;
-    try {
-      pid = await startSuccessor({ listeners, controlSocketFile: listeners.controlSocket === undefined ? null : this.config.controlSocket, ...this.registry.handover() }, timeoutMs);
-    } catch (error) {
-      this.upgrading = false;
-      this.log.event('upgrade-failed', { reason: messageOf(error) });
-      // It may have written its records before it failed: they are ours again.
-      this.registry.keepRecord();
-      this.recordControlAddress();
-      throw error;
-    }
-    this.handedOver = true;
-    this.log.event('upgraded', { pid, reason: `rainbowd pid ${pid} serves now; this one (pid ${process.pid}) finishes its requests and exits, the apps go on` });
+    const pid = await this.upgrader.upgrade(reason);
     this.shuttingDown = this.exitAfterHandover(pid);
     return { ok: true, pid, previousPid: process.pid };
-  }
-
-  private upgradeRefusal(): string | null {
-    if (this.shuttingDown) return 'rainbowd is shutting down';
-    if (this.upgrading) return 'an upgrade is already under way';
-    if (this.config.engine === 'haproxy') return 'rainbowd upgrade cannot hand the haproxy engine over yet; restart rainbowd to upgrade it';
-    if (!this.proxy) return `rainbowd upgrade cannot hand proxy workers over yet ("workers": ${this.config.workers}); restart rainbowd to upgrade it, or set "workers": 0`;
-    const deploying = this.registry.all().find((service) => service.deploying);
-    if (deploying) return `a deploy of ${deploying.name} is under way; upgrade when it is over`;
-    return null;
   }
 
   private async exitAfterHandover(successor: number): Promise<void> {
@@ -341,9 +292,9 @@ export class Daemon {
     process.on('uncaughtException', (error: unknown) => {
       const what = error instanceof Error ? (error.stack ?? error.message) : String(error);
       // Once handed over (rainbowd upgrade), the apps are the new rainbowd's.
-      const apps = this.handedOver ? 'the apps were handed over and go on' : 'every app was sent SIGTERM';
+      const apps = this.upgrader.handedOver ? 'the apps were handed over and go on' : 'every app was sent SIGTERM';
       this.log.event('crashed', { reason: `internal error, please report it: ${what}; ${apps}` });
-      if (!this.handedOver) for (const service of this.registry.all()) service.terminateAppsNow();
+      if (!this.upgrader.handedOver) for (const service of this.registry.all()) service.terminateAppsNow();
       this.control.close();
       this.removeRuntimeFiles();
       process.exit(1);
