@@ -17,10 +17,20 @@ const PREDECESSOR_VARIABLE = 'RAINBOWD_UPGRADE_FROM';
 
 type ListenerName = 'proxy' | 'control' | 'controlSocket';
 
+/** Where a service's crash restarts stand: a successor goes on with the same backoff. */
+export interface RestartState {
+  /** Restarts so far (status shows them). */
+  restarts: number;
+  /** Crashes in a row: the next restart's delay doubles with each. */
+  crashStreak: number;
+  /** A restart scheduled this long from now; null: none. */
+  restartInMs: number | null;
+}
+
 type ToSuccessor =
   | { type: 'listener'; name: ListenerName }
   | { type: 'output'; marker: string }
-  | { type: 'generations'; controlSocketFile: string | null; generations: RecordedGeneration[]; externals: string[]; lastGenerations: Array<[string, number]> };
+  | { type: 'generations'; controlSocketFile: string | null; generations: RecordedGeneration[]; externals: string[]; lastGenerations: Array<[string, number]>; restarts: Array<[string, RestartState]> };
 
 type ToPredecessor = { type: 'send' } | { type: 'ready'; pid: number } | { type: 'failed'; message: string };
 
@@ -37,6 +47,8 @@ export interface Handover {
   externals: string[];
   /** The highest generation number made per service: numbering goes on from there. */
   lastGenerations: Map<string, number>;
+  /** Each service's crash restarts, by name. */
+  restarts: Map<string, RestartState>;
 }
 
 /**
@@ -83,7 +95,7 @@ function send(child: ReturnType<typeof spawn>, handover: Handover): void {
     child.send(message, handle, { keepOpen: true }, () => undefined);
   for (const [name, server] of Object.entries(handover.listeners)) post({ type: 'listener', name: name as ListenerName }, server);
   for (const [marker, streams] of handover.outputs) for (const stream of streams) post({ type: 'output', marker }, stream);
-  post({ type: 'generations', controlSocketFile: handover.controlSocketFile, generations: handover.generations, externals: handover.externals, lastGenerations: [...handover.lastGenerations] });
+  post({ type: 'generations', controlSocketFile: handover.controlSocketFile, generations: handover.generations, externals: handover.externals, lastGenerations: [...handover.lastGenerations], restarts: [...handover.restarts] });
 }
 
 /** The rainbowd this one takes over from, when it was started by `rainbowd upgrade`. */
@@ -103,7 +115,7 @@ export class Predecessor {
 
   /** Asks for the handover and collects it. */
   receive(): Promise<Handover> {
-    const handover: Handover = { listeners: {}, controlSocketFile: null, outputs: new Map(), generations: [], externals: [], lastGenerations: new Map() };
+    const handover: Handover = { listeners: {}, controlSocketFile: null, outputs: new Map(), generations: [], externals: [], lastGenerations: new Map(), restarts: new Map() };
     return new Promise((resolve) => {
       const onMessage = (message: ToSuccessor, handle: net.Server | net.Socket | undefined) => {
         if (message.type === 'listener' && handle) {
@@ -117,6 +129,7 @@ export class Predecessor {
           handover.externals = message.externals;
           handover.controlSocketFile = message.controlSocketFile;
           handover.lastGenerations = new Map(message.lastGenerations);
+          handover.restarts = new Map(message.restarts);
           resolve(handover);
         }
       };

@@ -4,7 +4,7 @@ import { DEFAULT_SERVICE, validateServiceDefinition, type DaemonConfig, type Ser
 import type { Adoptable } from './adoption.js';
 import { RainbowError, messageOf } from './errors.js';
 import { writeGenerationRecord } from './generation-record.js';
-import type { Handover } from './handover.js';
+import type { Handover, RestartState } from './handover.js';
 import type { Logger } from './log.js';
 import { ownerEnvironment } from './orphans.js';
 import type { DataPath } from './route-table.js';
@@ -320,7 +320,16 @@ export class ServiceRegistry {
       outputs: new Map(services.flatMap((service) => service.outputs())),
       externals: services.filter((service) => service.config.run === undefined && service.active !== null).map((service) => service.name),
       lastGenerations: new Map([...this.lastGenerations, ...services.map((service): [string, number] => [service.name, service.lastGeneration])]),
+      restarts: new Map(services.map((service) => [service.name, service.restartState()])),
     };
+  }
+
+  /** A predecessor's crash restarts, gone on with (`rainbowd upgrade`). Returns the services whose restart is scheduled. */
+  continueRestarts(restarts: Map<string, RestartState>, predecessor: string): Set<Service> {
+    return new Set(this.all().filter((service) => {
+      const state = restarts.get(service.name);
+      return state !== undefined && service.continueRestarts(state, predecessor);
+    }));
   }
 
   /** Every change of who serves what goes through here, to the proxy (or each worker). */

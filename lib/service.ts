@@ -4,6 +4,7 @@ import { formatDuration } from './duration.js';
 import { RainbowError, messageOf } from './errors.js';
 import type { Socket } from 'node:net';
 import type { AppGroup } from './app-group.js';
+import type { RestartState } from './handover.js';
 import { Generation, type Retirement } from './generation.js';
 import type { RecordedGeneration } from './generation-record.js';
 import type { Logger } from './log.js';
@@ -376,7 +377,10 @@ export class Service {
   private scheduleRestart(why: string): void {
     if (this.shutdown.signal.aborted || this.restartTimer) return;
     this.crashStreak++;
-    const delay = Math.min(RESTART_BACKOFF_MS.first * 2 ** (this.crashStreak - 1), RESTART_BACKOFF_MS.max);
+    this.restartIn(Math.min(RESTART_BACKOFF_MS.first * 2 ** (this.crashStreak - 1), RESTART_BACKOFF_MS.max), why);
+  }
+
+  private restartIn(delay: number, why: string): void {
     this.restartAt = Date.now() + delay;
     this.log.event('restart-scheduled', { service: this.name, inMs: delay, reason: `${why}; no generation is serving` });
     this.restartTimer = setTimeout(() => {
@@ -386,6 +390,24 @@ export class Service {
         // The failure is logged by the deploy and schedules the next attempt itself.
       });
     }, delay);
+  }
+
+  /** What a successor needs to go on with this service's restarts (`rainbowd upgrade`). */
+  restartState(): RestartState {
+    return { restarts: this.restarts, crashStreak: this.crashStreak, restartInMs: this.restartAt === null ? null : Math.max(0, this.restartAt - Date.now()) };
+  }
+
+  /**
+   * Goes on with a predecessor's restarts: the same count and backoff, and the restart it
+   * had scheduled at the time it had it (not at once: a crashing app is not started faster
+   * for an upgrade). True when that restart is scheduled: the service needs no first deploy.
+   */
+  continueRestarts(state: RestartState, predecessor: string): boolean {
+    this.restarts = state.restarts;
+    this.crashStreak = state.crashStreak;
+    if (state.restartInMs === null || this.active || this.restartTimer) return false;
+    this.restartIn(state.restartInMs, `the restart ${predecessor} had scheduled`);
+    return true;
   }
 
   private clearRestart(): void {

@@ -79,7 +79,8 @@ export class Upgrader {
 
 /**
  * The new rainbowd's side: adopt the active generations handed over, health-check the
- * external targets, and stop the rest once the predecessor has exited.
+ * external targets, go on with pending crash restarts, and stop the rest once the
+ * predecessor has exited. Returns the services that need no first deploy.
  */
 export async function takeOver(handover: Handover, predecessor: Predecessor, registry: ServiceRegistry, runtimeDir: string, log: Logger): Promise<Set<Service>> {
   const reason = `handed over by rainbowd pid ${predecessor.pid}`;
@@ -94,6 +95,8 @@ export async function takeOver(handover: Handover, predecessor: Predecessor, reg
   const externals = registry.all().filter((service) => handover.externals.includes(service.name));
   await Promise.all(externals.map((service) => service.redeploy(reason)));
   for (const service of externals) adopted.add(service);
+  // A service that was waiting to restart a crashed app waits on here, with the same backoff.
+  for (const service of registry.continueRestarts(handover.restarts, `rainbowd pid ${predecessor.pid}`)) adopted.add(service);
   void predecessor.gone.then(() =>
     Promise.all(
       stopLater.map(async ({ service, generation, app }) => {

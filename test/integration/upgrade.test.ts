@@ -154,6 +154,30 @@ test('a port change in the config is applied by rainbowd upgrade: the new daemon
   await waitFor(() => request(daemon.proxyPort, '/').then(() => false, (error: NodeJS.ErrnoException) => error.code === 'ECONNREFUSED'), { timeout: 30_000, what: 'the old port closed once the old daemon exited' });
 });
 
+test('an app that keeps crashing at start keeps its restart backoff across rainbowd upgrade: not started at once, the next delay doubles on', { timeout: 90_000 }, async (t) => {
+  const { daemon } = await startAppDaemon(t, { name: 'upgrade-backoff', appArgs: '--health exit', config: { workers: 0 }, waitUntilActive: false });
+  stopSuccessorsAtEnd(t, daemon);
+  // 0.5 s, 1 s, 2 s, 4 s, then 8 s: long enough for the upgrade to happen while it waits.
+  await waitFor(async () => {
+    const service = await daemon.service();
+    return !service.deploying && (service.nextRestartInMs ?? 0) >= 6000;
+  }, { timeout: 40_000, what: 'a restart scheduled 8 s ahead' });
+  const upgraded = await cli(daemon, ['upgrade']);
+  assert.equal(upgraded.code, 0, describeCli(upgraded));
+
+  const successor = await waitFor(async () => {
+    const pid = await daemonPid(daemon);
+    return pid === daemon.pid ? undefined : pid;
+  }, { timeout: 30_000, what: 'the new daemon' });
+  const service = await daemon.service();
+  assert.equal(service.deploying, false, 'the new daemon does not start the crashing app at once');
+  assert.ok(service.nextRestartInMs !== null && service.nextRestartInMs > 0, `the scheduled restart goes on: ${JSON.stringify(service)}`);
+  assert.match(daemon.log(), new RegExp(`default restart-scheduled inMs=\\d+ reason="the restart rainbowd pid ${daemon.pid} had scheduled`));
+  // Its attempt fails like the others, and the backoff doubles from where it was.
+  await daemon.waitForLog(/default restart-scheduled inMs=16000 /, 30_000);
+  assert.equal(await daemonPid(daemon), successor);
+});
+
 test('POST /upgrade from a web page, and rainbowd upgrade with proxy workers, are refused with the reason, and nothing changes', { timeout: 60_000 }, async (t) => {
   const { daemon } = await startAppDaemon(t, { name: 'upgrade-workers', config: { workers: 2 } });
   const crossSite = await request(daemon.controlPort, '/upgrade', { method: 'POST', body: '', headers: { origin: 'http://evil.example' } });
