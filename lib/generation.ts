@@ -33,6 +33,11 @@ type DrainEnd = 'idle' | 'cut' | 'reactivated';
 
 const LIVE_STATES: readonly GenerationState[] = ['starting', 'healthy', 'active', 'draining', 'stopping'];
 const PORT_ATTEMPTS = 3;
+/**
+ * An adopted app was serving a moment ago: it answers at once, or it is hung. Waiting for it
+ * as long as for a deploy (deployTimeout) would keep a new rainbowd from listening as long.
+ */
+const ADOPTION_CHECK_MS = 10_000;
 const PORT_TAKEN = /EADDRINUSE|address already in use|address in use/i;
 // The data path knows a generation by this number: names repeat when a service is removed
 // and deployed again while its old generations still drain.
@@ -171,7 +176,7 @@ export class Generation {
     this.pid = app.groupId;
     this.context.log.event('adopting', { service: this.service, generation: this.id, port, pid: this.pid, reason });
     try {
-      await this.waitUntilAppReady(app);
+      await this.waitUntilAppReady(app, 'adopting');
       this.transition('healthy');
     } catch (error) {
       const why = app.exitInfo ? app.describeExit() : messageOf(error);
@@ -183,17 +188,19 @@ export class Generation {
   }
 
   /** A process that exits before it is healthy fails at once, not at the timeout. */
-  private async waitUntilAppReady(app: AppGroup): Promise<void> {
+  private async waitUntilAppReady(app: AppGroup, how: 'starting' | 'adopting' = 'starting'): Promise<void> {
     const exitedEarly = new AbortController();
     void app.exited.then(() => exitedEarly.abort(new Error('exited')));
-    await this.waitUntilReady(AbortSignal.any([exitedEarly.signal, this.context.signal]));
+    await this.waitUntilReady(AbortSignal.any([exitedEarly.signal, this.context.signal]), how);
     this.pid = await app.displayPid();
   }
 
-  private async waitUntilReady(signal: AbortSignal): Promise<void> {
+  private async waitUntilReady(signal: AbortSignal, how: 'starting' | 'adopting' = 'starting'): Promise<void> {
     const { config } = this.context;
-    if (config.warmupMs !== undefined) return sleep(config.warmupMs, signal);
-    await waitUntilHealthy(this, config.healthCheck, config.deployTimeoutMs, signal, (outcome) => (this.lastCheck = outcome));
+    // With warmupTime there is no check: an app that is alive and was serving is taken as it is.
+    if (config.warmupMs !== undefined) return how === 'adopting' ? undefined : sleep(config.warmupMs, signal);
+    const deadlineMs = how === 'adopting' ? Math.min(config.deployTimeoutMs, ADOPTION_CHECK_MS) : config.deployTimeoutMs;
+    await waitUntilHealthy(this, config.healthCheck, deadlineMs, signal, (outcome) => (this.lastCheck = outcome));
   }
 
   private async fail(reason: string): Promise<void> {

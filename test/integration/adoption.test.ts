@@ -73,3 +73,23 @@ test('an adopted app that dies is restarted as a new generation, like a crash', 
   assert.match(second.log(), /default#1 stopping .*reason="crashed: exited \(its exit status is unknown: it was adopted from an earlier rainbowd\)/);
   assert.equal(appProcesses(marker).length, 1);
 });
+
+test('an app left hung (SIGSTOP) by a SIGKILLed rainbowd is given up after 10 s, not after deployTimeout: the new rainbowd listens and deploys a fresh generation', { timeout: 90_000 }, async (t) => {
+  const { daemon: first, marker } = await startAppDaemon(t, { name: 'adopt-hung', config: { deployTimeout: '5m', stopTimeout: '2s' } });
+  const hung = await first.waitForActive();
+  first.signal('SIGKILL');
+  await first.exited;
+  process.kill(hung.pid!, 'SIGSTOP');
+  t.after(() => {
+    if (isAlive(hung.pid!)) process.kill(hung.pid!, 'SIGKILL');
+  });
+
+  // Waiting for deployTimeout (5 minutes) would outlast this test.
+  const second = await startDaemon(t, { config: configOf(first), dir: first.dir, marker, startTimeout: 60_000 });
+  const fresh = await second.waitForActive();
+  assert.equal(fresh.id, 2, 'a fresh generation, numbered after the hung one');
+  assert.notEqual(fresh.pid, hung.pid);
+  assert.match(second.log(), /default#1 failed .*reason="not healthy after 10s \(last check: GET \/health: no answer within/);
+  await waitFor(() => !isAlive(hung.pid!), { timeout: 15_000, what: 'the hung app killed' });
+  assert.equal(appProcesses(marker).length, 1, describeProcesses(appProcesses(marker)));
+});
