@@ -3,6 +3,7 @@ import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { RainbowError } from './errors.js';
 import { responseHeaders } from './forward-headers.js';
+import { type Page, sendPage } from './pages.js';
 import type { Upstream } from './upstream.js';
 
 // One ordinary request forwarded to the app with undici's low-level dispatch: the request
@@ -11,7 +12,8 @@ import type { Upstream } from './upstream.js';
 // beyond what the client must not get. Counted in flight on its upstream until the
 // client's response is finished or closed.
 
-export type ErrorResponder = (response: http.ServerResponse, error: NodeJS.ErrnoException) => void;
+/** Chooses the page for a request that could not be forwarded, and sends it with `answer`. */
+export type ErrorResponder = (error: NodeJS.ErrnoException, answer: (page: Page) => void) => void;
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS']);
 /** A connection that broke (`other side closed` is undici's name for a close before the answer). */
@@ -53,7 +55,7 @@ class ForwardedRequest implements Dispatcher.DispatchHandler {
   }
 
   dispatch(): void {
-    if (this.options.path === '') return this.respondWithError(this.response, unforwardable(this.target, 'not a URL'));
+    if (this.options.path === '') return this.answerError(unforwardable(this.target, 'not a URL'));
     this.upstream.pool.dispatch(this.options, this);
   }
 
@@ -99,8 +101,12 @@ class ForwardedRequest implements Dispatcher.DispatchHandler {
     // The answer broke off after its head was written: the client's is cut, not completed.
     if (this.answering) return void this.response.destroy();
     if (this.retryBrokenBeforeAnswer(error)) return;
-    if (error.code === 'UND_ERR_INVALID_ARG') return this.respondWithError(this.response, unforwardable(this.target, error.message));
-    this.respondWithError(this.response, error);
+    if (error.code === 'UND_ERR_INVALID_ARG') return this.answerError(unforwardable(this.target, error.message));
+    this.answerError(error);
+  }
+
+  private answerError(error: NodeJS.ErrnoException): void {
+    this.respondWithError(error, (page) => sendPage(this.response, page));
   }
 
   private fail(error: Error): false {
@@ -151,6 +157,6 @@ function originForm(target: string): string {
   }
 }
 
-function unforwardable(target: string, reason: string): RainbowError {
+export function unforwardable(target: string, reason: string): RainbowError {
   return new RainbowError('UNFORWARDABLE', `cannot forward ${JSON.stringify(target)}: ${reason}`);
 }
