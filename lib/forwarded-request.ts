@@ -75,10 +75,9 @@ class ForwardedRequest implements Dispatcher.DispatchHandler {
     if (status >= 100 && status < 200) return true;
     if (status < 100) return this.fail(new Error(`the app answered with status ${status}, which is not an HTTP status`));
     this.resumeAnswer = resume;
+    this.upstream.answered(raw);
     try {
-      // A reason phrase node:http will not write becomes the standard one.
-      if (reason && !INVALID_HEADER_TEXT.test(reason)) this.response.writeHead(status, reason, responseHeaders(raw));
-      else this.response.writeHead(status, responseHeaders(raw));
+      writeAnswerHead(this.response, status, reason, raw);
     } catch (error) {
       return this.fail(error as Error); // a field value node:http will not write
     }
@@ -123,7 +122,7 @@ class ForwardedRequest implements Dispatcher.DispatchHandler {
    */
   private retryBrokenBeforeAnswer(error: NodeJS.ErrnoException): boolean {
     const { method, body } = this.options;
-    if (!BROKEN.has(error.code ?? '') || this.retried || body !== null || !IDEMPOTENT.has(method)) return false;
+    if (this.retried || !retryable(method, body, error)) return false;
     this.retried = true;
     this.abortDispatch = null;
     // Once the broken connection is gone from the pool, so the retry gets a new one rather
@@ -135,19 +134,31 @@ class ForwardedRequest implements Dispatcher.DispatchHandler {
   }
 }
 
+/** An idempotent request without a body whose connection broke before any answer (see retryBrokenBeforeAnswer). */
+export function retryable(method: string, body: unknown, error: NodeJS.ErrnoException): boolean {
+  return body === null && IDEMPOTENT.has(method) && BROKEN.has(error.code ?? '');
+}
+
+/** The app's status line and fields on the client's response; throws on a field value node:http will not write. */
+export function writeAnswerHead(response: http.ServerResponse, status: number, reason: string | undefined, raw: ReadonlyArray<Buffer | string>): void {
+  // A reason phrase node:http will not write becomes the standard one.
+  if (reason && !INVALID_HEADER_TEXT.test(reason)) response.writeHead(status, reason, responseHeaders(raw));
+  else response.writeHead(status, responseHeaders(raw));
+}
+
 /**
  * The body to stream to the app, null when there is none. Undici sends a stream that has
  * already ended with a Content-Length, which would change the framing of a chunked body the
  * client sent; a stream read from it starts unended, and goes chunked.
  */
-function bodyOf(request: http.IncomingMessage): Dispatcher.DispatchOptions['body'] {
+export function bodyOf(request: http.IncomingMessage): Readable | null {
   if (request.headers['transfer-encoding'] !== undefined) return Readable.from(request, { objectMode: false });
   const length = request.headers['content-length'];
   return length === undefined || length === '0' ? null : request;
 }
 
 /** The target as the app is sent it: `http://host/x?y` (absolute form) is `/x?y`; '' when it is not a URL. */
-function originForm(target: string): string {
+export function originForm(target: string): string {
   if (target.charCodeAt(0) === 47 /* / */) return target;
   try {
     const url = new URL(target);

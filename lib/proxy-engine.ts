@@ -2,6 +2,7 @@ import type http from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import httpProxy from 'http-proxy';
+import { forwardOverAgent } from './agent-request.js';
 import { type ErrorResponder, forwardRequest, unforwardable } from './forwarded-request.js';
 import { type Page, sendRawPage } from './pages.js';
 import type { Upstream } from './upstream.js';
@@ -32,7 +33,8 @@ export class ProxyEngine {
 
   /** Forwards with `headers` (forward-headers.ts); counts the request in flight on `upstream` until its response closes. */
   web(request: http.IncomingMessage, headers: http.IncomingHttpHeaders, response: http.ServerResponse, upstream: Upstream): void {
-    forwardRequest(request, headers, response, upstream, this.respondWithError);
+    if (upstream.agent === null) forwardRequest(request, headers, response, upstream, this.respondWithError);
+    else forwardOverAgent(request, headers, response, upstream, upstream.agent, this.respondWithError);
   }
 
   /** The caller has put an `error` listener on `socket`: a client reset mid-upgrade would otherwise crash us. */

@@ -209,6 +209,8 @@ export class Proxy implements DataPath {
     }
     const service = this.router.route(request);
     if (!service) return sendPage(response, NOT_FOUND);
+    // A running service's request is forwarded without the closures a held one needs: the hot path.
+    if (service.pause.mode === 'running') return this.forward(service, request, response);
     admit(service.pause, () => this.forward(service, request, response), (page) => sendPage(response, page), () => response.destroyed);
   }
 
