@@ -8,6 +8,7 @@ import type http from 'node:http';
 
 /** Hop-by-hop in both directions, whether or not `Connection` names them. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+const HOP_BY_HOP_LENGTHS = new Set([...HOP_BY_HOP].map((name) => name.length));
 /** What a client says about where the request came from: believed only from a trusted proxy. */
 const CLIENT_CLAIMS = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'forwarded', 'x-real-ip']);
 /** Never dropped because `Connection` names them: without them the request would change meaning or framing. */
@@ -70,25 +71,45 @@ export function requestHeaders(request: http.IncomingMessage, forwarding: Forwar
  * The fields of an app's response (raw, as undici hands them: name, value, ...) to answer the
  * client with, flat as `writeHead` takes them: less what concerns only the app's connection
  * to us, since the proxy frames the answer again. Bytes are kept as they came (latin1).
+ * One pass, lower-casing only names as long as a hop-by-hop one: it runs on every answer.
  */
-export function responseHeaders(raw: Buffer[]): string[] {
+export function responseHeaders(raw: ReadonlyArray<Buffer | string>): string[] {
   let named: Set<string> | null = null;
-  for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i]!.length === 10 && raw[i]!.toString('latin1').toLowerCase() === 'connection') named = connectionOptions(raw[i + 1]!.toString('latin1'));
-  }
   const headers: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toString('latin1');
-    const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || named?.has(lower)) continue;
-    headers.push(name, raw[i + 1]!.toString('latin1'));
+    const name = latin1(raw[i]!);
+    if (HOP_BY_HOP_LENGTHS.has(name.length)) {
+      const lower = name.toLowerCase();
+      if (lower === 'connection') named = connectionOptions(latin1(raw[i + 1]!));
+      if (HOP_BY_HOP.has(lower)) continue;
+    }
+    headers.push(name, latin1(raw[i + 1]!));
   }
-  return headers;
+  return named === null ? headers : withoutFields(headers, named);
+}
+
+/** Whether an app's answer (raw fields, as undici hands them) says it closes the connection after it. */
+export function closesConnection(raw: Buffer[]): boolean {
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.length === 10 && raw[i]!.toString('latin1').toLowerCase() === 'connection') return /(?:^|,)\s*close\s*(?:,|$)/i.test(raw[i + 1]!.toString('latin1'));
+  }
+  return false;
+}
+
+function latin1(text: Buffer | string): string {
+  return typeof text === 'string' ? text : text.toString('latin1');
+}
+
+function withoutFields(headers: string[], names: Set<string>): string[] {
+  const kept: string[] = [];
+  for (let i = 0; i < headers.length; i += 2) if (!names.has(headers[i]!.toLowerCase())) kept.push(headers[i]!, headers[i + 1]!);
+  return kept;
 }
 
 /** The fields `Connection` names, beyond its own options (close, keep-alive, upgrade). */
 function connectionOptions(value: string | undefined): Set<string> | null {
-  if (value === undefined) return null;
+  // What nearly every app and client sends, without splitting it.
+  if (value === undefined || value === 'keep-alive' || value === 'close') return null;
   let names: Set<string> | null = null;
   for (const token of value.split(',')) {
     const name = token.trim().toLowerCase();

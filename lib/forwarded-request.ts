@@ -3,6 +3,7 @@ import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { RainbowError } from './errors.js';
 import { responseHeaders } from './forward-headers.js';
+import { type Page, sendPage } from './pages.js';
 import type { Upstream } from './upstream.js';
 
 // One ordinary request forwarded to the app with undici's low-level dispatch: the request
@@ -11,7 +12,8 @@ import type { Upstream } from './upstream.js';
 // beyond what the client must not get. Counted in flight on its upstream until the
 // client's response is finished or closed.
 
-export type ErrorResponder = (response: http.ServerResponse, error: NodeJS.ErrnoException) => void;
+/** Chooses the page for a request that could not be forwarded, and sends it with `answer`. */
+export type ErrorResponder = (error: NodeJS.ErrnoException, answer: (page: Page) => void) => void;
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS']);
 /** A connection that broke (`other side closed` is undici's name for a close before the answer). */
@@ -53,7 +55,7 @@ class ForwardedRequest implements Dispatcher.DispatchHandler {
   }
 
   dispatch(): void {
-    if (this.options.path === '') return this.respondWithError(this.response, unforwardable(this.target, 'not a URL'));
+    if (this.options.path === '') return this.answerError(unforwardable(this.target, 'not a URL'));
     this.upstream.pool.dispatch(this.options, this);
   }
 
@@ -73,10 +75,9 @@ class ForwardedRequest implements Dispatcher.DispatchHandler {
     if (status >= 100 && status < 200) return true;
     if (status < 100) return this.fail(new Error(`the app answered with status ${status}, which is not an HTTP status`));
     this.resumeAnswer = resume;
+    this.upstream.answered(raw);
     try {
-      // A reason phrase node:http will not write becomes the standard one.
-      if (reason && !INVALID_HEADER_TEXT.test(reason)) this.response.writeHead(status, reason, responseHeaders(raw));
-      else this.response.writeHead(status, responseHeaders(raw));
+      writeAnswerHead(this.response, status, reason, raw);
     } catch (error) {
       return this.fail(error as Error); // a field value node:http will not write
     }
@@ -99,8 +100,12 @@ class ForwardedRequest implements Dispatcher.DispatchHandler {
     // The answer broke off after its head was written: the client's is cut, not completed.
     if (this.answering) return void this.response.destroy();
     if (this.retryBrokenBeforeAnswer(error)) return;
-    if (error.code === 'UND_ERR_INVALID_ARG') return this.respondWithError(this.response, unforwardable(this.target, error.message));
-    this.respondWithError(this.response, error);
+    if (error.code === 'UND_ERR_INVALID_ARG') return this.answerError(unforwardable(this.target, error.message));
+    this.answerError(error);
+  }
+
+  private answerError(error: NodeJS.ErrnoException): void {
+    this.respondWithError(error, (page) => sendPage(this.response, page));
   }
 
   private fail(error: Error): false {
@@ -117,7 +122,7 @@ class ForwardedRequest implements Dispatcher.DispatchHandler {
    */
   private retryBrokenBeforeAnswer(error: NodeJS.ErrnoException): boolean {
     const { method, body } = this.options;
-    if (!BROKEN.has(error.code ?? '') || this.retried || body !== null || !IDEMPOTENT.has(method)) return false;
+    if (this.retried || !retryable(method, body, error)) return false;
     this.retried = true;
     this.abortDispatch = null;
     // Once the broken connection is gone from the pool, so the retry gets a new one rather
@@ -129,19 +134,31 @@ class ForwardedRequest implements Dispatcher.DispatchHandler {
   }
 }
 
+/** An idempotent request without a body whose connection broke before any answer (see retryBrokenBeforeAnswer). */
+export function retryable(method: string, body: unknown, error: NodeJS.ErrnoException): boolean {
+  return body === null && IDEMPOTENT.has(method) && BROKEN.has(error.code ?? '');
+}
+
+/** The app's status line and fields on the client's response; throws on a field value node:http will not write. */
+export function writeAnswerHead(response: http.ServerResponse, status: number, reason: string | undefined, raw: ReadonlyArray<Buffer | string>): void {
+  // A reason phrase node:http will not write becomes the standard one.
+  if (reason && !INVALID_HEADER_TEXT.test(reason)) response.writeHead(status, reason, responseHeaders(raw));
+  else response.writeHead(status, responseHeaders(raw));
+}
+
 /**
  * The body to stream to the app, null when there is none. Undici sends a stream that has
  * already ended with a Content-Length, which would change the framing of a chunked body the
  * client sent; a stream read from it starts unended, and goes chunked.
  */
-function bodyOf(request: http.IncomingMessage): Dispatcher.DispatchOptions['body'] {
+export function bodyOf(request: http.IncomingMessage): Readable | null {
   if (request.headers['transfer-encoding'] !== undefined) return Readable.from(request, { objectMode: false });
   const length = request.headers['content-length'];
   return length === undefined || length === '0' ? null : request;
 }
 
 /** The target as the app is sent it: `http://host/x?y` (absolute form) is `/x?y`; '' when it is not a URL. */
-function originForm(target: string): string {
+export function originForm(target: string): string {
   if (target.charCodeAt(0) === 47 /* / */) return target;
   try {
     const url = new URL(target);
@@ -151,6 +168,6 @@ function originForm(target: string): string {
   }
 }
 
-function unforwardable(target: string, reason: string): RainbowError {
+export function unforwardable(target: string, reason: string): RainbowError {
   return new RainbowError('UNFORWARDABLE', `cannot forward ${JSON.stringify(target)}: ${reason}`);
 }

@@ -1,7 +1,10 @@
 import type http from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import httpProxy from 'http-proxy';
-import { type ErrorResponder, forwardRequest } from './forwarded-request.js';
+import { forwardOverAgent } from './agent-request.js';
+import { type ErrorResponder, forwardRequest, unforwardable } from './forwarded-request.js';
+import { type Page, sendRawPage } from './pages.js';
 import type { Upstream } from './upstream.js';
 
 // The one module that knows the proxy engine: ordinary requests go through undici's
@@ -24,25 +27,31 @@ export class ProxyEngine {
   private readonly proxy = httpProxy.createProxyServer({ xfwd: false, ws: true, changeOrigin: false });
 
   constructor(private readonly respondWithError: ErrorResponder) {
-    this.proxy.on('error', (_error, _request, socket) => {
-      // Only tunnels go through http-proxy: there is no response to answer on.
-      (socket as Duplex).destroy();
-    });
+    // Each tunnel answers its own errors (ws below); this one catches what http-proxy emits outside one.
+    this.proxy.on('error', (_error, _request, socket) => (socket as Duplex).destroy());
   }
 
   /** Forwards with `headers` (forward-headers.ts); counts the request in flight on `upstream` until its response closes. */
   web(request: http.IncomingMessage, headers: http.IncomingHttpHeaders, response: http.ServerResponse, upstream: Upstream): void {
-    forwardRequest(request, headers, response, upstream, this.respondWithError);
+    if (upstream.agent === null) forwardRequest(request, headers, response, upstream, this.respondWithError);
+    else forwardOverAgent(request, headers, response, upstream, upstream.agent, this.respondWithError);
   }
 
   /** The caller has put an `error` listener on `socket`: a client reset mid-upgrade would otherwise crash us. */
   ws(request: http.IncomingMessage, headers: http.IncomingHttpHeaders, socket: Duplex, head: Buffer, upstream: Upstream): void {
     upstream.trackUpgrade(socket);
     request.headers = headers;
+    const answer = (page: Page) => sendRawPage(socket, page);
     try {
-      this.proxy.ws(request, socket, head, { target: upstream.proxyTarget });
+      this.proxy.ws(request, socket, head, { target: upstream.proxyTarget }, (error) => {
+        if (socket.destroyed) return;
+        // Before the app has answered, the client has had nothing: it gets the page a plain
+        // request would. Once the app's answer has begun, the tunnel can only be cut.
+        if ((socket as Socket).bytesWritten === 0) this.respondWithError(error, answer);
+        else socket.destroy();
+      });
     } catch {
-      socket.destroy(); // as for any other error on an upgrade: there is no response to answer on
+      this.respondWithError(unforwardable(request.url ?? '/', 'not a URL'), answer);
     }
   }
 }

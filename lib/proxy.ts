@@ -62,7 +62,7 @@ export class Proxy implements DataPath {
     private readonly log: EventLog,
     private readonly clientAddressField?: string,
   ) {
-    this.engine = new ProxyEngine((response, error) => this.answerError(response, error));
+    this.engine = new ProxyEngine((error, answer) => this.answerError(error, answer));
     this.server = http.createServer({
       // Longer than nginx's upstream keepalive_timeout (60 s), so nginx closes idle
       // connections first and never writes a request onto one we are closing.
@@ -209,6 +209,8 @@ export class Proxy implements DataPath {
     }
     const service = this.router.route(request);
     if (!service) return sendPage(response, NOT_FOUND);
+    // A running service's request is forwarded without the closures a held one needs: the hot path.
+    if (service.pause.mode === 'running') return this.forward(service, request, response);
     admit(service.pause, () => this.forward(service, request, response), (page) => sendPage(response, page), () => response.destroyed);
   }
 
@@ -267,14 +269,15 @@ export class Proxy implements DataPath {
     return requestHeaders(request, this.forwarding, websocket);
   }
 
-  private answerError(response: http.ServerResponse, error: NodeJS.ErrnoException): void {
-    if (isRainbowError(error) && error.code === 'UNFORWARDABLE') return this.refuse({ reason: error.message, page: BAD_REQUEST }, (page) => sendPage(response, page));
+  /** The page for a request or upgrade that could not be forwarded, as `answer` sends it. */
+  private answerError(error: NodeJS.ErrnoException, answer: (page: Page) => void): void {
+    if (isRainbowError(error) && error.code === 'UNFORWARDABLE') return this.refuse({ reason: error.message, page: BAD_REQUEST }, answer);
     // Refused: nothing listens, the app is down (it crashed and is being restarted); or the
     // generation was released as the request was routed to it (a proxy worker learns of the
     // switch a moment later). A 503 to retry, not a broken gateway.
     const refused = APP_GONE.has(error.code ?? '');
     this.log.event('upstream-error', { reason: `${error.code ?? error.message}; answered ${refused ? 503 : 502}` });
-    sendPage(response, refused ? RESTARTING : BAD_GATEWAY);
+    answer(refused ? RESTARTING : BAD_GATEWAY);
   }
 }
 

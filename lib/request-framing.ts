@@ -19,6 +19,7 @@ export interface Refusal {
 }
 
 const NOT_IMPLEMENTED: Page = { status: 501, title: 'Not Implemented', text: 'The request body uses a transfer coding this server does not support; send it with Content-Length or chunked.' };
+const UNKNOWN_METHOD: Page = { status: 501, title: 'Not Implemented', text: 'The request method is not one this server knows (methods are case-sensitive: GET, not get).' };
 const VERSION_NOT_SUPPORTED: Page = { status: 505, title: 'HTTP Version Not Supported', text: 'This server speaks HTTP/1.0 and HTTP/1.1.' };
 const TOO_MANY_HEADERS: Page = { status: 431, title: 'Request Header Fields Too Large', text: 'The request has too many header fields, or they are too large.' };
 const NOT_ALLOWED: Page = { status: 405, title: 'Method Not Allowed', text: 'This server does not open tunnels (CONNECT).' };
@@ -68,13 +69,18 @@ export function answerParseError(error: ParseError, socket: Duplex): void {
   sendRawPage(socket, parseErrorPage(error));
 }
 
-/** `GET / HTTP/3.0`: a version we do not speak, rather than a malformed request line. */
-const LATER_VERSION = /^[^\r\n]* HTTP\/[2-9]\.\d\r?\n/;
+/** `GET / HTTP/3.0`, `GET / HTTP/1.2`: a version we do not speak (Node's parser knows 1.0 and 1.1 only), rather than a malformed request line. */
+const LATER_VERSION = /^[^\r\n]* HTTP\/(?:[2-9]\.\d|1\.[2-9])\r?\n/;
+/** A well-formed request line (RFC 9112 §3) whose method Node's parser does not know: `BREW / HTTP/1.1`, not a stray TLS handshake. */
+const WELL_FORMED_LINE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+ [^\s]+ HTTP\/\d\.\d\r?\n/;
 
 function parseErrorPage(error: ParseError): Page {
   if (error.code === 'HPE_HEADER_OVERFLOW') return TOO_MANY_HEADERS;
   if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') return TIMEOUT;
-  if (error.code === 'HPE_INVALID_VERSION' && error.rawPacket && LATER_VERSION.test(error.rawPacket.toString('latin1', 0, 8192))) return VERSION_NOT_SUPPORTED;
+  const start = error.rawPacket?.toString('latin1', 0, 8192) ?? '';
+  if (error.code === 'HPE_INVALID_VERSION' && LATER_VERSION.test(start)) return VERSION_NOT_SUPPORTED;
+  // RFC 9110 §9.1: an unrecognized method is answered 501.
+  if (error.code === 'HPE_INVALID_METHOD' && WELL_FORMED_LINE.test(start)) return UNKNOWN_METHOD;
   return BAD_REQUEST;
 }
 

@@ -1,5 +1,7 @@
+import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Pool } from 'undici';
+import { closesConnection } from './forward-headers.js';
 import type { UpstreamAddress } from './route-table.js';
 
 // One generation as the data path sees it: where to send requests, a pool of kept-alive
@@ -13,6 +15,9 @@ const KEEP_ALIVE_MARGIN_MS = 1000;
 // For apps that give no hint (gunicorn closes idle connections after its `keepalive`, 2 s by
 // default): below that.
 const KEEP_ALIVE_WITHOUT_HINT_MS = 1000;
+// This many answers in a row with `Connection: close` say the app closes every connection
+// (gunicorn's sync workers); a keep-alive app's occasional close does not.
+const CLOSING_ANSWERS_TO_SWITCH = 16;
 
 export class Upstream {
   readonly key: number;
@@ -20,7 +25,13 @@ export class Upstream {
   readonly proxyTarget: { protocol: 'http:'; host: string; port: number };
   /** Connections for ordinary requests: reused, and closed when the generation is released. */
   readonly pool: Pool;
+  /**
+   * Once the app has shown it closes every connection: node:http's client, which opens a
+   * connection for about half of undici's CPU (agent-request.ts). It never keeps one alive.
+   */
+  agent: http.Agent | null = null;
   inFlight = 0;
+  private closingAnswers = 0;
   private readonly upgraded = new Set<Duplex>();
   private idleWaiters: Array<() => void> = [];
 
@@ -42,6 +53,13 @@ export class Upstream {
       headersTimeout: 0,
       bodyTimeout: 0,
     });
+  }
+
+  /** Counts the app's answers that close their connection (raw fields, from undici), and switches to `agent` past CLOSING_ANSWERS_TO_SWITCH in a row. */
+  answered(raw: Buffer[]): void {
+    if (this.agent !== null) return;
+    if (!closesConnection(raw)) this.closingAnswers = 0;
+    else if (++this.closingAnswers >= CLOSING_ANSWERS_TO_SWITCH) this.agent = new http.Agent({ keepAlive: false });
   }
 
   requestStarted(): void {
@@ -78,6 +96,7 @@ export class Upstream {
     for (const socket of this.upgraded) socket.destroy();
     // Requests still in flight fail, and their engine cuts their clients' answers.
     void this.pool.destroy();
+    this.agent?.destroy();
     return cut;
   }
 }

@@ -35,7 +35,9 @@ function bodyOf(answer: string): string {
 }
 
 // Each is refused before the app sees anything, with nginx's status (431 where nginx says 400
-// "Request Header Or Cookie Too Large"); the first group was already refused by Node's parser.
+// "Request Header Or Cookie Too Large", and 501/505 for a method or an HTTP/1.x minor version
+// Node's parser does not know, which nginx would forward); the first group was already
+// refused by Node's parser.
 const refused: Array<{ what: string; raw: string; status: number }> = [
   { what: 'Content-Length with Transfer-Encoding', raw: 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', status: 400 },
   { what: 'two Content-Lengths', raw: 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nhi', status: 400 },
@@ -53,6 +55,10 @@ const refused: Array<{ what: string; raw: string; status: number }> = [
   { what: 'Transfer-Encoding: gzip', raw: 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n', status: 501 },
   { what: 'Transfer-Encoding on HTTP/1.0', raw: 'POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', status: 400 },
   { what: 'an HTTP/2.0 request line', raw: 'GET / HTTP/2.0\r\nHost: a\r\n\r\n', status: 505 },
+  { what: 'an HTTP/1.2 request line (a minor version Node does not parse)', raw: 'GET / HTTP/1.2\r\nHost: a\r\n\r\n', status: 505 },
+  { what: 'a method Node does not know (BREW)', raw: 'BREW / HTTP/1.1\r\nHost: a\r\n\r\n', status: 501 },
+  { what: 'a method in lower case', raw: 'get / HTTP/1.1\r\nHost: a\r\n\r\n', status: 501 },
+  { what: 'bytes that are no request line (a TLS handshake on the HTTP port)', raw: '\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n', status: 400 },
   { what: 'an HTTP/0.9 request line (no version)', raw: 'GET /\r\n\r\n', status: 400 },
   { what: 'CONNECT', raw: 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n', status: 405 },
   { what: '2,500 header fields (Node kept 2,000 and dropped the rest)', raw: `GET / HTTP/1.1\r\nHost: a\r\n${'a:\r\n'.repeat(2500)}\r\n`, status: 431 },

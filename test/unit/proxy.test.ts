@@ -6,6 +6,7 @@ import { before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { atEnd, get, proxyTo, rawAppOn, sendRaw, serverOn, UPSTREAM_KEY } from '../helpers/proxy.js';
+import { waitFor } from '../helpers/wait.js';
 
 // Regression tests for the traps of http-proxy 1.18.1, through the real data path:
 // a real proxy listener, a real upstream server, routed to as one generation.
@@ -123,6 +124,24 @@ test('a client reset during a WebSocket upgrade does not crash the proxy', async
   assert.equal(proxy.inFlight(UPSTREAM_KEY), 0, 'reset upgrades are no longer counted in flight');
 });
 
+const UPGRADE = 'GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n';
+
+test('a WebSocket upgrade whose app is gone or breaks the connection gets the page a plain request would (503, 502), not a silent close', async () => {
+  const resetting = await rawAppOn((socket) => socket.once('data', () => socket.resetAndDestroy()));
+  const broken = await proxyTo(resetting);
+  const answer = await sendRaw(broken.port, UPGRADE);
+  assert.match(answer, /^HTTP\/1\.1 502 Bad Gateway\r\n/, answer);
+  assert.match(answer, /\r\n\r\n502 Bad Gateway\n/, 'with the page');
+  await waitFor(() => broken.proxy.inFlight(UPSTREAM_KEY) === 0, { timeout: 2000, what: 'the answered upgrade no longer counted in flight' });
+  const upstream = await serverOn((_request, response) => response.end('ok'));
+  const gone = await proxyTo(upstream.port);
+  upstream.server.close();
+  upstream.server.closeAllConnections();
+  assert.match(await sendRaw(gone.port, UPGRADE), /^HTTP\/1\.1 503 Service Unavailable\r\n/);
+  assert.equal((await get(gone.port)).status, 503, 'the proxy still serves');
+  await waitFor(() => gone.proxy.inFlight(UPSTREAM_KEY) === 0, { timeout: 2000, what: 'the answered upgrade no longer counted in flight' });
+});
+
 test('a request target the engine cannot parse gets a 400, on plain requests and upgrades, and the proxy keeps serving', async () => {
   // http-proxy 1.18.1 runs url.parse on the target, which throws on this one: it took the daemon down.
   const upstream = await serverOn((_request, response) => response.end('ok'));
@@ -132,7 +151,7 @@ test('a request target the engine cannot parse gets a 400, on plain requests and
   assert.match(answer, /^HTTP\/1\.1 400 Bad Request\r\n/);
   assert.doesNotMatch(answer, /url|parse|\[bad/i, 'nothing internal in the page');
   const upgrade = await sendRaw(port, 'GET http://[bad/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
-  assert.equal(upgrade, '', 'the upgrade is closed without an answer, as other failed upgrades are');
+  assert.match(upgrade, /^HTTP\/1\.1 400 Bad Request\r\n/, 'the upgrade gets the same answer');
   assert.equal((await get(port)).status, 200, 'the proxy still serves');
   assert.equal(proxy.inFlight(UPSTREAM_KEY), 0, 'neither is left counted in flight');
 });
