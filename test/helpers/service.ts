@@ -11,7 +11,7 @@ import { isRainbowError } from '../../lib/errors.js';
 import { Logger } from '../../lib/log.js';
 import { Proxy } from '../../lib/proxy.js';
 import type { DataPath, RouteTable } from '../../lib/route-table.js';
-import { Service } from '../../lib/service.js';
+import { RESTART_BACKOFF, Service } from '../../lib/service.js';
 import { header, request, type Response } from './http.js';
 import { appRunLine } from './paths.js';
 import { killMarkedProcesses, uniqueMarker } from './process.js';
@@ -91,10 +91,12 @@ export interface ServiceOptions {
   appArgs?: string;
   /** Files written in the service's directory before its first deploy. */
   files?: Record<string, string>;
+  /** How long a crashed app must have stayed up for its restarts to start over from the first delay (30 s in rainbowd). */
+  stableAfterMs?: number;
 }
 
 /** A supervised service of the fixture app, deployed once (generation 1 serves). */
-export async function startService(t: TestContext, { config = {}, appArgs = '', files = {} }: ServiceOptions = {}): Promise<ServiceSetup> {
+export async function startService(t: TestContext, { config = {}, appArgs = '', files = {}, stableAfterMs }: ServiceOptions = {}): Promise<ServiceSetup> {
   const dir = mkdtempSync(join(tmpdir(), 'rainbowd-service-'));
   for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), content);
   const marker = uniqueMarker('service');
@@ -114,6 +116,7 @@ export async function startService(t: TestContext, { config = {}, appArgs = '', 
     ownerEnv: {},
     dataPath,
     routesChanged: () => dataPath.update({ services: [service.route()], trustedProxies: [], via: 'rainbowd-service-test' }),
+    restartBackoff: { ...RESTART_BACKOFF, stableAfterMs: stableAfterMs ?? RESTART_BACKOFF.stableAfterMs },
   });
   t.after(async () => {
     dataPath.letGo();
