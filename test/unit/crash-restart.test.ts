@@ -66,7 +66,7 @@ test('each failed restart in a row doubles the wait before the next, and a redep
 test('an app that dies while its generation drains is not restarted: the deploy that replaced it serves', { timeout: 30_000 }, async (t) => {
   const setup = await startService(t);
   const { service } = setup;
-  const { held, deploy } = await redeployWhileHeld(setup, 60_000, 'second');
+  const { held, deploy } = await redeployWhileHeld(setup, 'second');
 
   const pid = service.status().generations.find((generation) => generation.id === 1)!.pid!;
   process.kill(pid, 'SIGKILL');
