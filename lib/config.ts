@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -130,12 +132,21 @@ function naming(loader: Loader): Loader {
 
 // import() alone: cosmiconfig falls back to require() when import() fails, and on Node 20.19+
 // (which can require ES modules) that replaces a syntax error with a misleading one.
-const loadModule: Loader = async (filepath) => ((await import(pathToFileURL(filepath).href)) as { default?: unknown }).default;
+// import() keeps a module for the life of the process, by URL (a CommonJS one by path, in
+// require's cache): a reload after an edit would apply the old config. The URL names the
+// content, so an edited file is a new module and an unchanged one is not loaded again.
+// (Files the config itself imports are not read again.)
+const { cache: requireCache } = createRequire(import.meta.url);
+const loadModule: Loader = async (filepath, content) => {
+  delete requireCache[filepath];
+  const version = createHash('sha256').update(content).digest('hex').slice(0, 16);
+  return ((await import(`${pathToFileURL(filepath).href}?content=${version}`)) as { default?: unknown }).default;
+};
 
 function describeLoadError(error: unknown, filepath: string): string {
   if (!(error instanceof Error)) return String(error);
   const reason = error.message.split('\n').find((line) => line.trim() !== '' && !line.startsWith('YAML Error in'))?.trim() ?? error.message;
-  const line = error.stack?.match(new RegExp(`${escapeRegExp(filepath)}:(\\d+)`))?.[1];
+  const line = error.stack?.match(new RegExp(`${escapeRegExp(filepath)}(?:\\?content=\\w+)?:(\\d+)`))?.[1];
   const kind = error.name === 'Error' || error.name === 'YAMLException' ? '' : `${error.name}: `;
   return `${line === undefined ? '' : `line ${line}: `}${kind}${reason}`;
 }

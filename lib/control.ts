@@ -109,7 +109,7 @@ export class ControlServer {
     if (this.handedOver) response.setHeader('connection', 'close');
     const refused = refusal(request, this.listener, transport);
     if (refused) return refuse(request, response, refused);
-    const { url, parts } = parseTarget(request.url ?? '/');
+    const { url, parts } = parseRequestTarget(request.url ?? '/');
     const body = await readBody(request, response);
     if (body === null) return;
     const [, first, name, action, extra] = parts;
@@ -161,7 +161,7 @@ export class ControlServer {
 }
 
 /** The request's URL and its path's decoded segments; a malformed one is the client's error. */
-function parseTarget(target: string): { url: URL; parts: string[] } {
+function parseRequestTarget(target: string): { url: URL; parts: string[] } {
   try {
     const url = new URL(target, 'http://control');
     return { url, parts: url.pathname.split('/').map((part) => decodeURIComponent(part)) };

@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import path from 'node:path';
 import getPort from 'get-port';
 import type { GenerationState, GenerationStatus } from './api.js';
@@ -6,6 +7,7 @@ import { AppProcess } from './app-process.js';
 import { isDirectory, type ServiceConfig } from './config.js';
 import { formatDuration } from './duration.js';
 import { deployFailed, messageOf } from './errors.js';
+import type { RecordedGeneration } from './generation-record.js';
 import { sleep, waitUntilHealthy } from './health.js';
 import type { EventFields, Logger } from './log.js';
 import { describeOutput } from './output-excerpt.js';
@@ -53,13 +55,20 @@ export interface GenerationContext {
   signal: AbortSignal;
 }
 
+/** The active app exiting on its own: how long it had served and what it said. */
+export interface Crash {
+  upForMs: number;
+  reason: string;
+}
+
 export class Generation {
-  state: GenerationState = 'starting';
-  host: string;
-  port = 0;
-  pid: number | null = null;
+  private currentState: GenerationState = 'starting';
+  readonly host: string;
+  private appPort = 0;
+  private appPid: number | null = null;
   private lastCheck: string | null = null;
-  app: AppGroup | null = null;
+  /** The processes of a supervised generation (null: an external target, or not launched yet). */
+  private app: AppGroup | null = null;
   readonly key = nextKey++;
   readonly createdAt = Date.now();
   private retirement: Promise<Retirement> | null = null;
@@ -78,7 +87,20 @@ export class Generation {
   ) {
     const target = context.config.target === undefined ? null : splitTarget(context.config.target);
     this.host = target?.host ?? '127.0.0.1';
-    if (target) this.port = target.port;
+    if (target) this.appPort = target.port;
+  }
+
+  get state(): GenerationState {
+    return this.currentState;
+  }
+
+  get port(): number {
+    return this.appPort;
+  }
+
+  /** The app's main process as status shows it (null: an external target). */
+  get pid(): number | null {
+    return this.appPid;
   }
 
   get address(): UpstreamAddress {
@@ -106,7 +128,7 @@ export class Generation {
     if (!allowedTransitions[this.state].includes(to)) {
       throw new Error(`${this.label}: illegal transition ${this.state} -> ${to}`);
     }
-    this.state = to;
+    this.currentState = to;
     this.context.log.event(to, { service: this.service, generation: this.id, port: this.port, pid: this.pid, ...extra, ...(reason ? { reason } : {}) });
   }
 
@@ -133,7 +155,7 @@ export class Generation {
     // replaces it). Said plainly, rather than a process that never started.
     if (!isDirectory(config.cwd)) throw new Error(`cannot start: its "cwd" ${config.cwd} is not a directory any more`);
     for (let attempt = 1; ; attempt++) {
-      this.port = await getPort({ host: '127.0.0.1' });
+      this.appPort = await getPort({ host: '127.0.0.1' });
       const app = new AppProcess({
         run,
         service: this.service,
@@ -145,7 +167,7 @@ export class Generation {
         onOutput: (line) => log.appOutput(this.service, this.id, line),
       });
       this.app = app;
-      this.pid = app.groupId;
+      this.appPid = app.groupId;
       log.event('starting', { service: this.service, generation: this.id, port: this.port, pid: this.pid, attempt: attempt > 1 ? attempt : undefined });
       try {
         await this.waitUntilAppReady(app);
@@ -172,8 +194,8 @@ export class Generation {
   async adopt(app: AppGroup, port: number, reason: string, predecessorGone?: Promise<void>): Promise<void> {
     this.app = app;
     if (predecessorGone) this.predecessorGone = predecessorGone;
-    this.port = port;
-    this.pid = app.groupId;
+    this.appPort = port;
+    this.appPid = app.groupId;
     this.context.log.event('adopting', { service: this.service, generation: this.id, port, pid: this.pid, reason });
     try {
       await this.waitUntilAppReady(app, 'adopting');
@@ -192,7 +214,7 @@ export class Generation {
     const exitedEarly = new AbortController();
     void app.exited.then(() => exitedEarly.abort(new Error('exited')));
     await this.waitUntilReady(AbortSignal.any([exitedEarly.signal, this.context.signal]), how);
-    this.pid = await app.displayPid();
+    this.appPid = await app.displayPid();
   }
 
   private async waitUntilReady(signal: AbortSignal, how: 'starting' | 'adopting' = 'starting'): Promise<void> {
@@ -296,6 +318,37 @@ export class Generation {
       : `SIGTERM to ${outcome.signalled}${outcome.leftoversKilled ? `; ${outcome.leftoversKilled} leftover process(es) SIGKILLed` : ''}`;
     const strays = outcome?.strays ? `; ${outcome.strays} process(es) that had left its process group stopped too` : '';
     this.transition('stopped', `${how}${strays}`);
+  }
+
+  /**
+   * Settles when the app exits: with what happened if the generation was serving then (a
+   * crash), else null (rainbowd stopped it, or it exited during its drain). Null at once
+   * for an external target: rainbowd cannot see it exit.
+   */
+  async crash(): Promise<Crash | null> {
+    const { app } = this;
+    if (!app) return null;
+    await app.exited;
+    if (this.state !== 'active') return null;
+    const upForMs = Date.now() - this.createdAt;
+    return { upForMs, reason: `crashed: ${app.describeExit()} after ${formatDuration(upForMs)}; ${describeOutput(app.outputTail())}` };
+  }
+
+  /** SIGTERM to a live generation's processes, without waiting: for a rainbowd that is crashing. */
+  terminateNow(): void {
+    if (this.isLive) this.app?.terminateNow();
+  }
+
+  /** Its app's output streams, by marker, for a successor to read (handover.ts); null: no app. */
+  outputStreams(): [string, Socket[]] | null {
+    return this.app ? [this.app.marker, this.app.outputStreams()] : null;
+  }
+
+  /** What the generation record keeps of a live app (generation-record.ts); null: no app, or no longer alive. */
+  recorded(active: boolean): RecordedGeneration | null {
+    const { app } = this;
+    if (!app || !this.isLive) return null;
+    return { service: this.service, generation: this.id, active, port: this.port, groupId: app.groupId, marker: app.marker, pidfile: app.pidfile };
   }
 
   status(): GenerationStatus {

@@ -1,6 +1,5 @@
 import type { DeployOutcome, DeployResult, LastDeploy, ModeChange, ServiceOrigin, ServiceStatus } from './api.js';
 import type { ServiceConfig } from './config.js';
-import { formatDuration } from './duration.js';
 import { RainbowError, messageOf } from './errors.js';
 import type { Socket } from 'node:net';
 import type { AppGroup } from './app-group.js';
@@ -8,7 +7,6 @@ import type { RestartState } from './handover.js';
 import { Generation, type Retirement } from './generation.js';
 import type { RecordedGeneration } from './generation-record.js';
 import type { Logger } from './log.js';
-import { describeOutput } from './output-excerpt.js';
 import type { DataPath, ServiceRoute } from './route-table.js';
 import { changeMode, RUNNING, type ModeRecord } from './service-mode.js';
 
@@ -32,11 +30,22 @@ export interface ServiceContext {
   dataPath: DataPath;
   /** The active generation or the routes changed: the data path must get the new table. */
   routesChanged: () => void;
+  /** RESTART_BACKOFF unless given: tests shorten the stable period to see it start over. */
+  restartBackoff?: RestartBackoff;
 }
 
-// A crashed app is restarted after 0.5 s, 1 s, 2 s ... up to 30 s; an app that stayed up
-// this long before crashing starts the sequence over.
-const RESTART_BACKOFF_MS = { first: 500, max: 30_000, stableAfter: 30_000 };
+/**
+ * A crashed app is restarted after `firstMs`, then twice as long after each failure in a
+ * row, up to `maxMs`; an app that stayed up `stableAfterMs` before crashing starts the
+ * sequence over.
+ */
+export interface RestartBackoff {
+  firstMs: number;
+  maxMs: number;
+  stableAfterMs: number;
+}
+
+export const RESTART_BACKOFF: RestartBackoff = { firstMs: 500, maxMs: 30_000, stableAfterMs: 30_000 };
 
 export class Service {
   /** Live generations, oldest first. */
@@ -59,6 +68,7 @@ export class Service {
   private replaced: Generation | null = null;
 
   private readonly log: Logger;
+  private readonly backoff: RestartBackoff;
 
   constructor(
     private settings: ServiceConfig,
@@ -68,6 +78,7 @@ export class Service {
     firstGeneration = 1,
   ) {
     this.log = context.log;
+    this.backoff = context.restartBackoff ?? RESTART_BACKOFF;
     this.nextId = firstGeneration;
   }
 
@@ -301,15 +312,15 @@ export class Service {
 
   /** The output streams of this service's live apps, by marker, for a successor (handover.ts). */
   outputs(): Array<[string, Socket[]]> {
-    return this.generations.flatMap(({ app }) => (app ? [[app.marker, app.outputStreams()] as [string, Socket[]]] : []));
+    return this.generations.flatMap((generation) => {
+      const streams = generation.outputStreams();
+      return streams ? [streams] : [];
+    });
   }
 
   /** What the generation record keeps of this service's apps (generation-record.ts). */
   recorded(): RecordedGeneration[] {
-    return this.generations.flatMap((generation) => {
-      const { app, id, port } = generation;
-      return app && generation.isLive ? [{ service: this.name, generation: id, active: generation === this.active, port, groupId: app.groupId, marker: app.marker, pidfile: app.pidfile }] : [];
-    });
+    return this.generations.flatMap((generation) => generation.recorded(generation === this.active) ?? []);
   }
 
   /** What `status` shows of the last deploy: the same outcome its answer gave. */
@@ -360,15 +371,12 @@ export class Service {
 
   /** The active app dying on its own is a crash: restart it as a new generation. */
   private watchForCrash(generation: Generation): void {
-    void generation.app?.exited.then(async () => {
-      if (generation.state !== 'active') return;
-      const app = generation.app!;
-      const upFor = Date.now() - generation.createdAt;
-      if (upFor >= RESTART_BACKOFF_MS.stableAfter) this.crashStreak = 0;
+    void generation.crash().then(async (crash) => {
+      if (!crash) return;
+      if (crash.upForMs >= this.backoff.stableAfterMs) this.crashStreak = 0;
       this.restarts++;
-      const reason = `crashed: ${app.describeExit()} after ${formatDuration(upFor)}; ${describeOutput(app.outputTail())}`;
       // Nothing to drain: the process is gone. Stopping cleans up whatever it left behind.
-      const retired = this.retire(generation, reason, { drain: false });
+      const retired = this.retire(generation, crash.reason, { drain: false });
       this.scheduleRestart(`${generation.label} crashed`);
       await retired;
     });
@@ -377,7 +385,8 @@ export class Service {
   private scheduleRestart(why: string): void {
     if (this.shutdown.signal.aborted || this.restartTimer) return;
     this.crashStreak++;
-    this.restartIn(Math.min(RESTART_BACKOFF_MS.first * 2 ** (this.crashStreak - 1), RESTART_BACKOFF_MS.max), why);
+    const { firstMs, maxMs } = this.backoff;
+    this.restartIn(Math.min(firstMs * 2 ** (this.crashStreak - 1), maxMs), why);
   }
 
   private restartIn(delay: number, why: string): void {
@@ -434,7 +443,7 @@ export class Service {
 
   /** SIGTERM to every live generation's processes, without waiting: for a rainbowd that is crashing. */
   terminateAppsNow(): void {
-    for (const generation of this.generations) if (generation.isLive) generation.app?.terminateNow();
+    for (const generation of this.generations) generation.terminateNow();
   }
 
   status(): ServiceStatus {

@@ -199,7 +199,7 @@ export class Daemon {
 // Starts `rainbowd run` in a fresh directory and registers its cleanup on `t`: the daemon
 // is stopped (killed if it hangs), the test's marked processes are killed, the directory is
 // removed, and the daemon's output is printed if the test failed.
-export async function startDaemon(t: TestContext, { config, engine = 'node', files = {}, marker, waitUntilActive = true, startTimeout = 15000, dir: givenDir, proxyPort: givenPort, nodeArgs = [], fdLimit, env }: StartOptions): Promise<Daemon> {
+export async function startDaemon(t: TestContext, { config, engine = 'node', files = {}, marker, waitUntilActive = true, startTimeout = 30_000, dir: givenDir, proxyPort: givenPort, nodeArgs = [], fdLimit, env }: StartOptions): Promise<Daemon> {
   const dir = givenDir ?? mkdtempSync(join(tmpdir(), 'rainbowd-test-'));
   const proxyPort = givenPort ?? (await getPort({ host: '127.0.0.1' }));
   const controlPort = await getPort({ host: '127.0.0.1', exclude: [proxyPort] });

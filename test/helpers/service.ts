@@ -11,7 +11,7 @@ import { isRainbowError } from '../../lib/errors.js';
 import { Logger } from '../../lib/log.js';
 import { Proxy } from '../../lib/proxy.js';
 import type { DataPath, RouteTable } from '../../lib/route-table.js';
-import { Service } from '../../lib/service.js';
+import { RESTART_BACKOFF, Service } from '../../lib/service.js';
 import { header, request, type Response } from './http.js';
 import { appRunLine } from './paths.js';
 import { killMarkedProcesses, uniqueMarker } from './process.js';
@@ -91,10 +91,12 @@ export interface ServiceOptions {
   appArgs?: string;
   /** Files written in the service's directory before its first deploy. */
   files?: Record<string, string>;
+  /** How long a crashed app must have stayed up for its restarts to start over from the first delay (30 s in rainbowd). */
+  stableAfterMs?: number;
 }
 
 /** A supervised service of the fixture app, deployed once (generation 1 serves). */
-export async function startService(t: TestContext, { config = {}, appArgs = '', files = {} }: ServiceOptions = {}): Promise<ServiceSetup> {
+export async function startService(t: TestContext, { config = {}, appArgs = '', files = {}, stableAfterMs }: ServiceOptions = {}): Promise<ServiceSetup> {
   const dir = mkdtempSync(join(tmpdir(), 'rainbowd-service-'));
   for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), content);
   const marker = uniqueMarker('service');
@@ -114,6 +116,7 @@ export async function startService(t: TestContext, { config = {}, appArgs = '', 
     ownerEnv: {},
     dataPath,
     routesChanged: () => dataPath.update({ services: [service.route()], trustedProxies: [], via: 'rainbowd-service-test' }),
+    restartBackoff: { ...RESTART_BACKOFF, stableAfterMs: stableAfterMs ?? RESTART_BACKOFF.stableAfterMs },
   });
   t.after(async () => {
     dataPath.letGo();
@@ -147,23 +150,39 @@ export function stateOf(service: Service, id: number): string | undefined {
 }
 
 export async function waitForState(service: Service, id: number, state: string): Promise<void> {
-  await waitFor(() => stateOf(service, id) === state, { timeout: 10_000, interval: 5, what: `generation #${id} ${state} (it is ${stateOf(service, id)})` });
+  await waitFor(() => stateOf(service, id) === state, { timeout: 30_000, interval: 5, what: `generation #${id} ${state} (it is ${stateOf(service, id)})` });
 }
 
 export interface HeldRequest {
   /** Its answer (wrapped: awaiting the holder would await the response). */
   response: Promise<Response>;
+  /** Tells the app to answer it now (the fixture's `/release`, sent to the app itself). */
+  release(): Promise<void>;
   /** The client gives up on it: the generation has nothing in flight any more. */
   abandon(): Promise<void>;
 }
 
-/** A request of `ms` held by generation `id` of the app, once the proxy counts it in flight. */
-export async function holdRequest(setup: ServiceSetup, id: number, ms: number): Promise<HeldRequest> {
+let heldRequests = 0;
+
+/**
+ * A request held by generation `id` of the app until the test releases or abandons it
+ * (the fixture's `/hold`), once the proxy counts it in flight: it ends when the test says,
+ * not after a time a slow machine may outlast.
+ */
+export async function holdRequest(setup: ServiceSetup, id: number): Promise<HeldRequest> {
   const client = new AbortController();
-  const response = request(setup.port, `/slow?ms=${ms}`, { timeout: ms + 10_000, signal: client.signal });
-  await waitFor(() => setup.service.status().generations.find((generation) => generation.id === id)?.inFlight === 1, { timeout: 5000, interval: 5, what: `a request in flight on #${id}` });
+  const name = `held-${++heldRequests}`;
+  const response = request(setup.port, `/hold?id=${name}`, { timeout: 120_000, signal: client.signal });
+  const generation = await waitFor(() => setup.service.status().generations.find((candidate) => candidate.id === id && candidate.inFlight === 1), {
+    timeout: 30_000,
+    interval: 5,
+    what: `a request in flight on #${id}`,
+  });
   return {
     response,
+    release: async () => {
+      await request(generation.port, `/release?id=${name}`);
+    },
     abandon: async () => {
       client.abort();
       await response.catch(() => undefined);
@@ -174,25 +193,22 @@ export async function holdRequest(setup: ServiceSetup, id: number, ms: number): 
 export interface DrainingDeploy {
   /** The generation that was active, now draining. */
   old: number;
-  /** When the held request was sent (Date.now()). */
-  sentAt: number;
   held: HeldRequest;
   /** The redeploy's answer, still to come: it answers once `old` has drained and stopped. */
   deploy: Promise<Settled<DeployResult>>;
 }
 
 /**
- * A redeploy while a request of `ms` holds the active generation: resolves once that one is
- * draining, with the request and the redeploy's answer still to come.
+ * A redeploy while a held request (holdRequest) keeps the active generation busy: resolves
+ * once that one is draining, with the request and the redeploy's answer still to come.
  */
-export async function redeployWhileHeld(setup: ServiceSetup, ms: number, reason = 'test'): Promise<DrainingDeploy> {
+export async function redeployWhileHeld(setup: ServiceSetup, reason = 'test'): Promise<DrainingDeploy> {
   const { service } = setup;
   const old = service.active!.id;
-  const sentAt = Date.now();
-  const held = await holdRequest(setup, old, ms);
+  const held = await holdRequest(setup, old);
   const deploy = settled(service.redeploy(reason));
   await waitForState(service, old, 'draining');
-  return { old, sentAt, held, deploy };
+  return { old, held, deploy };
 }
 
 export type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };

@@ -194,7 +194,7 @@ testEachEngine('a refused deploy never touches the state file, not even when ano
   await deploy(first, 'web', good);
   await deploy(first, 'aux', aux);
   const refusing = cli(first, ['deploy', 'web', '--target', unhealthy.address, '--host', 'web.test', '--health-check-path', '/health', '--deploy-timeout', '3s']);
-  await waitFor(async () => (await first.service('web')).deploying, { timeout: 5000, what: "web's refused deploy to be under way" });
+  await waitFor(async () => (await first.service('web')).deploying, { timeout: 30_000, what: "web's refused deploy to be under way" });
   // Saves the state while web's refused deploy is still being health-checked.
   assert.equal((await cli(first, ['stop', 'aux', '--message', 'maintenance'])).code, 0);
   const refused = await refusing;

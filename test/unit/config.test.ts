@@ -45,6 +45,20 @@ test('controlPort defaults to the proxy port + 1, and flags win over the file', 
   assert.deepEqual([overridden.port, overridden.controlPort], [9000, 9100]);
 });
 
+// A reload loads the same file again: the edited one, though import() keeps modules it loaded.
+for (const [name, exported] of [['rainbow.config.mjs', 'export default'], ['rainbow.config.cjs', 'module.exports ='], ['rainbow.config.js', 'export default']] as const) {
+  test(`a ${name} edited after it was loaded is read again as edited, and an edit undone goes back`, async () => {
+    const file = await configFile(`${exported} { run: "release one" };\n`, name);
+    if (name === 'rainbow.config.js') await writeFile(path.join(path.dirname(file), 'package.json'), '{"type": "module"}');
+    const runOf = async () => (await loadConfig(file)).services[0]!.run;
+    assert.equal(await runOf(), 'release one');
+    await writeFile(file, `${exported} { run: "release two" };\n`);
+    assert.equal(await runOf(), 'release two');
+    await writeFile(file, `${exported} { run: "release one" };\n`);
+    assert.equal(await runOf(), 'release one');
+  });
+}
+
 // How the file is given: by --config (the default), or found in the working directory.
 interface HowGiven {
   name?: string;
@@ -83,6 +97,7 @@ const badConfigs: Array<[string, string, RegExp, HowGiven?]> = [
   ['a YAML error', 'run: "x\n', /^rainbowd: \/.*\/\.rainbowrc: unexpected end of the stream within a double quoted scalar \(2:1\)$/, { name: '.rainbowrc', search: true }],
   ['a syntax error in rainbow.config.cjs', 'module.exports = {run: "x",,};\n', /rainbow\.config\.cjs: line 1: SyntaxError: Unexpected token ','$/, { name: 'rainbow.config.cjs', search: true }],
   ['a syntax error in rainbow.config.mjs', 'export default {run: "x",,};\n', /rainbow\.config\.mjs: SyntaxError: Unexpected token ','$/, { name: 'rainbow.config.mjs', search: true }],
+  ['an error thrown by rainbow.config.mjs', 'const port = 7000;\nthrow new Error("no config today");\n', /rainbow\.config\.mjs: line 2: no config today$/, { name: 'rainbow.config.mjs', search: true }],
 ];
 
 for (const [what, content, expected, how = {}] of badConfigs) {

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { assertOneServing, broken, get, redeployWhileHeld, startService } from '../helpers/service.js';
+import type { Service } from '../../lib/service.js';
+import { request } from '../helpers/http.js';
 import { waitFor } from '../helpers/wait.js';
 
 // The active app dying on its own is restarted as a new generation, after 0.5 s, then twice
@@ -64,7 +66,7 @@ test('each failed restart in a row doubles the wait before the next, and a redep
 test('an app that dies while its generation drains is not restarted: the deploy that replaced it serves', { timeout: 30_000 }, async (t) => {
   const setup = await startService(t);
   const { service } = setup;
-  const { held, deploy } = await redeployWhileHeld(setup, 60_000, 'second');
+  const { held, deploy } = await redeployWhileHeld(setup, 'second');
 
   const pid = service.status().generations.find((generation) => generation.id === 1)!.pid!;
   process.kill(pid, 'SIGKILL');
@@ -74,4 +76,35 @@ test('an app that dies while its generation drains is not restarted: the deploy 
   assert.deepEqual(setup.events('restart-scheduled'), []);
   assert.equal(service.status().restarts, 0);
   await assertOneServing(setup, 2);
+});
+
+/** The active app crashes on its own (the fixture's `/crash`); returns how long it had been up. */
+async function crashActiveApp(service: Service): Promise<{ id: number; ageMs: number }> {
+  const active = service.status().generations.find((generation) => generation.state === 'active');
+  assert.ok(active, `no active generation: ${JSON.stringify(service.status())}`);
+  await request(active.port, '/crash').catch(() => undefined);
+  return { id: active.id, ageMs: active.ageMs };
+}
+
+test('crash restarts back off longer after each crash in a row, and start over from 0.5 s once the app stayed up the stable period', { timeout: 90_000 }, async (t) => {
+  // Long enough that a freshly restarted app is crashed well within it even on a loaded machine.
+  const stableAfterMs = 5000;
+  const setup = await startService(t, { stableAfterMs });
+  const { service } = setup;
+  const delays = () => setup.events('restart-scheduled').map(({ inMs }) => inMs);
+  const waitUntilActive = (id: number) => waitFor(() => service.active?.id === id && service.active.state === 'active', { timeout: 30_000, interval: 5, what: `generation #${id} active` });
+
+  for (let id = 1; id <= 3; id++) {
+    const crashed = await crashActiveApp(service);
+    assert.ok(crashed.ageMs < stableAfterMs, `#${id} had been up ${crashed.ageMs} ms, past the stable period: this test needs a shorter start`);
+    await waitUntilActive(id + 1);
+  }
+  assert.deepEqual(delays(), [500, 1000, 2000]);
+
+  await waitFor(() => service.status().generations.find((generation) => generation.id === 4)!.ageMs >= stableAfterMs, { timeout: stableAfterMs + 10_000, interval: 20, what: '#4 up for the stable period' });
+  await crashActiveApp(service);
+  await waitUntilActive(5);
+  assert.deepEqual(delays(), [500, 1000, 2000, 500]);
+  assert.match(setup.events('stopping').find((event) => event.generation === 4)?.reason ?? '', /^crashed: exited with code 1 after \d/);
+  await assertOneServing(setup, 5);
 });

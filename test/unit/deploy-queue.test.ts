@@ -26,7 +26,7 @@ test('redeploys asked for while a deploy runs become one follow-up deploy, and e
 test('the next deploy starts as soon as the one before it has switched, while the generation it replaced still drains', { timeout: 30_000 }, async (t) => {
   const setup = await startService(t);
   const { service } = setup;
-  const { held, deploy: first } = await redeployWhileHeld(setup, 60_000, 'first');
+  const { held, deploy: first } = await redeployWhileHeld(setup, 'first');
 
   const second = await service.redeploy('second');
   assert.equal(second.generation, 3);

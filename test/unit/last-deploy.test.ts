@@ -33,7 +33,7 @@ test('after a redeploy that a rollback undid, status shows its last deploy as ro
   const setup = await startService(t);
   const { service } = setup;
   // A request held by #1 keeps it draining, so the rollback can take it back.
-  const { held, deploy: redeploy } = await redeployWhileHeld(setup, 60_000, 'release 2');
+  const { held, deploy: redeploy } = await redeployWhileHeld(setup, 'release 2');
   await service.rollback();
   const answer = await redeploy;
   assert.equal(!answer.ok && codeOf(answer.error), 'ROLLED_BACK');

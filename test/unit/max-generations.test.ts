@@ -9,7 +9,7 @@ import { assertOneServing, redeployWhileHeld, startService, stateOf } from '../h
 test('past maxGenerations the oldest draining generation is stopped at once, its request cut, and the log says so', { timeout: 30_000 }, async (t) => {
   const setup = await startService(t, { config: { maxGenerations: 2 } });
   const { service } = setup;
-  const { held, deploy: second } = await redeployWhileHeld(setup, 60_000, 'second');
+  const { held, deploy: second } = await redeployWhileHeld(setup, 'second');
 
   const third = await service.redeploy('third');
   assert.equal(third.generation, 3);
@@ -34,7 +34,7 @@ test('past maxGenerations the oldest draining generation is stopped at once, its
 test('within maxGenerations a draining generation is left to finish its drain', { timeout: 30_000 }, async (t) => {
   const setup = await startService(t, { config: { maxGenerations: 3 } });
   const { service } = setup;
-  const { held, deploy: second } = await redeployWhileHeld(setup, 60_000, 'second');
+  const { held, deploy: second } = await redeployWhileHeld(setup, 'second');
 
   assert.equal((await service.redeploy('third')).generation, 3);
   assert.equal(stateOf(service, 1), 'draining');

@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { after, test } from 'node:test';
 import { findOrphans, stopOrphan } from '../../lib/orphans.js';
+import { waitFor } from '../helpers/wait.js';
 
 // Real processes with the environment rainbowd gives its apps, owned by a rainbowd that is
 // gone (a pid that has exited) or still running (our parent).
@@ -34,12 +35,17 @@ function app(script: string, env: Record<string, string>): ChildProcess {
   return child;
 }
 
+/** Until the orphan's shell has forked its `sleep`: its group then has two processes. */
+function waitForForkedSleep(): Promise<unknown> {
+  return waitFor(() => findOrphans(CONFIG).some((orphan) => orphan.pids.length === 2), { timeout: 10_000, interval: 10, what: "the orphan's shell and its sleep" });
+}
+
 test('finds the apps of a dead rainbowd on the same config, and only those', async () => {
   const dead = String(await deadPid());
   const orphan = app('sleep 30 & wait', { RAINBOWD_CONFIG: CONFIG, RAINBOWD_DAEMON_PID: dead });
   app('sleep 30', { RAINBOWD_CONFIG: CONFIG, RAINBOWD_DAEMON_PID: String(process.ppid) });
   app('sleep 30', { RAINBOWD_CONFIG: `${CONFIG}.other`, RAINBOWD_DAEMON_PID: dead });
-  await new Promise((resolve) => setTimeout(resolve, 200)); // the shell forks its sleep
+  await waitForForkedSleep();
 
   const found = findOrphans(CONFIG);
   assert.equal(found.length, 1, JSON.stringify(found));
@@ -52,7 +58,7 @@ test('finds the apps of a dead rainbowd on the same config, and only those', asy
 test('an orphan that ignores SIGTERM is SIGKILLed after the timeout', async () => {
   const dead = String(await deadPid());
   app('trap "" TERM; sleep 30 & wait', { RAINBOWD_CONFIG: CONFIG, RAINBOWD_DAEMON_PID: dead });
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  await waitForForkedSleep();
   const [orphan] = findOrphans(CONFIG);
   assert.ok(orphan);
   const started = Date.now();

@@ -39,10 +39,11 @@ test('a rollback after the old generation drained, while its sockets are being r
 test('a rollback during the drain takes the old generation back, and the deploy answers that it was rolled back', { timeout: 30_000 }, async (t) => {
   const setup = await startService(t);
   const { service } = setup;
-  const { held, deploy } = await redeployWhileHeld(setup, 3000);
+  const { held, deploy } = await redeployWhileHeld(setup);
   assert.equal((await get(setup.port)).headers['x-generation'], '2');
 
   const rolledBack = await service.rollback();
+  await held.release();
   assert.equal(rolledBack.generation, 1);
   assert.equal(rolledBack.previous, 2);
   const answer = await deploy;
@@ -57,13 +58,15 @@ test('a rollback during the drain takes the old generation back, and the deploy 
 test('a rollback undone by a second rollback answers so, and the generation taken back serves', { timeout: 30_000 }, async (t) => {
   const setup = await startService(t);
   const { service } = setup;
-  const { held, deploy } = await redeployWhileHeld(setup, 3000);
-  const heldOnTwo = await holdRequest(setup, 2, 3000);
+  const { held, deploy } = await redeployWhileHeld(setup);
+  const heldOnTwo = await holdRequest(setup, 2);
   const first = settled(service.rollback());
   await waitForState(service, 2, 'draining');
 
-  const second = await service.rollback();
-  assert.equal(second.generation, 2);
+  // It decides at once; it answers once #1, which it retires, has drained.
+  const second = service.rollback();
+  await Promise.all([held.release(), heldOnTwo.release()]);
+  assert.equal((await second).generation, 2);
   assertUndone(await first, 'the first rollback');
   assertUndone(await deploy, 'the deploy');
   assert.equal((await held.response).status, 200);
@@ -75,7 +78,7 @@ test('a rollback undone by a second rollback answers so, and the generation take
 test('a rollback while a crashed generation waits for its restart takes the draining one back and cancels the restart', { timeout: 30_000 }, async (t) => {
   const setup = await startService(t);
   const { service } = setup;
-  const { held, deploy } = await redeployWhileHeld(setup, 3000);
+  const { held, deploy } = await redeployWhileHeld(setup);
   const crashed = service.status().generations.find((generation) => generation.id === 2)!;
   process.kill(crashed.pid!, 'SIGKILL');
   await waitFor(() => service.status().nextRestartInMs !== null, { timeout: 10_000, interval: 5, what: 'a restart scheduled after the crash' });
@@ -83,6 +86,7 @@ test('a rollback while a crashed generation waits for its restart takes the drai
   const rolledBack = await service.rollback();
   assert.equal(rolledBack.generation, 1);
   assert.equal(service.status().nextRestartInMs, null, 'the restart is still scheduled: it would replace the generation rolled back to');
+  await held.release();
   assertUndone(await deploy, 'the deploy');
   assert.equal((await held.response).status, 200);
   await waitFor(() => service.status().generations.length === 1, { timeout: 10_000, interval: 5, what: 'only #1 left' });
@@ -92,18 +96,27 @@ test('a rollback while a crashed generation waits for its restart takes the drai
 test('whenever a rollback comes in a drain that is ending, one generation is active and serves, and both answers agree with it', { timeout: 120_000 }, async (t) => {
   const setup = await startService(t);
   const { service, dataPath } = setup;
-  const requestMs = 1000;
-  // The drain of each deploy waits for one request of `requestMs`; the rollback comes around
-  // the moment that request ends, from before to after. Its release answers only once the
-  // rollback has been asked for, so a rollback after the drain always meets that window.
-  for (const offsetMs of [-60, -20, -5, 0, 5, 20, 60]) {
+  // The drain of each deploy waits for one held request; the rollback comes around the
+  // moment the test lets that request end, from before to after. The data path's release
+  // answers only once the rollback has been asked for, so a rollback after the drain always
+  // meets that window.
+  for (const offsetMs of [-20, -5, 0, 5, 20, 60]) {
     dataPath.hold();
-    const { old, sentAt, held, deploy } = await redeployWhileHeld(setup, requestMs, `test, rollback ${offsetMs} ms from the end of the drain`);
+    const { old, held, deploy } = await redeployWhileHeld(setup, `test, rollback ${offsetMs} ms from the end of the drain`);
     const fresh = service.active!.id;
-    // The order of two events is what this test varies: this delay is its input, not a wait for a condition.
-    await sleep(Math.max(0, sentAt + requestMs + offsetMs - Date.now()));
-    // The rollback decides before its first await; the release answers after that.
-    const rollback = settled(service.rollback());
+    // The order of two events is what this test varies: these delays are its input, not waits for a condition.
+    let rollback: Promise<Answer>;
+    if (offsetMs < 0) {
+      rollback = settled(service.rollback());
+      await sleep(-offsetMs);
+      await held.release();
+    } else {
+      const released = held.release();
+      await sleep(offsetMs);
+      // The rollback decides before its first await; the release answers after that.
+      rollback = settled(service.rollback());
+      await released;
+    }
     dataPath.letGo();
     const [deployAnswer, rollbackAnswer] = await Promise.all([deploy, rollback]);
     assert.equal((await held.response).status, 200);
