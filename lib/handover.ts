@@ -8,7 +8,8 @@ import { holdConnections } from './listen.js';
 // `rainbowd upgrade`, as tableflip and einhorn do it: the running rainbowd starts a new one
 // from the code installed now and hands it, over an IPC channel, its listening sockets (both
 // accept on them until the old one closes its copies: no connection is ever refused), the
-// output pipes of its apps and which generation is what. The new one adopts the apps, says
+// output pipes of its apps, which generation is what, and where the HAProxy that goes on serving
+// keeps its runtime files (haproxy engine). The new one adopts the apps, says
 // it is ready, and only then does the old one stop accepting, finish its requests and exit.
 // Until then, a new rainbowd that fails changes nothing.
 
@@ -20,7 +21,7 @@ type ListenerName = 'proxy' | 'control' | 'controlSocket';
 type ToSuccessor =
   | { type: 'listener'; name: ListenerName }
   | { type: 'output'; marker: string }
-  | { type: 'generations'; controlSocketFile: string | null; generations: RecordedGeneration[]; externals: string[]; lastGenerations: Array<[string, number]> };
+  | { type: 'generations'; controlSocketFile: string | null; haproxyDir: string | null; generations: RecordedGeneration[]; externals: string[]; lastGenerations: Array<[string, number]> };
 
 type ToPredecessor = { type: 'send' } | { type: 'ready'; pid: number } | { type: 'failed'; message: string };
 
@@ -29,6 +30,8 @@ export interface Handover {
   listeners: Partial<Record<ListenerName, net.Server>>;
   /** The path of the `controlSocket` listener. */
   controlSocketFile: string | null;
+  /** The runtime directory of the HAProxy the successor takes over (haproxy engine). */
+  haproxyDir: string | null;
   /** Each live app's stdout and stderr, by its generation marker. */
   outputs: Map<string, net.Socket[]>;
   /** Every live app, as the generation record names them (the active ones marked). */
@@ -83,7 +86,7 @@ function send(child: ReturnType<typeof spawn>, handover: Handover): void {
     child.send(message, handle, { keepOpen: true }, () => undefined);
   for (const [name, server] of Object.entries(handover.listeners)) post({ type: 'listener', name: name as ListenerName }, server);
   for (const [marker, streams] of handover.outputs) for (const stream of streams) post({ type: 'output', marker }, stream);
-  post({ type: 'generations', controlSocketFile: handover.controlSocketFile, generations: handover.generations, externals: handover.externals, lastGenerations: [...handover.lastGenerations] });
+  post({ type: 'generations', controlSocketFile: handover.controlSocketFile, haproxyDir: handover.haproxyDir, generations: handover.generations, externals: handover.externals, lastGenerations: [...handover.lastGenerations] });
 }
 
 /** The rainbowd this one takes over from, when it was started by `rainbowd upgrade`. */
@@ -103,7 +106,7 @@ export class Predecessor {
 
   /** Asks for the handover and collects it. */
   receive(): Promise<Handover> {
-    const handover: Handover = { listeners: {}, controlSocketFile: null, outputs: new Map(), generations: [], externals: [], lastGenerations: new Map() };
+    const handover: Handover = { listeners: {}, controlSocketFile: null, haproxyDir: null, outputs: new Map(), generations: [], externals: [], lastGenerations: new Map() };
     return new Promise((resolve) => {
       const onMessage = (message: ToSuccessor, handle: net.Server | net.Socket | undefined) => {
         if (message.type === 'listener' && handle) {
@@ -116,6 +119,7 @@ export class Predecessor {
           handover.generations = message.generations;
           handover.externals = message.externals;
           handover.controlSocketFile = message.controlSocketFile;
+          handover.haproxyDir = message.haproxyDir;
           handover.lastGenerations = new Map(message.lastGenerations);
           resolve(handover);
         }
