@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { startAppDaemon, startDaemon, type Daemon } from '../helpers/daemon.js';
-import { testEachEngine } from '../helpers/engines.js';
+import { skipReason, testEachEngine } from '../helpers/engines.js';
 import { haproxyMasters, haproxyProcesses } from '../helpers/haproxy.js';
 import { request } from '../helpers/http.js';
 import { describeLoad, startLoad } from '../helpers/load.js';
@@ -86,4 +86,35 @@ test('an adopted app that dies is restarted as a new generation, like a crash', 
   assert.equal(restarted.id, 2);
   assert.match(second.log(), /default#1 stopping .*reason="crashed: exited \(its exit status is unknown: it was adopted from an earlier rainbowd\)/);
   assert.equal(appProcesses(marker).length, 1);
+});
+
+test('a rainbowd on the node engine stops the HAProxy a SIGKILLed one left before it binds the port, saying why, and adopts the app', { timeout: 60_000, skip: skipReason('haproxy') }, async (t) => {
+  const { daemon: first, marker } = await startAppDaemon(t, { name: 'adopt-engine-change', engine: 'haproxy' });
+  const active = await first.waitForActive();
+  const haproxy = haproxyProcesses(first.dir);
+  first.signal('SIGKILL');
+  await first.exited;
+  const second = await startDaemon(t, { config: { ...configOf(first), engine: 'node' }, dir: first.dir, proxyPort: first.proxyPort, marker });
+  assert.equal((await second.waitForActive()).pid, active.pid);
+  assert.match(second.log(), /haproxy-stopped pid=\d+ reason="left serving by a rainbowd that exited without stopping it; this one runs the node engine, which needs the port/);
+  assert.ok(haproxy.length > 0 && haproxy.every((info) => !isAlive(info.pid)), describeProcesses(haproxy));
+  assert.equal((await request(first.proxyPort, '/')).status, 200);
+  assert.equal(existsSync(join(first.dir, 'rainbow.haproxy.json')), false, 'the HAProxy record is removed');
+});
+
+test('an HAProxy that died after its rainbowd was SIGKILLed is started afresh by the next rainbowd, which adopts the app', { timeout: 60_000, skip: skipReason('haproxy') }, async (t) => {
+  const { daemon: first, marker } = await startAppDaemon(t, { name: 'adopt-haproxy-gone', engine: 'haproxy' });
+  const active = await first.waitForActive();
+  const [master] = haproxyMasters(first.dir);
+  first.signal('SIGKILL');
+  await first.exited;
+  process.kill(-master!.pid, 'SIGKILL');
+  await waitFor(() => haproxyProcesses(first.dir).length === 0, { timeout: 10_000, what: 'HAProxy gone' });
+  const second = await startDaemon(t, { config: configOf(first), engine: 'haproxy', dir: first.dir, proxyPort: first.proxyPort, marker });
+  assert.equal((await second.waitForActive()).pid, active.pid);
+  assert.match(second.log(), /haproxy-gone reason="the HAProxy a killed rainbowd left no longer runs; starting a new one"/);
+  const masters = haproxyMasters(first.dir);
+  assert.equal(masters.length, 1, describeProcesses(haproxyProcesses(first.dir)));
+  assert.notEqual(masters[0]!.pid, master!.pid);
+  assert.equal((await request(first.proxyPort, '/')).status, 200);
 });
