@@ -250,8 +250,8 @@ export class Daemon {
     for (const key of fixedAtStart.filter((key) => next[key] !== this.config[key])) {
       // The token's values are not logged.
       const values = key === 'controlToken' ? {} : { running: this.config[key], configured: next[key] };
-      // What an upgrade can hand over: the in-process proxy's listeners, or HAProxy (a reload binds the new address); not workers.
-      const upgradable = this.dataPath.handover !== undefined && key !== 'workers' && key !== 'engine' && key !== 'haproxyPath';
+      // What an upgrade can move to a new address: the in-process proxy's listeners, not workers or HAProxy.
+      const upgradable = this.proxy !== null && key !== 'workers' && key !== 'engine' && key !== 'haproxyPath';
       const how = upgradable ? 'rainbowd upgrade (or a restart)' : 'a restart of rainbowd';
       this.log.event('reload-ignored', { key, ...values, reason: `changing "${key}" needs ${how}` });
     }

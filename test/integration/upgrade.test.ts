@@ -102,10 +102,10 @@ async function assertShutdownStopsHaproxy(daemon: Daemon, pid: number): Promise<
   assert.equal(existsSync(join(daemon.dir, 'rainbow.haproxy.json')), false, 'its record removed');
 }
 
-test('an upgrade to a rainbowd that fails at start exits 1 with its reason; the old daemon serves on and nothing is lost', { timeout: 120_000 }, async (t) => {
+testEachEngine('an upgrade to a rainbowd that fails at start exits 1 with its reason; the old daemon serves on and nothing is lost', { timeout: 120_000 }, async (t, engine) => {
   // A stand-in for a broken release: the new daemon throws as it loads while the file `broken-release` exists.
   const broken = `data:text/javascript,import { existsSync } from 'node:fs'; if (process.env.RAINBOWD_UPGRADE_FROM && existsSync('broken-release')) throw new Error('broken release');`;
-  const { daemon } = await startAppDaemon(t, { name: 'upgrade-fails', config: { workers: 0 }, nodeArgs: ['--import', broken] });
+  const { daemon } = await startAppDaemon(t, { name: 'upgrade-fails', engine, config: { workers: 0 }, nodeArgs: ['--import', broken] });
   stopSuccessorsAtEnd(t, daemon);
   const app = await daemon.waitForActive();
   const load = startLoad({ port: daemon.proxyPort, keepAliveClients: 4, newConnectionClients: 2, maxDuration: 60_000 });
@@ -137,8 +137,8 @@ test('an upgrade to a rainbowd that fails at start exits 1 with its reason; the 
   assert.equal(redeployed.status, 200, JSON.stringify(redeployed.body));
 });
 
-test('after an upgrade, a redeploy drains the handed-over generation until the old daemon has finished its request on it', { timeout: 60_000 }, async (t) => {
-  const { daemon } = await startAppDaemon(t, { name: 'upgrade-drain', config: { workers: 0 } });
+testEachEngine('after an upgrade, a redeploy drains the handed-over generation until the old daemon has finished its request on it', { timeout: 60_000 }, async (t, engine) => {
+  const { daemon } = await startAppDaemon(t, { name: 'upgrade-drain', engine, config: { workers: 0 } });
   stopSuccessorsAtEnd(t, daemon);
   const slow = request(daemon.proxyPort, '/slow?ms=3000', { timeout: 20_000 });
   await waitFor(async () => (await daemon.service()).generations[0]?.inFlight === 1, { timeout: 10_000, what: 'the 3 s request in flight' });
