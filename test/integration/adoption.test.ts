@@ -100,6 +100,8 @@ test('a rainbowd on the node engine stops the HAProxy a SIGKILLed one left befor
   assert.ok(haproxy.length > 0 && haproxy.every((info) => !isAlive(info.pid)), describeProcesses(haproxy));
   assert.equal((await request(first.proxyPort, '/')).status, 200);
   assert.equal(existsSync(join(first.dir, 'rainbow.haproxy.json')), false, 'the HAProxy record is removed');
+  // Before the first daemon's cleanup removes the directory the second one writes its records in.
+  assert.deepEqual(await second.stop(), { code: 0, signal: null });
 });
 
 test('an HAProxy that died after its rainbowd was SIGKILLed is started afresh by the next rainbowd, which adopts the app', { timeout: 60_000, skip: skipReason('haproxy') }, async (t) => {
@@ -117,4 +119,6 @@ test('an HAProxy that died after its rainbowd was SIGKILLed is started afresh by
   assert.equal(masters.length, 1, describeProcesses(haproxyProcesses(first.dir)));
   assert.notEqual(masters[0]!.pid, master!.pid);
   assert.equal((await request(first.proxyPort, '/')).status, 200);
+  assert.deepEqual(await second.stop(), { code: 0, signal: null });
+  assert.ok(!isAlive(masters[0]!.pid), 'the new HAProxy stopped with its daemon');
 });
