@@ -7,6 +7,8 @@ import { removePidfile, removeRecord, writePidfile, writeRecord } from './daemon
 import { RainbowError, isRainbowError, messageOf } from './errors.js';
 import { FileWatch } from './file-watch.js';
 import { HaproxyDataPath } from './haproxy-data-path.js';
+import { stopLeftHaproxy } from './haproxy-process.js';
+import { findLeftHaproxy, removeHaproxyRecord } from './haproxy-record.js';
 import type { Logger } from './log.js';
 import type net from 'node:net';
 import { findLeftovers, type Leftovers } from './adoption.js';
@@ -29,6 +31,8 @@ export class Daemon {
   private readonly dataPath: DataPath;
   /** The data path when it runs in this process: the one `rainbowd upgrade` can hand over. */
   private readonly proxy: Proxy | null;
+  /** The haproxy engine: it takes over the HAProxy a predecessor left serving. */
+  private readonly haproxy: HaproxyDataPath | null;
   private readonly registry: ServiceRegistry;
   private readonly control: ControlServer;
   private readonly fileWatch: FileWatch;
@@ -57,8 +61,9 @@ export class Daemon {
     this.fileWatch = new FileWatch(log);
     this.predecessor = predecessor;
     this.pidfile = pidfile;
-    this.dataPath = createDataPath(config, log, this.runtimeDir);
+    this.dataPath = createDataPath(config, log);
     this.proxy = this.dataPath instanceof Proxy ? this.dataPath : null;
+    this.haproxy = this.dataPath instanceof HaproxyDataPath ? this.dataPath : null;
     // Marks the requests our proxy forwarded, so one that a target sends back to it is answered 508, not forwarded again.
     const via = `rainbowd-${randomBytes(6).toString('hex')}`;
     const registry = new ServiceRegistry(config, { log, dataPath: this.dataPath, runtimeDir: this.runtimeDir, via });
@@ -77,12 +82,13 @@ export class Daemon {
       config: () => this.config,
       registry,
       control: this.control,
-      proxy: this.proxy,
+      dataPath: this.dataPath,
       log,
       shuttingDown: () => this.shuttingDown !== null,
       reclaimRecords: () => {
         registry.keepRecord();
         this.recordControlAddress();
+        this.haproxy?.reclaim();
       },
     });
   }
@@ -96,10 +102,13 @@ export class Daemon {
     // predecessor left serving. Nothing is stopped yet: if listening fails, all of it is
     // still there (for the next attempt, or for the predecessor that hands over).
     const leftovers = !handover && config.file ? findLeftovers(config.file, (name) => this.registry.canAdopt(name), this.runtimeDir) : null;
+    await this.findHaproxy(handover);
     const adopted = handover ? await takeOver(handover, this.predecessor!, this.registry, this.runtimeDir, this.log) : leftovers ? await this.registry.adopt(leftovers.adoptable, leftovers.lastGenerations, 'left serving by a rainbowd that exited without stopping it') : new Set();
     try {
       await this.listen(handover);
     } catch (error) {
+      // The predecessor of an upgrade serves on, with its HAProxy.
+      if (this.predecessor) await this.dataPath.handOver?.(0);
       await this.dataPath.stop();
       this.control.close();
       rmSync(this.runtimeDir, { recursive: true, force: true });
@@ -136,6 +145,23 @@ export class Daemon {
     for (const service of this.registry.all()) {
       if (adopted.has(service)) continue;
       service.redeploy('initial deploy').catch(() => undefined); // logged; retried with backoff
+    }
+  }
+
+  /**
+   * The HAProxy a predecessor left serving (haproxy engine): handed over, or found where a
+   * killed one recorded it. With the node engine (the config changed), a killed one's is
+   * stopped before we bind its port; an upgrade cannot change the engine, and fails on the port.
+   */
+  private async findHaproxy(handover: Handover | null): Promise<void> {
+    const file = this.config.file;
+    const left = !handover && file ? findLeftHaproxy(file) : null;
+    const dir = handover?.haproxyDir ?? left?.dir ?? null;
+    if (dir === null) return;
+    if (this.haproxy) this.haproxy.takeOver(dir, handover !== null);
+    else if (left) {
+      await stopLeftHaproxy(left.dir, this.log);
+      removeHaproxyRecord(file!, left.daemonPid);
     }
   }
 
@@ -198,7 +224,7 @@ export class Daemon {
     this.control.handOver();
     for (const service of this.registry.all()) service.handOver();
     await this.fileWatch.close();
-    await this.proxy!.handOver(Math.max(...this.config.services.map((service) => service.drainTimeoutMs), 0));
+    await this.dataPath.handOver!(Math.max(...this.config.services.map((service) => service.drainTimeoutMs), 0));
     await this.dataPath.stop();
     this.control.close();
     this.removeRuntimeFiles();
@@ -224,7 +250,7 @@ export class Daemon {
     for (const key of fixedAtStart.filter((key) => next[key] !== this.config[key])) {
       // The token's values are not logged.
       const values = key === 'controlToken' ? {} : { running: this.config[key], configured: next[key] };
-      // What an upgrade can hand over: the in-process proxy's listeners, not workers or HAProxy.
+      // What an upgrade can move to a new address: the in-process proxy's listeners, not workers or HAProxy.
       const upgradable = this.proxy !== null && key !== 'workers' && key !== 'engine' && key !== 'haproxyPath';
       const how = upgradable ? 'rainbowd upgrade (or a restart)' : 'a restart of rainbowd';
       this.log.event('reload-ignored', { key, ...values, reason: `changing "${key}" needs ${how}` });
@@ -333,8 +359,8 @@ export class Daemon {
 }
 
 /** The engine the config names: HAProxy (its program is checked when it starts), or rainbowd's own proxy in this process or in workers. */
-function createDataPath(config: DaemonConfig, log: Logger, runtimeDir: string): DataPath {
-  if (config.engine === 'haproxy') return new HaproxyDataPath({ haproxyPath: config.haproxyPath, runtimeDir, log });
+function createDataPath(config: DaemonConfig, log: Logger): DataPath {
+  if (config.engine === 'haproxy') return new HaproxyDataPath({ haproxyPath: config.haproxyPath, configFile: config.file, log });
   return config.workers === 0 ? new Proxy(log) : new ProxyWorkers(config.workers, log);
 }
 

@@ -104,7 +104,7 @@ export class Generation {
   }
 
   get address(): UpstreamAddress {
-    return { key: this.key, host: this.host, port: this.port };
+    return { key: this.key, generation: this.id, host: this.host, port: this.port };
   }
 
   get inFlight(): number {

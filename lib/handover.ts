@@ -8,7 +8,8 @@ import { holdConnections } from './listen.js';
 // `rainbowd upgrade`, as tableflip and einhorn do it: the running rainbowd starts a new one
 // from the code installed now and hands it, over an IPC channel, its listening sockets (both
 // accept on them until the old one closes its copies: no connection is ever refused), the
-// output pipes of its apps and which generation is what. The new one adopts the apps, says
+// output pipes of its apps, which generation is what, and where the HAProxy that goes on serving
+// keeps its runtime files (haproxy engine). The new one adopts the apps, says
 // it is ready, and only then does the old one stop accepting, finish its requests and exit.
 // Until then, a new rainbowd that fails changes nothing.
 
@@ -30,7 +31,7 @@ export interface RestartState {
 type ToSuccessor =
   | { type: 'listener'; name: ListenerName }
   | { type: 'output'; marker: string }
-  | { type: 'generations'; controlSocketFile: string | null; generations: RecordedGeneration[]; externals: string[]; lastGenerations: Array<[string, number]>; restarts: Array<[string, RestartState]> };
+  | { type: 'generations'; controlSocketFile: string | null; haproxyDir: string | null; generations: RecordedGeneration[]; externals: string[]; lastGenerations: Array<[string, number]>; restarts: Array<[string, RestartState]> };
 
 type ToPredecessor = { type: 'send' } | { type: 'ready'; pid: number } | { type: 'failed'; message: string };
 
@@ -39,6 +40,8 @@ export interface Handover {
   listeners: Partial<Record<ListenerName, net.Server>>;
   /** The path of the `controlSocket` listener. */
   controlSocketFile: string | null;
+  /** The runtime directory of the HAProxy the successor takes over (haproxy engine). */
+  haproxyDir: string | null;
   /** Each live app's stdout and stderr, by its generation marker. */
   outputs: Map<string, net.Socket[]>;
   /** Every live app, as the generation record names them (the active ones marked). */
@@ -95,7 +98,7 @@ function send(child: ReturnType<typeof spawn>, handover: Handover): void {
     child.send(message, handle, { keepOpen: true }, () => undefined);
   for (const [name, server] of Object.entries(handover.listeners)) post({ type: 'listener', name: name as ListenerName }, server);
   for (const [marker, streams] of handover.outputs) for (const stream of streams) post({ type: 'output', marker }, stream);
-  post({ type: 'generations', controlSocketFile: handover.controlSocketFile, generations: handover.generations, externals: handover.externals, lastGenerations: [...handover.lastGenerations], restarts: [...handover.restarts] });
+  post({ type: 'generations', controlSocketFile: handover.controlSocketFile, haproxyDir: handover.haproxyDir, generations: handover.generations, externals: handover.externals, lastGenerations: [...handover.lastGenerations], restarts: [...handover.restarts] });
 }
 
 /** The rainbowd this one takes over from, when it was started by `rainbowd upgrade`. */
@@ -115,7 +118,7 @@ export class Predecessor {
 
   /** Asks for the handover and collects it. */
   receive(): Promise<Handover> {
-    const handover: Handover = { listeners: {}, controlSocketFile: null, outputs: new Map(), generations: [], externals: [], lastGenerations: new Map(), restarts: new Map() };
+    const handover: Handover = { listeners: {}, controlSocketFile: null, haproxyDir: null, outputs: new Map(), generations: [], externals: [], lastGenerations: new Map(), restarts: new Map() };
     return new Promise((resolve) => {
       const onMessage = (message: ToSuccessor, handle: net.Server | net.Socket | undefined) => {
         if (message.type === 'listener' && handle) {
@@ -128,6 +131,7 @@ export class Predecessor {
           handover.generations = message.generations;
           handover.externals = message.externals;
           handover.controlSocketFile = message.controlSocketFile;
+          handover.haproxyDir = message.haproxyDir;
           handover.lastGenerations = new Map(message.lastGenerations);
           handover.restarts = new Map(message.restarts);
           resolve(handover);

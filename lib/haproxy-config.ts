@@ -13,6 +13,7 @@ import type { RouteTable, ServiceRoute } from './route-table.js';
 /** A generation HAProxy holds as a server: the active one of its service, or one draining. */
 export interface HaproxyServer {
   key: number;
+  generation: number;
   service: string;
   host: string;
   port: number;
@@ -43,6 +44,9 @@ const GATEWAY_TIMEOUT: Page = { status: 504, title: 'Gateway Timeout', text: 'Th
 // HAProxy answers 503 when the app refused the connection (it crashed and is being restarted).
 const ERROR_PAGES = [BAD_REQUEST, TIMEOUT, BAD_GATEWAY, RESTARTING, GATEWAY_TIMEOUT];
 
+/** HAProxy's answer when the fallback does not answer: no rainbowd runs (it was killed, and the next one has not started yet). */
+const DAEMON_RESTARTING: Page = { status: 503, title: 'Service Unavailable', text: 'rainbowd is restarting. Try again in a moment.', retryAfter: 1 };
+
 /** Sent again once when the app closed the connection without answering, as the node engine does. */
 const IDEMPOTENT_METHODS = 'GET HEAD PUT DELETE OPTIONS TRACE';
 
@@ -56,8 +60,9 @@ export function backendOf(service: string): string {
   return `svc_${service}`;
 }
 
-export function serverName(key: number): string {
-  return `g${key}`;
+/** By generation number, not the daemon's key: a rainbowd that takes HAProxy over addresses the servers it finds. */
+export function serverName(generation: number): string {
+  return `g${generation}`;
 }
 
 /** What a reload must change: services, their routes, the header rules. Mode and generations change at run time. */
@@ -113,7 +118,7 @@ export function haproxyConfig(table: RouteTable, servers: HaproxyServer[], liste
     // second before the retry; the client gets the 503 at once.
     '  retries 1',
     '  retry-on empty-response',
-    ...ERROR_PAGES.map((page) => `  http-error status ${page.status} content-type "text/plain; charset=utf-8" string ${quote(pageBody(page))} hdr cache-control no-store${page.retryAfter === undefined ? '' : ` hdr retry-after ${page.retryAfter}`}`),
+    ...ERROR_PAGES.map(errorPage),
     '',
     `frontend ${FRONTEND}`,
     `  bind ${listen.host}:${listen.port}`,
@@ -131,13 +136,15 @@ export function haproxyConfig(table: RouteTable, servers: HaproxyServer[], liste
     `  default_backend ${FALLBACK_BACKEND}`,
     '',
     `backend ${FALLBACK_BACKEND}`,
+    // HAProxy outlives a killed rainbowd: until the next one listens, this is what the fallback's requests get.
+    errorPage(DAEMON_RESTARTING),
     `  http-request set-header ${CLIENT_ADDRESS_FIELD} %[src]`,
     `  server fallback unix@${paths.fallbackSocket}`,
   ];
   for (const route of table.services) {
     lines.push('', `backend ${backendOf(route.name)}`, ...serviceRules(route, table));
     for (const server of servers.filter((candidate) => candidate.service === route.name)) {
-      lines.push(`  server ${serverName(server.key)} ${serverAddress(server)} ${SERVER_OPTIONS}${server.serving ? '' : ' disabled'}`);
+      lines.push(`  server ${serverName(server.generation)} ${serverAddress(server)} ${SERVER_OPTIONS}${server.serving ? '' : ' disabled'}`);
     }
   }
   return `${lines.join('\n')}\n`;
@@ -208,6 +215,10 @@ function byLongestPrefix(a: ServiceRoute, b: ServiceRoute): number {
 
 function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\\\$&');
+}
+
+function errorPage(page: Page): string {
+  return `  http-error status ${page.status} content-type "text/plain; charset=utf-8" string ${quote(pageBody(page))} hdr cache-control no-store${page.retryAfter === undefined ? '' : ` hdr retry-after ${page.retryAfter}`}`;
 }
 
 /** A double-quoted HAProxy string: its escapes are the backslash ones. */

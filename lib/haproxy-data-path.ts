@@ -1,6 +1,7 @@
 import dns from 'node:dns/promises';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { messageOf } from './errors.js';
 import {
@@ -11,20 +12,20 @@ import {
   FRONTEND,
   haproxyConfig,
   type HaproxyListener,
-  type HaproxyPaths,
   type HaproxyServer,
   routingSignature,
   SERVER_OPTIONS,
   serverAddress,
   serverName,
 } from './haproxy-config.js';
-import { findHaproxy, findProgram } from './haproxy-binary.js';
+import { findHaproxy } from './haproxy-binary.js';
 import { HaproxyProcess } from './haproxy-process.js';
+import { haproxyFiles, type HaproxyFiles, removeHaproxyRecord, writeHaproxyRecord } from './haproxy-record.js';
 import { parseInFlight, runtimeCommand, runtimeCommands } from './haproxy-runtime.js';
 import { listen } from './listen.js';
 import type { Logger } from './log.js';
 import { Proxy } from './proxy.js';
-import type { DataPath, RouteTable, UpstreamAddress } from './route-table.js';
+import type { DataPath, DataPathHandover, RouteTable, UpstreamAddress } from './route-table.js';
 
 // The haproxy engine: HAProxy carries the requests of every running service with an active
 // generation; rainbowd's own proxy, the fallback, answers the rest (404, the starting page,
@@ -33,12 +34,15 @@ import type { DataPath, RouteTable, UpstreamAddress } from './route-table.js';
 // service to it, the old one set to drain. A change of services or routes rewrites the
 // config and reloads HAProxy (master-worker: the old worker finishes what it had). Every
 // command goes through one serial queue, so whenIdle, release and a reload each see every
-// update published before them.
+// update published before them. HAProxy outlives rainbowd: a rainbowd that takes it over (after
+// a kill, or at `rainbowd upgrade`) loads its own config into it with a reload, and HAProxy's
+// runtime files live in a directory of their own, recorded next to the config (haproxy-record.ts).
 
 export interface HaproxyDataPathOptions {
   /** The config's `haproxyPath`: found and its version checked in `listen`. */
   haproxyPath: string;
-  runtimeDir: string;
+  /** Where the HAProxy is recorded for a rainbowd that takes it over (null: not recorded). */
+  configFile: string | null;
   log: Logger;
 }
 
@@ -55,10 +59,17 @@ const COUNT_INTERVAL_MS = 100;
 const IDLE_POLL_MS = 5;
 /** `del server` is refused while a connection went back to the idle pool: it is tried again this often. */
 const DELETE_ATTEMPTS = 50;
+/** How often a rainbowd that handed over asks whether HAProxy's old workers, which may still send to its fallback, are gone. */
+const OLD_WORKERS_POLL_MS = 50;
 
 export class HaproxyDataPath implements DataPath {
   private readonly fallback: Proxy;
-  private readonly paths: HaproxyPaths & { config: string; masterSocket: string };
+  /** HAProxy's runtime directory: chosen in `listen`, or the one of the HAProxy taken over. */
+  private dir = '';
+  private paths!: HaproxyFiles;
+  /** An HAProxy to take over at `listen`, and whether the rainbowd that ran it still does. */
+  private found: { dir: string; predecessorRunning: boolean } | null = null;
+  private handedOver = false;
   private readonly log: Logger;
   private table: RouteTable = { services: [], trustedProxies: [], via: '' };
   /** Every generation not yet released, by key: the servers HAProxy holds. */
@@ -77,32 +88,112 @@ export class HaproxyDataPath implements DataPath {
   constructor(private readonly options: HaproxyDataPathOptions) {
     this.log = options.log;
     this.fallback = new Proxy(options.log, CLIENT_ADDRESS_FIELD);
-    const inRuntimeDir = (name: string) => path.join(options.runtimeDir, name);
-    this.paths = {
-      config: inRuntimeDir('haproxy.cfg'),
-      adminSocket: inRuntimeDir('admin.sock'),
-      masterSocket: inRuntimeDir('master.sock'),
-      activeMap: inRuntimeDir('active.map'),
-      fallbackSocket: inRuntimeDir('fallback.sock'),
-    };
+  }
+
+  /**
+   * Before `listen`: the HAProxy whose runtime files are in `dir` is taken over rather than a
+   * new one started, if it still runs. `predecessorRunning`: it is handed over by `rainbowd
+   * upgrade`; else its rainbowd was killed.
+   */
+  takeOver(dir: string, predecessorRunning: boolean): void {
+    this.found = { dir, predecessorRunning };
   }
 
   async listen(port: number, host: string): Promise<void> {
     const binary = await findHaproxy(this.options.haproxyPath);
+    this.listener = { host, port };
+    this.log.event('haproxy-found', { path: binary.path, version: binary.version });
+    if (!(this.found && (await this.attach(binary.path, this.found)))) await this.startNew(binary.path, port, host);
+    if (this.options.configFile) writeHaproxyRecord(this.options.configFile, this.dir);
+    this.countTimer = setInterval(() => this.refreshCounts(), COUNT_INTERVAL_MS).unref();
+  }
+
+  private async startNew(binary: string, port: number, host: string): Promise<void> {
     // HAProxy binds with SO_REUSEPORT, which would share the port with another HAProxy: a
     // plain bind first fails as the node engine's would (the message says PORT_IN_USE).
     const probe = net.createServer();
     await listen(probe, port, host);
     await new Promise((resolve) => probe.close(resolve));
+    this.useDir(mkdtempSync(path.join(os.tmpdir(), 'rainbowd-haproxy-')));
     await this.fallback.listen(this.paths.fallbackSocket);
-    this.listener = { host, port };
-    const { log } = this.options;
-    this.log.event('haproxy-found', { path: binary.path, version: binary.version });
-    const setpriv = await findProgram('setpriv');
-    this.haproxy = new HaproxyProcess({ binary: binary.path, setpriv, log, configFile: this.paths.config, masterSocket: this.paths.masterSocket, adminSocket: this.paths.adminSocket, onExit: (how) => this.restart(how) });
+    const haproxy = this.process(binary);
     this.writeConfig();
-    await this.haproxy.start();
-    this.countTimer = setInterval(() => this.refreshCounts(), COUNT_INTERVAL_MS).unref();
+    await haproxy.start();
+    this.haproxy = haproxy;
+  }
+
+  /**
+   * Takes over the HAProxy in `found.dir` if its master answers: our fallback on a socket of
+   * our own, our config loaded with a reload (its old workers finish what they carry). False
+   * when it no longer runs: then a new one is started, as at any start.
+   */
+  private async attach(binary: string, found: { dir: string; predecessorRunning: boolean }): Promise<boolean> {
+    this.useDir(found.dir);
+    const haproxy = this.process(binary);
+    const pid = await haproxy.attach();
+    if (pid === null) {
+      if (found.predecessorRunning) throw new Error(`the HAProxy handed over does not answer on ${this.paths.masterSocket}`);
+      this.log.event('haproxy-gone', { reason: `the HAProxy a killed rainbowd left no longer runs; starting a new one` });
+      rmSync(found.dir, { recursive: true, force: true });
+      return false;
+    }
+    await this.fallback.listen(this.paths.fallbackSocket);
+    // A killed rainbowd's fallback sockets: HAProxy's old workers may still send to them.
+    if (!found.predecessorRunning) await this.answerLeftFallbacks();
+    this.writeConfig();
+    await haproxy.reload();
+    this.oldWorkersMayRemain = true;
+    this.haproxy = haproxy;
+    const from = found.predecessorRunning ? 'handed over by the rainbowd that ran it' : 'left serving by a rainbowd that exited without stopping it';
+    this.log.event('haproxy-adopted', { pid, reason: `${from}; reloaded with this rainbowd's config` });
+    return true;
+  }
+
+  private useDir(dir: string): void {
+    this.dir = dir;
+    this.paths = haproxyFiles(dir);
+  }
+
+  private process(binary: string): HaproxyProcess {
+    const { config, masterSocket, adminSocket } = this.paths;
+    return new HaproxyProcess({ binary, log: this.log, configFile: config, masterSocket, adminSocket, onExit: (how) => this.restart(how) });
+  }
+
+  /** Each fallback socket in the directory that is not ours: its rainbowd is dead, ours answers on it until it stops. */
+  private async answerLeftFallbacks(): Promise<void> {
+    for (const file of readdirSync(this.dir).map((name) => path.join(this.dir, name))) {
+      if (!isFallbackSocket(file) || file === this.paths.fallbackSocket) continue;
+      rmSync(file, { force: true });
+      const server = net.createServer();
+      await listen(server, file);
+      await this.fallback.listenOnHandedOver(server);
+    }
+  }
+
+  handover(): DataPathHandover {
+    return { haproxyDir: this.dir };
+  }
+
+  /** After a failed `rainbowd upgrade`: the successor may have loaded its config into HAProxy and recorded it as its own. */
+  reclaim(): void {
+    if (this.options.configFile) writeHaproxyRecord(this.options.configFile, this.dir);
+    if (this.applied) this.applied.signature = '';
+    void this.enqueue(() => this.reconcile());
+  }
+
+  /**
+   * The successor has loaded its config into HAProxy: no command from here any more, and
+   * HAProxy is left running. The fallback answers until HAProxy's old workers, which may
+   * still send to it, are gone.
+   */
+  async handOver(timeoutMs: number): Promise<void> {
+    this.handedOver = true;
+    this.stopped = true;
+    this.haproxy?.letGo();
+    if (this.countTimer) clearInterval(this.countTimer);
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline && ((await this.haproxy?.processes().catch(() => null))?.oldWorkers.length ?? 0) > 0) await sleep(OLD_WORKERS_POLL_MS);
+    await this.fallback.handOver(Math.max(0, deadline - Date.now()));
   }
 
   update(table: RouteTable): void {
@@ -143,11 +234,14 @@ export class HaproxyDataPath implements DataPath {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.countTimer) clearInterval(this.countTimer);
-    if (this.haproxy?.pid) {
+    await this.fallback.stop();
+    if (this.handedOver || !this.haproxy) return;
+    if (this.haproxy.pid) {
       await this.haproxy.stop();
       this.log.event('haproxy-stopped', { reason: 'rainbowd is stopping' });
     }
-    await this.fallback.stop();
+    rmSync(this.dir, { recursive: true, force: true });
+    if (this.options.configFile) removeHaproxyRecord(this.options.configFile);
   }
 
   /** Runs `task` after everything queued before it; a failure is logged, and the queue goes on. */
@@ -196,11 +290,11 @@ export class HaproxyDataPath implements DataPath {
       const active = route.upstream?.key ?? null;
       const successor: SwitchStep[] = [];
       if (active !== null && !applied.ready.has(active)) {
-        const command = `add server ${backend}/${serverName(active)} ${await resolved(route.upstream!)} ${SERVER_OPTIONS}`;
+        const command = `add server ${backend}/${serverName(route.upstream!.generation)} ${await resolved(route.upstream!)} ${SERVER_OPTIONS}`;
         successor.push({ command, expected: /New server registered/, done: () => applied.ready.set(active, false) });
       }
       if (active !== null && applied.ready.get(active) !== true) {
-        successor.push({ command: `set server ${backend}/${serverName(active)} state ready`, done: () => applied.ready.set(active, true) });
+        successor.push({ command: `set server ${backend}/${serverName(route.upstream!.generation)} state ready`, done: () => applied.ready.set(active, true) });
       }
       steps.push(...successor);
       const wanted = activeBackend(route);
@@ -210,8 +304,9 @@ export class HaproxyDataPath implements DataPath {
         steps.push({ command, done: () => (wanted === null ? applied.backends.delete(route.name) : applied.backends.set(route.name, wanted)) });
       }
       for (const [key, ready] of applied.ready) {
-        if (!ready || key === active || this.servers.get(key)?.service !== route.name) continue;
-        const name = `${backend}/${serverName(key)}`;
+        const server = this.servers.get(key);
+        if (!ready || key === active || server?.service !== route.name) continue;
+        const name = `${backend}/${serverName(server.generation)}`;
         steps.push({ command: `set server ${name} state drain`, done: () => applied.ready.set(key, false), successor, undo: { command: `set server ${name} state ready`, done: () => applied.ready.set(key, true) } });
       }
     }
@@ -257,7 +352,7 @@ export class HaproxyDataPath implements DataPath {
   private async serverInFlight(key: number): Promise<number> {
     const server = this.servers.get(key);
     if (!server) return 0;
-    const name = `${backendOf(server.service)}/${serverName(key)}`;
+    const name = `${backendOf(server.service)}/${serverName(server.generation)}`;
     const statsCommand = `show stat ${backendOf(server.service)} 4 -1`;
     let count = parseInFlight(await this.command(statsCommand, /^# pxname/)).get(name) ?? 0;
     if (this.oldWorkersMayRemain) {
@@ -279,7 +374,7 @@ export class HaproxyDataPath implements DataPath {
     if (!server) return 0;
     const applied = this.applied!;
     const cut = await this.serverInFlight(key);
-    const name = `${backendOf(server.service)}/${serverName(key)}`;
+    const name = `${backendOf(server.service)}/${serverName(server.generation)}`;
     if (applied.ready.has(key)) {
       await this.command(`shutdown sessions server ${name}`);
       await this.command(`set server ${name} state maint`);
@@ -304,7 +399,7 @@ export class HaproxyDataPath implements DataPath {
     this.countsPending = true;
     void this.enqueue(async () => {
       const byServer = parseInFlight(await this.command('show stat -1 4 -1', /^# pxname/));
-      for (const [key, server] of this.servers) this.counts.set(key, byServer.get(`${backendOf(server.service)}/${serverName(key)}`) ?? 0);
+      for (const [key, server] of this.servers) this.counts.set(key, byServer.get(`${backendOf(server.service)}/${serverName(server.generation)}`) ?? 0);
     }).finally(() => (this.countsPending = false));
   }
 
@@ -356,6 +451,10 @@ function refusal(command: string, answer: string | null): string {
 async function resolved(address: UpstreamAddress): Promise<string> {
   const host = net.isIP(address.host) ? address.host : (await dns.lookup(address.host)).address;
   return serverAddress({ host, port: address.port });
+}
+
+function isFallbackSocket(file: string): boolean {
+  return /^fallback-\d+\.sock$/.test(path.basename(file));
 }
 
 function sleep(ms: number): Promise<void> {

@@ -1,17 +1,23 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import type { Logger } from './log.js';
 import { readOutputLines } from './output-lines.js';
-import { signalGroup } from './process-group.js';
+import { rmSync } from 'node:fs';
+import { haproxyFiles } from './haproxy-record.js';
+import { isAlive, signalGroup, waitFor } from './process-group.js';
 import { parseProcesses, type Processes, runtimeCommand } from './haproxy-runtime.js';
 
-// HAProxy as rainbowd's child: master-worker in the foreground (`-W -db`), in its own process
+// HAProxy as rainbowd runs it: master-worker in the foreground (`-W -db`), in its own process
 // group, its output in rainbowd's log prefixed `[haproxy]`. A reload (SIGUSR2 to the master)
 // hands the listeners to a new worker; the old one finishes what it had. When HAProxy dies,
-// whoever owns it is told and restarts it from the current state.
+// whoever owns it is told and restarts it from the current state. It outlives a rainbowd
+// that is killed, and goes on serving: the next rainbowd attaches to it by its master
+// socket (not its child then: its death is seen in /proc, and its output goes nowhere).
 
 const READY_TIMEOUT_MS = 10_000;
 const STOP_TIMEOUT_MS = 5000;
 const POLL_MS = 10;
+/** How often an HAProxy another rainbowd started is looked at in /proc: it sends no exit event. */
+const EXIT_POLL_MS = 200;
 const OUTPUT_TAIL_LINES = 5;
 
 /** HAProxy's startup alert when a listener cannot bind, as the errno Node would give. */
@@ -37,11 +43,6 @@ const ROUTINE_OUTPUT = new RegExp(
 
 export interface HaproxyProcessOptions {
   binary: string;
-  /**
-   * util-linux's setpriv, when there is one: HAProxy gets SIGTERM when rainbowd dies (even
-   * SIGKILLed), and its workers follow their master, so the port is free for the next rainbowd.
-   */
-  setpriv: string | null;
   configFile: string;
   masterSocket: string;
   adminSocket: string;
@@ -51,7 +52,8 @@ export interface HaproxyProcessOptions {
 }
 
 export class HaproxyProcess {
-  private child: ChildProcess | null = null;
+  /** The master's pid while it runs; also its process group. */
+  private masterPid: number | null = null;
   private exited: Promise<void> = Promise.resolve();
   private stopping = false;
   private readonly tail: string[] = [];
@@ -59,18 +61,15 @@ export class HaproxyProcess {
   constructor(private readonly options: HaproxyProcessOptions) {}
 
   get pid(): number | null {
-    return this.child?.pid ?? null;
+    return this.masterPid;
   }
 
   /** Starts HAProxy on the config file as it is now; resolves once its worker answers on the admin socket. */
   async start(): Promise<void> {
-    const { binary, setpriv, configFile, masterSocket, log } = this.options;
+    const { binary, configFile, masterSocket, log } = this.options;
     this.tail.length = 0;
-    const command = [binary, '-W', '-db', '-f', configFile, '-S', `${masterSocket},mode,600`];
-    // setpriv execs HAProxy: the child's pid is HAProxy's master.
-    const [file, ...args] = setpriv === null ? command : [setpriv, '--pdeathsig', 'TERM', '--', ...command];
-    const child = spawn(file!, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child = child;
+    const child = spawn(binary, ['-W', '-db', '-f', configFile, '-S', `${masterSocket},mode,600`], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.masterPid = child.pid ?? null;
     for (const stream of [child.stdout, child.stderr]) {
       readOutputLines(stream!, (line) => {
         this.tail.push(line);
@@ -86,7 +85,7 @@ export class HaproxyProcess {
         gone = true;
         // Workers it left behind, and old workers still finishing, go with it.
         if (child.pid) signalGroup(child.pid, 'SIGKILL');
-        if (this.child === child) this.child = null;
+        if (this.masterPid === child.pid) this.masterPid = null;
         if (!this.stopping && ready) this.options.onExit(signal ? `was killed by ${signal}` : `exited with code ${code}`);
         resolve();
       });
@@ -103,11 +102,39 @@ export class HaproxyProcess {
     ready = true;
   }
 
+  /**
+   * Takes over the HAProxy whose master answers on the master socket (one a rainbowd that was
+   * killed, or upgraded, left running); resolves to its pid, or null when none answers.
+   */
+  async attach(): Promise<number | null> {
+    const master = await masterOf(this.options.masterSocket);
+    if (master === null) return null;
+    this.masterPid = master;
+    this.exited = new Promise((resolve) => {
+      const timer = setInterval(() => {
+        if (isAlive(master)) return;
+        clearInterval(timer);
+        // Workers it left behind go with it, as with our own child.
+        signalGroup(master, 'SIGKILL');
+        if (this.masterPid === master) this.masterPid = null;
+        if (!this.stopping) this.options.onExit('exited (its exit status is unknown: it was started by an earlier rainbowd)');
+        resolve();
+      }, EXIT_POLL_MS);
+      timer.unref();
+    });
+    return master;
+  }
+
+  /** Leaves HAProxy running for a successor (`rainbowd upgrade`): its end is no longer ours to see. */
+  letGo(): void {
+    this.stopping = true;
+  }
+
   /** A new worker on the config file as it is now; resolves once it serves, rejects if HAProxy refused the config. */
   async reload(): Promise<void> {
     const before = await this.processes();
-    if (!this.child?.pid) throw new Error('HAProxy is not running');
-    process.kill(this.child.pid, 'SIGUSR2');
+    if (this.masterPid === null) throw new Error('HAProxy is not running');
+    process.kill(this.masterPid, 'SIGUSR2');
     const started = Date.now();
     const overdue = (what: string) => {
       if (Date.now() - started > READY_TIMEOUT_MS) throw new Error(`HAProxy's ${what} within ${READY_TIMEOUT_MS / 1000} s`);
@@ -138,8 +165,8 @@ export class HaproxyProcess {
   /** Ends HAProxy at once (every drain is over by now): SIGTERM to the master, SIGKILL to its group if it lingers. */
   async stop(): Promise<void> {
     this.stopping = true;
-    const pid = this.child?.pid;
-    if (pid === undefined) return;
+    const pid = this.masterPid;
+    if (pid === null) return;
     signalGroup(pid, 'SIGTERM');
     const exited = await Promise.race([this.exited.then(() => true), sleep(STOP_TIMEOUT_MS).then(() => false)]);
     if (!exited) {
@@ -174,6 +201,29 @@ export class HaproxyProcess {
     if (failure) error.code = failure[1];
     return error;
   }
+}
+
+/**
+ * Stops the HAProxy a killed rainbowd left in `dir` (this one runs the node engine, which
+ * needs its port), and removes its runtime files.
+ */
+export async function stopLeftHaproxy(dir: string, log: Logger): Promise<void> {
+  const master = await masterOf(haproxyFiles(dir).masterSocket);
+  if (master !== null) {
+    signalGroup(master, 'SIGTERM');
+    if (!(await waitFor(() => !isAlive(master), STOP_TIMEOUT_MS))) signalGroup(master, 'SIGKILL');
+    log.event('haproxy-stopped', { pid: master, reason: 'left serving by a rainbowd that exited without stopping it; this one runs the node engine, which needs the port (requests are refused until it listens)' });
+  }
+  rmSync(dir, { recursive: true, force: true });
+}
+
+/** The pid of the HAProxy master that answers on `masterSocket`, or null when none does. */
+async function masterOf(masterSocket: string): Promise<number | null> {
+  const master = await runtimeCommand(masterSocket, 'show proc').then(
+    (answer) => parseProcesses(answer).master,
+    () => null,
+  );
+  return master !== null && isAlive(master) ? master : null;
 }
 
 function sleep(ms: number): Promise<void> {

@@ -64,6 +64,7 @@ export function parseInFlight(csv: string): Map<string, number> {
 }
 
 export interface Processes {
+  master: number | null;
   /** Reloads the master has done, and how many of them failed. */
   reloads: number;
   failedReloads: number;
@@ -74,16 +75,17 @@ export interface Processes {
 
 /** The master CLI's `show proc`. */
 export function parseProcesses(text: string): Processes {
-  const result: Processes = { reloads: 0, failedReloads: 0, workers: [], oldWorkers: [] };
+  const result: Processes = { master: null, reloads: 0, failedReloads: 0, workers: [], oldWorkers: [] };
   let section: 'workers' | 'oldWorkers' | null = null;
   for (const line of text.split('\n')) {
     if (line.startsWith('# workers')) section = 'workers';
     else if (line.startsWith('# old workers')) section = 'oldWorkers';
     else if (line.startsWith('#')) section = null;
-    const master = /^\d+\s+master\s+(\d+)\s+\[failed: (\d+)\]/.exec(line);
+    const master = /^(\d+)\s+master\s+(\d+)\s+\[failed: (\d+)\]/.exec(line);
     if (master) {
-      result.reloads = Number(master[1]);
-      result.failedReloads = Number(master[2]);
+      result.master = Number(master[1]);
+      result.reloads = Number(master[2]);
+      result.failedReloads = Number(master[3]);
     }
     const worker = /^(\d+)\s+worker\s/.exec(line);
     if (worker && section) result[section].push(Number(worker[1]));

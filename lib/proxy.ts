@@ -10,7 +10,7 @@ import { BAD_GATEWAY, BAD_REQUEST, maintenance, NOT_FOUND, type Page, PAUSED, RE
 import { PauseController } from './pause-controller.js';
 import { ProxyEngine } from './proxy-engine.js';
 import { answerParseError, headWithoutUpgrade, isWebSocketUpgrade, MAX_HEADERS, type Refusal, refusal } from './request-framing.js';
-import type { DataPath, RouteTable, ServiceRoute, UpstreamAddress } from './route-table.js';
+import type { DataPath, DataPathHandover, RouteTable, ServiceRoute, UpstreamAddress } from './route-table.js';
 import { Router, stripPrefix } from './router.js';
 import { Upstream } from './upstream.js';
 
@@ -113,8 +113,8 @@ export class Proxy implements DataPath {
   }
 
   /** The listening socket, for a successor to accept on too (handover.ts). */
-  get listener(): Server {
-    return this.server;
+  handover(): DataPathHandover {
+    return { proxy: this.server };
   }
 
   listenOnHandedOver(handed: Server): Promise<void> {

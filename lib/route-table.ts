@@ -1,3 +1,4 @@
+import type net from 'node:net';
 import type { ServiceMode } from './api.js';
 
 // What the data path knows of the services: a plain-data table the supervisor publishes on
@@ -7,6 +8,8 @@ import type { ServiceMode } from './api.js';
 /** One generation as the proxy sees it; `key` is unique for the daemon's life. */
 export interface UpstreamAddress {
   key: number;
+  /** Its number in its service: the same in the rainbowd that takes it over (HAProxy names its server by it). */
+  generation: number;
   host: string;
   port: number;
 }
@@ -59,4 +62,19 @@ export interface DataPath {
   close(): void;
   /** Ends the data path for good, after everything has drained. */
   stop(): Promise<void>;
+  /** Present where `rainbowd upgrade` can hand the data path over (handover.ts): what the successor takes it over with. */
+  handover?(): DataPathHandover;
+  /**
+   * Once the successor serves: stops accepting, and resolves once what this process still
+   * carries has ended, or after `timeoutMs`; what the successor took over goes on.
+   */
+  handOver?(timeoutMs: number): Promise<void>;
+}
+
+/** What a successor takes the data path over with at `rainbowd upgrade`. */
+export interface DataPathHandover {
+  /** The proxy's listening socket, when the proxy runs in rainbowd's own process. */
+  proxy?: net.Server;
+  /** The runtime directory of the HAProxy that goes on serving (haproxy engine). */
+  haproxyDir?: string;
 }

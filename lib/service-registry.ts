@@ -313,7 +313,7 @@ export class ServiceRegistry {
   }
 
   /** What a successor needs to take the services over at `rainbowd upgrade` (handover.ts). */
-  handover(): Omit<Handover, 'listeners' | 'controlSocketFile'> {
+  handover(): Omit<Handover, 'listeners' | 'controlSocketFile' | 'haproxyDir'> {
     const services = this.all();
     return {
       generations: services.flatMap((service) => service.recorded()),

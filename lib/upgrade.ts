@@ -5,7 +5,7 @@ import { takeHandedOver } from './adoption.js';
 import { RainbowError, messageOf } from './errors.js';
 import { startSuccessor, type Handover, type Predecessor } from './handover.js';
 import type { Logger } from './log.js';
-import type { Proxy } from './proxy.js';
+import type { DataPath } from './route-table.js';
 import type { Service } from './service.js';
 import type { ServiceRegistry } from './service-registry.js';
 
@@ -22,11 +22,10 @@ export interface UpgradeContext {
   config: () => DaemonConfig;
   registry: ServiceRegistry;
   control: ControlServer;
-  /** The data path when it runs in this process: the one an upgrade can hand over. */
-  proxy: Proxy | null;
+  dataPath: DataPath;
   log: Logger;
   shuttingDown: () => boolean;
-  /** Writes our records again: a successor that failed may have written its own. */
+  /** Writes our records (and HAProxy's config) again: a successor that failed may have written its own. */
   reclaimRecords: () => void;
 }
 
@@ -45,15 +44,16 @@ export class Upgrader {
    * its pid once it serves. A successor that fails changes nothing: this one serves on.
    */
   async upgrade(reason: string): Promise<number> {
-    const { config, registry, control, proxy, log } = this.context;
+    const { config, registry, control, dataPath, log } = this.context;
     const refusal = this.refusal();
     if (refusal) throw new RainbowError('UPGRADE_REFUSED', refusal);
     this.state = 'starting-successor';
     log.event('upgrading', { reason: `${reason}: starting a new rainbowd from the installed code and handing over to it` });
-    const listeners = { proxy: proxy!.listener, ...control.listeners };
+    const { proxy, haproxyDir = null } = dataPath.handover!();
+    const listeners = { ...(proxy ? { proxy } : {}), ...control.listeners };
     const timeoutMs = Math.max(...config().services.map((service) => service.deployTimeoutMs), 0) + UPGRADE_START_MARGIN_MS;
     try {
-      const pid = await startSuccessor({ listeners, controlSocketFile: listeners.controlSocket === undefined ? null : config().controlSocket, ...registry.handover() }, timeoutMs);
+      const pid = await startSuccessor({ listeners, controlSocketFile: listeners.controlSocket === undefined ? null : config().controlSocket, haproxyDir, ...registry.handover() }, timeoutMs);
       this.state = 'handed-over';
       log.event('upgraded', { pid, reason: `rainbowd pid ${pid} serves now; this one (pid ${process.pid}) finishes its requests and exits, the apps go on` });
       return pid;
@@ -66,11 +66,10 @@ export class Upgrader {
   }
 
   private refusal(): string | null {
-    const { config, registry, proxy } = this.context;
+    const { config, registry, dataPath } = this.context;
     if (this.context.shuttingDown()) return 'rainbowd is shutting down';
     if (this.state !== 'serving') return 'an upgrade is already under way';
-    if (config().engine === 'haproxy') return 'rainbowd upgrade cannot hand the haproxy engine over yet; restart rainbowd to upgrade it';
-    if (!proxy) return `rainbowd upgrade cannot hand proxy workers over yet ("workers": ${config().workers}); restart rainbowd to upgrade it, or set "workers": 0`;
+    if (!dataPath.handover) return `rainbowd upgrade cannot hand proxy workers over yet ("workers": ${config().workers}); restart rainbowd to upgrade it, or set "workers": 0`;
     const deploying = registry.all().find((service) => service.deploying);
     if (deploying) return `a deploy of ${deploying.name} is under way; upgrade when it is over`;
     return null;

@@ -10,6 +10,7 @@ import { removeRuntimeDirs } from '../../lib/orphans.js';
 import type { Engine } from './engines.js';
 import { request, type Response } from './http.js';
 import { appRunLine, daemonBin } from './paths.js';
+import { killLeftHaproxy } from './haproxy.js';
 import { killMarkedProcesses, uniqueMarker } from './process.js';
 import { StopWaiting, waitFor } from './wait.js';
 
@@ -226,6 +227,7 @@ export async function startDaemon(t: TestContext, { config, engine = 'node', fil
     }
     if (marker !== undefined) killMarkedProcesses(marker);
     removeRuntimeDirs(daemon.pid); // left behind by a daemon a test killed
+    killLeftHaproxy(dir); // HAProxy outlives a daemon a test killed
     if (!(t as TestContext & { passed?: boolean }).passed) {
       t.diagnostic(`rainbowd output (${dir}):`);
       for (const line of daemon.output) t.diagnostic(`  ${line}`);

@@ -47,7 +47,7 @@ export const VIA = 'rainbowd-test';
 /** A proxy whose one service (catch-all unless `route` says otherwise) forwards to `upstreamPort`. */
 export async function proxyTo(upstreamPort: number, trustedProxies: string[] = [], route: Partial<ServiceRoute> = {}): Promise<{ proxy: Proxy; port: number }> {
   const proxy = new Proxy(log);
-  const upstream = { key: UPSTREAM_KEY, host: '127.0.0.1', port: upstreamPort };
+  const upstream = { key: UPSTREAM_KEY, generation: 1, host: '127.0.0.1', port: upstreamPort };
   proxy.update({ services: [{ name: 'default', hosts: [], pathPrefix: null, stripPathPrefix: true, mode: 'running', message: null, maxPauseMs: 30_000, upstream, ...route }], trustedProxies, via: VIA });
   await proxy.listen(0, '127.0.0.1');
   cleanup.push(() => proxy.stop());

@@ -72,12 +72,13 @@ test('a proxy port in use is refused with the same message as with the node engi
   assert.match(result.stderr, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port} for the proxy: it is already in use`));
 });
 
-test('HAProxy admin and master sockets are mode 0600 in the runtime directory, and HAProxy listens on TCP only on the proxy port', { skip }, async (t) => {
+test('HAProxy admin and master sockets are mode 0600 in its recorded runtime directory, and HAProxy listens on TCP only on the proxy port', { skip }, async (t) => {
   const { daemon } = await startAppDaemon(t, { name: 'haproxy-sockets', config: HAPROXY });
-  const [runtimeDir] = readdirSync(tmpdir()).filter((entry) => entry.startsWith(`rainbowd-${daemon.pid}-`));
-  assert.ok(runtimeDir, 'no runtime directory');
+  const record = JSON.parse(readFileSync(join(daemon.dir, 'rainbow.haproxy.json'), 'utf8')) as { daemonPid: number; dir: string };
+  assert.equal(record.daemonPid, daemon.pid);
+  assert.equal(statSync(record.dir).mode & 0o777, 0o700, 'runtime directory mode');
   for (const socket of ['admin.sock', 'master.sock']) {
-    assert.equal(statSync(join(tmpdir(), runtimeDir, socket)).mode & 0o777, 0o600, `${socket} mode`);
+    assert.equal(statSync(join(record.dir, socket)).mode & 0o777, 0o600, `${socket} mode`);
   }
   const haproxy = haproxyProcesses(daemon);
   assert.ok(haproxy.length >= 2, `HAProxy's master and worker are the daemon's descendants: ${JSON.stringify(haproxy)}`);
@@ -169,16 +170,21 @@ test('a redeploy logs no NOTICE or WARNING line of HAProxy, and an alert of HAPr
   await daemon.waitForLog(new RegExp(`\\[haproxy\\] \\[ALERT\\].*worker \\(${worker.pid}\\) exited with code 137`));
 });
 
-test('rainbowd killed with SIGKILL takes its HAProxy with it, so the proxy port is free for the next rainbowd', { skip }, async (t) => {
-  const { daemon } = await startAppDaemon(t, { name: 'haproxy-orphan', config: HAPROXY });
+test('rainbowd killed with SIGKILL leaves HAProxy serving the app; what rainbowd itself answers gets 503 "rainbowd is restarting" until the next one listens', { skip }, async (t) => {
+  const { daemon } = await startAppDaemon(t, { name: 'haproxy-outlives', config: HAPROXY });
   const haproxy = haproxyProcesses(daemon);
   assert.ok(haproxy.length > 0, 'no HAProxy under the daemon');
   daemon.child.kill('SIGKILL');
   await daemon.exited;
-  await waitFor(() => haproxy.every((info) => !isAlive(info.pid)), { timeout: 5000, what: 'every HAProxy process to exit' });
-  const probe = net.createServer();
-  await new Promise<void>((resolve, reject) => probe.once('error', reject).listen(daemon.proxyPort, '127.0.0.1', resolve));
-  probe.close();
+  const served = await request(daemon.proxyPort, '/', { agent: false });
+  assert.equal(served.status, 200, served.body);
+  assert.equal(header(served, 'x-service'), 'default');
+  // Not routed to any service: rainbowd's own proxy would answer 404.
+  const unrouted = await request(daemon.proxyPort, '/a/../b', { agent: false });
+  assert.equal(unrouted.status, 503, unrouted.body);
+  assert.match(unrouted.body, /rainbowd is restarting/);
+  assert.equal(header(unrouted, 'retry-after'), '1');
+  assert.ok(haproxy.every((info) => isAlive(info.pid)), 'HAProxy outlives the daemon');
 });
 
 test('on SIGTERM HAProxy is stopped last, after every generation has drained and stopped, and nothing of it remains', { skip }, async (t) => {

@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import getPort from 'get-port';
 import { cli, describeCli } from '../helpers/cli.js';
 import { startAppDaemon, type Daemon } from '../helpers/daemon.js';
-import { skipReason } from '../helpers/engines.js';
+import { testEachEngine } from '../helpers/engines.js';
+import { haproxyMasters, haproxyProcesses } from '../helpers/haproxy.js';
 import { request } from '../helpers/http.js';
 import { describeLoad, startLoad } from '../helpers/load.js';
 import { appProcesses, describeProcesses, isAlive, markedProcesses } from '../helpers/process.js';
@@ -14,7 +15,8 @@ import { waitFor } from '../helpers/wait.js';
 
 // `rainbowd upgrade` (and POST /upgrade, SIGUSR2): a new daemon takes over the listening
 // sockets and the running apps from the old one, which finishes its requests and exits.
-// The proxy runs in the daemon's process: proxy workers are not handed over yet.
+// The proxy runs in the daemon's process (proxy workers are not handed over yet), or HAProxy,
+// which goes on serving and is taken over.
 
 async function daemonPid(daemon: Daemon): Promise<number> {
   return (await daemon.status()).pid;
@@ -35,13 +37,14 @@ function stopSuccessorsAtEnd(t: TestContext, daemon: Daemon): void {
   });
 }
 
-test('rainbowd upgrade twice and SIGUSR2 once under load: no failed request, the app keeps its pid and its output, the daemon pid changes, a 3 s request started before completes, a redeploy works after', { timeout: 120_000 }, async (t) => {
+testEachEngine('rainbowd upgrade twice and SIGUSR2 once under load: no failed request, the app keeps its pid and its output, the daemon pid changes, a 3 s request started before completes, a redeploy works after', { timeout: 120_000 }, async (t, engine) => {
   const pidfile = join(tmpdir(), `rainbowd-upgrade-test-${process.pid}.pid`);
   t.after(() => rmSync(pidfile, { force: true }));
-  const { daemon, marker } = await startAppDaemon(t, { name: 'upgrade', config: { workers: 0 }, env: { RAINBOWD_PIDFILE: pidfile } });
+  const { daemon, marker } = await startAppDaemon(t, { name: 'upgrade', engine, config: { workers: 0 }, env: { RAINBOWD_PIDFILE: pidfile } });
   stopSuccessorsAtEnd(t, daemon);
   assert.equal(readFileSync(pidfile, 'utf8'), `${daemon.pid}\n`, 'the --pidfile has the daemon pid');
   const app = await daemon.waitForActive();
+  const haproxy = haproxyMasters(daemon.dir);
   const load = startLoad({ port: daemon.proxyPort, keepAliveClients: 4, newConnectionClients: 2, maxDuration: 90_000 });
   const slow = request(daemon.proxyPort, '/slow?ms=3000', { timeout: 20_000 });
   await waitFor(async () => (await daemon.service()).generations[0]?.inFlight === 1, { timeout: 10_000, what: 'the 3 s request in flight' });
@@ -74,6 +77,9 @@ test('rainbowd upgrade twice and SIGUSR2 once under load: no failed request, the
   const adopted = await daemon.service();
   assert.deepEqual({ active: adopted.activeGeneration, pid: adopted.generations[0]?.pid }, { active: 1, pid: app.pid }, 'the app was not restarted');
   assert.equal(new Set(pids).size, 4, `four daemons one after the other: ${pids.join(', ')}`);
+  // The same HAProxy served throughout, taken over by each new daemon.
+  assert.deepEqual(haproxyMasters(daemon.dir).map((info) => info.pid), haproxy.map((info) => info.pid), describeProcesses(haproxyProcesses(daemon.dir)));
+  assert.equal(haproxy.length, engine === 'haproxy' ? 1 : 0);
   // The app's output reaches the log of the daemon that runs now.
   assert.equal((await request(daemon.proxyPort, '/print?bytes=10')).status, 200);
   await daemon.waitForLog(/\[default#1\] printed 10 bytes/);
@@ -84,12 +90,22 @@ test('rainbowd upgrade twice and SIGUSR2 once under load: no failed request, the
   await waitFor(() => !isAlive(app.pid!), { timeout: 15_000, what: 'the first app stopped by the redeploy' });
   assert.match(daemon.log(), /\[default#1\] app pid=\d+ generation=1: got SIGTERM \(graceful\)/, 'the handed-over app still writes to the log when it stops');
   assert.equal(appProcesses(marker).length, 1, describeProcesses(appProcesses(marker)));
+  if (engine === 'haproxy') await assertShutdownStopsHaproxy(daemon, pids.at(-1)!);
 });
 
-test('an upgrade to a rainbowd that fails at start exits 1 with its reason; the old daemon serves on and nothing is lost', { timeout: 120_000 }, async (t) => {
+/** SIGTERM to the daemon that runs now (not the test's child): it stops HAProxy, and nothing of it remains. */
+async function assertShutdownStopsHaproxy(daemon: Daemon, pid: number): Promise<void> {
+  const haproxy = haproxyProcesses(daemon.dir);
+  process.kill(pid, 'SIGTERM');
+  await waitFor(() => !isAlive(pid), { timeout: 30_000, what: 'the daemon to exit after SIGTERM' });
+  assert.ok(haproxy.length > 0 && haproxy.every((info) => !isAlive(info.pid)), `HAProxy stopped with the daemon: ${describeProcesses(haproxy)}`);
+  assert.equal(existsSync(join(daemon.dir, 'rainbow.haproxy.json')), false, 'its record removed');
+}
+
+testEachEngine('an upgrade to a rainbowd that fails at start exits 1 with its reason; the old daemon serves on and nothing is lost', { timeout: 120_000 }, async (t, engine) => {
   // A stand-in for a broken release: the new daemon throws as it loads while the file `broken-release` exists.
   const broken = `data:text/javascript,import { existsSync } from 'node:fs'; if (process.env.RAINBOWD_UPGRADE_FROM && existsSync('broken-release')) throw new Error('broken release');`;
-  const { daemon } = await startAppDaemon(t, { name: 'upgrade-fails', config: { workers: 0 }, nodeArgs: ['--import', broken] });
+  const { daemon } = await startAppDaemon(t, { name: 'upgrade-fails', engine, config: { workers: 0 }, nodeArgs: ['--import', broken] });
   stopSuccessorsAtEnd(t, daemon);
   const app = await daemon.waitForActive();
   const load = startLoad({ port: daemon.proxyPort, keepAliveClients: 4, newConnectionClients: 2, maxDuration: 60_000 });
@@ -121,8 +137,8 @@ test('an upgrade to a rainbowd that fails at start exits 1 with its reason; the 
   assert.equal(redeployed.status, 200, JSON.stringify(redeployed.body));
 });
 
-test('after an upgrade, a redeploy drains the handed-over generation until the old daemon has finished its request on it', { timeout: 60_000 }, async (t) => {
-  const { daemon } = await startAppDaemon(t, { name: 'upgrade-drain', config: { workers: 0 } });
+testEachEngine('after an upgrade, a redeploy drains the handed-over generation until the old daemon has finished its request on it', { timeout: 60_000 }, async (t, engine) => {
+  const { daemon } = await startAppDaemon(t, { name: 'upgrade-drain', engine, config: { workers: 0 } });
   stopSuccessorsAtEnd(t, daemon);
   const slow = request(daemon.proxyPort, '/slow?ms=3000', { timeout: 20_000 });
   await waitFor(async () => (await daemon.service()).generations[0]?.inFlight === 1, { timeout: 10_000, what: 'the 3 s request in flight' });
@@ -185,15 +201,6 @@ test('POST /upgrade from a web page, and rainbowd upgrade with proxy workers, ar
   const refused = await cli(daemon, ['upgrade']);
   assert.equal(refused.code, 1, describeCli(refused));
   assert.equal(refused.stderr, 'rainbowd: rainbowd upgrade cannot hand proxy workers over yet ("workers": 2); restart rainbowd to upgrade it, or set "workers": 0\n');
-  assert.equal(await daemonPid(daemon), daemon.pid);
-  assert.equal((await request(daemon.proxyPort, '/')).status, 200);
-});
-
-test('rainbowd upgrade with the haproxy engine is refused with the reason, and nothing changes', { timeout: 60_000, skip: skipReason('haproxy') }, async (t) => {
-  const { daemon } = await startAppDaemon(t, { name: 'upgrade-haproxy', engine: 'haproxy' });
-  const refused = await cli(daemon, ['upgrade']);
-  assert.equal(refused.code, 1, describeCli(refused));
-  assert.equal(refused.stderr, 'rainbowd: rainbowd upgrade cannot hand the haproxy engine over yet; restart rainbowd to upgrade it\n');
   assert.equal(await daemonPid(daemon), daemon.pid);
   assert.equal((await request(daemon.proxyPort, '/')).status, 200);
 });

@@ -1,10 +1,7 @@
 import assert from 'node:assert/strict';
 import diagnosticsChannel from 'node:diagnostics_channel';
-import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import getPort from 'get-port';
 import { Proxy } from '../../lib/proxy.js';
@@ -23,14 +20,8 @@ const haproxyMissing = (await findExecutable('haproxy')) === undefined && 'hapro
 const implementations: Array<[string, (t: TestContext) => DataPath, string | false]> = [
   ['the in-process proxy', () => new Proxy(log), false],
   ['proxy workers', () => new ProxyWorkers(2, log), false],
-  ['the haproxy engine', (t) => new HaproxyDataPath({ haproxyPath: 'haproxy', runtimeDir: temporaryDirectory(t), log }), haproxyMissing],
+  ['the haproxy engine', () => new HaproxyDataPath({ haproxyPath: 'haproxy', configFile: null, log }), haproxyMissing],
 ];
-
-function temporaryDirectory(t: TestContext): string {
-  const dir = mkdtempSync(path.join(tmpdir(), 'rainbowd-contract-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 const WAIT = { timeout: 5000 };
 
@@ -50,7 +41,7 @@ async function app(name: string) {
 }
 
 function route(upstreamPort: number | null, key: number, change: Partial<ServiceRoute> = {}): ServiceRoute {
-  const upstream = upstreamPort === null ? null : { key, host: '127.0.0.1', port: upstreamPort };
+  const upstream = upstreamPort === null ? null : { key, generation: key, host: '127.0.0.1', port: upstreamPort };
   return { name: 'web', hosts: [], pathPrefix: null, stripPathPrefix: true, mode: 'running', message: null, maxPauseMs: 30_000, upstream, ...change };
 }
 

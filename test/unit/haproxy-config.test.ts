@@ -68,15 +68,15 @@ test('a stripped prefix is removed in its service backend only, with the regex c
 
 test('the active generation is a ready server with pool options, a draining one is disabled, and the map sends only running services with a generation to HAProxy', () => {
   const services = [
-    route('web', { upstream: { key: 7, host: '127.0.0.1', port: 4001 } }),
-    route('paused', { mode: 'paused', upstream: { key: 9, host: '127.0.0.1', port: 4003 } }),
+    route('web', { upstream: { key: 7, generation: 7, host: '127.0.0.1', port: 4001 } }),
+    route('paused', { mode: 'paused', upstream: { key: 9, generation: 9, host: '127.0.0.1', port: 4003 } }),
     route('starting'),
   ];
   const config = haproxyConfig(
     table(services),
     [
-      { key: 6, service: 'web', host: '127.0.0.1', port: 4000, serving: false },
-      { key: 7, service: 'web', host: '127.0.0.1', port: 4001, serving: true },
+      { key: 6, generation: 6, service: 'web', host: '127.0.0.1', port: 4000, serving: false },
+      { key: 7, generation: 7, service: 'web', host: '127.0.0.1', port: 4001, serving: true },
     ],
     LISTEN,
     PATHS,
@@ -99,8 +99,8 @@ test('claims about the client are deleted unless the peer is a trusted proxy, an
 });
 
 test('a reload is needed for a change of routes, not for a switch or a pause', () => {
-  const before = table([route('web', { upstream: { key: 1, host: '127.0.0.1', port: 4000 } })]);
-  const switched = table([route('web', { upstream: { key: 2, host: '127.0.0.1', port: 4001 }, mode: 'paused' })]);
+  const before = table([route('web', { upstream: { key: 1, generation: 1, host: '127.0.0.1', port: 4000 } })]);
+  const switched = table([route('web', { upstream: { key: 2, generation: 2, host: '127.0.0.1', port: 4001 }, mode: 'paused' })]);
   const rerouted = table([route('web', { hosts: ['web.test'] })]);
   assert.equal(routingSignature(switched), routingSignature(before));
   assert.notEqual(routingSignature(rerouted), routingSignature(before));
@@ -110,9 +110,9 @@ test('HAProxy accepts the generated config', { skip: haproxy === undefined && 'h
   const dir = mkdtempSync(path.join(tmpdir(), 'rainbowd-haproxy-config-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const paths = { adminSocket: path.join(dir, 'admin.sock'), activeMap: path.join(dir, 'active.map'), fallbackSocket: path.join(dir, 'fallback.sock') };
-  const services = [route('web', { hosts: ['web.test', '*.web.test'], pathPrefix: '/v1.0', upstream: { key: 3, host: '127.0.0.1', port: 4000 } }), route('default')];
+  const services = [route('web', { hosts: ['web.test', '*.web.test'], pathPrefix: '/v1.0', upstream: { key: 3, generation: 3, host: '127.0.0.1', port: 4000 } }), route('default')];
   writeFileSync(paths.activeMap, activeMap(table(services)));
-  writeFileSync(path.join(dir, 'haproxy.cfg'), haproxyConfig(table(services, { trustedProxies: ['10.0.0.1'] }), [{ key: 3, service: 'web', host: '127.0.0.1', port: 4000, serving: true }], LISTEN, paths));
+  writeFileSync(path.join(dir, 'haproxy.cfg'), haproxyConfig(table(services, { trustedProxies: ['10.0.0.1'] }), [{ key: 3, generation: 3, service: 'web', host: '127.0.0.1', port: 4000, serving: true }], LISTEN, paths));
   const output = await new Promise<string>((resolve, reject) => {
     execFile(haproxy!, ['-c', '-f', path.join(dir, 'haproxy.cfg')], (error, stdout, stderr) => (error ? reject(new Error(`${stdout}${stderr}`)) : resolve(`${stdout}${stderr}`)));
   });
