@@ -137,7 +137,11 @@ export class HaproxyDataPath implements DataPath {
   close(): void {
     // In the config too: a deploy or remove during shutdown reloads HAProxy, which must not open it again.
     if (this.listener) this.listener.closed = true;
-    void this.enqueue(() => this.command(`shutdown frontend ${FRONTEND}`));
+    // Not `shutdown frontend`: it leaves the socket listening until the worker exits, and a
+    // client connecting meanwhile waits in its backlog for an answer that never comes. A
+    // disabled frontend stops listening (new connections refused at once) and goes on
+    // serving the connections it has.
+    void this.enqueue(() => this.command(`disable frontend ${FRONTEND}`));
   }
 
   async stop(): Promise<void> {

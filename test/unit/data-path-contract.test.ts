@@ -179,7 +179,7 @@ for (const [name, create, skip] of implementations) {
     dataPath.update({ services: [route(one.port, 1)], trustedProxies: [], via: 'rainbowd-contract' });
     await untilServed(port, 'one');
     dataPath.close();
-    // HAProxy's stopped frontend leaves its socket listening until its worker is gone: refused in the end, not at once.
+    // The reload's new worker does not bind it: the config says the frontend is disabled.
     dataPath.update({ services: [route(one.port, 1), route(two.port, 2, { name: 'api', hosts: ['api.test'] })], trustedProxies: [], via: 'rainbowd-contract' });
     await dataPath.whenRouted();
     await waitFor(async () => !(await accepts(port)), { ...WAIT, what: 'connections refused after close and a change of routes' });
@@ -218,4 +218,14 @@ test('the haproxy engine: a switch reaches HAProxy in one connection to its admi
   });
   assert.equal(connections.length, 1, `connections of the switch, by answer: ${JSON.stringify(connections)}`);
   assert.deepEqual(await get(port), { status: 200, body: 'two' });
+});
+
+test('the haproxy engine: once closed, a new connection is refused at once, not left waiting in the listen backlog', { skip: haproxyMissing }, async (t) => {
+  const { dataPath, port } = await started(t, implementations[2]![1]);
+  const one = await app('one');
+  dataPath.update({ services: [route(one.port, 1)], trustedProxies: [], via: 'rainbowd-contract' });
+  await untilServed(port, 'one');
+  dataPath.close();
+  await dataPath.whenRouted();
+  assert.equal(await accepts(port), false, 'a connection after close() was accepted');
 });
