@@ -20,7 +20,7 @@ import {
 } from './haproxy-config.js';
 import { findHaproxy, findProgram } from './haproxy-binary.js';
 import { HaproxyProcess } from './haproxy-process.js';
-import { parseInFlight, runtimeCommand, runtimeCommands } from './haproxy-runtime.js';
+import { parseInFlight, runtimeCommand, runtimeCommands, sessionsOn } from './haproxy-runtime.js';
 import { listen } from './listen.js';
 import type { Logger } from './log.js';
 import { Proxy } from './proxy.js';
@@ -275,8 +275,9 @@ export class HaproxyDataPath implements DataPath {
   }
 
   /**
-   * The drain's end: sessions still on the server cut, the server deleted. An old worker's
-   * sessions cannot be cut from here (its proxies are stopped): they end when the app stops.
+   * The drain's end: sessions still on the server cut, in HAProxy's worker and in the old
+   * ones a reload left (through the master: each finishes what it had, however long), and the
+   * server deleted.
    */
   private async removeServer(key: number): Promise<number> {
     const server = this.servers.get(key);
@@ -284,6 +285,7 @@ export class HaproxyDataPath implements DataPath {
     const applied = this.applied!;
     const cut = await this.serverInFlight(key);
     const name = `${backendOf(server.service)}/${serverName(key)}`;
+    if (this.oldWorkersMayRemain) await this.cutInOldWorkers(server.service, key);
     if (applied.ready.has(key)) {
       await this.command(`shutdown sessions server ${name}`);
       await this.command(`set server ${name} state maint`);
@@ -301,6 +303,16 @@ export class HaproxyDataPath implements DataPath {
     this.servers.delete(key);
     this.counts.delete(key);
     return cut;
+  }
+
+  /** Each session an old worker still has on the generation's server, cut one by one. */
+  private async cutInOldWorkers(service: string, key: number): Promise<void> {
+    const haproxy = this.haproxy!;
+    for (const pid of (await haproxy.processes()).oldWorkers) {
+      for (const session of sessionsOn(await haproxy.oldWorkerCommand(pid, 'show sess'), backendOf(service), serverName(key))) {
+        await haproxy.oldWorkerCommand(pid, `shutdown session ${session}`);
+      }
+    }
   }
 
   private refreshCounts(): void {

@@ -285,3 +285,25 @@ test('the haproxy engine: once closed, a new connection is refused at once, not 
   await dataPath.whenRouted();
   assert.equal(await accepts(port), false, 'a connection after close() was accepted');
 });
+
+test('the haproxy engine: release cuts a request that an old worker still carries after a reload, so the drain timeout bounds it', { skip: haproxyMissing }, async (t) => {
+  const { dataPath, port } = await started(t, implementations[2]![1]);
+  const [one, two, api] = [await app('one'), await app('two'), await app('api')];
+  const apiRoute = route(api.port, 3, { name: 'api', hosts: ['api.test'] });
+  // whenRouted, not untilServed: the fallback answers for HAProxy until HAProxy routes the service itself.
+  dataPath.update({ services: [route(one.port, 1)], trustedProxies: [], via: 'rainbowd-contract' });
+  await dataPath.whenRouted();
+  let ended = false;
+  void get(port, '/slow')
+    .catch(() => undefined)
+    .finally(() => (ended = true));
+  await waitFor(() => one.held.length === 1, { ...WAIT, what: 'the request at the app' });
+  // A new service reloads HAProxy: the request stays with the old worker.
+  dataPath.update({ services: [route(one.port, 1), apiRoute], trustedProxies: [], via: 'rainbowd-contract' });
+  await dataPath.whenRouted();
+  dataPath.update({ services: [route(two.port, 2), apiRoute], trustedProxies: [], via: 'rainbowd-contract' });
+  await dataPath.whenRouted();
+  assert.equal(await dataPath.release(1), 1);
+  await waitFor(() => ended, { ...WAIT, what: 'the request on the old worker cut' });
+  one.finish();
+});
