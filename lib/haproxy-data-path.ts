@@ -32,8 +32,8 @@ import type { DataPath, RouteTable, UpstreamAddress } from './route-table.js';
 // runtime API commands only: the new server added and made ready before the map sends the
 // service to it, the old one set to drain. A change of services or routes rewrites the
 // config and reloads HAProxy (master-worker: the old worker finishes what it had). Every
-// command goes through one serial queue, so whenIdle, release and a reload each see every
-// update published before them.
+// command but the poll of the in-flight counts that status shows goes through one serial
+// queue, so whenIdle, release and a reload each see every update published before them.
 
 export interface HaproxyDataPathOptions {
   /** The config's `haproxyPath`: found and its version checked in `listen`. */
@@ -315,13 +315,22 @@ export class HaproxyDataPath implements DataPath {
     }
   }
 
+  /**
+   * On a connection of its own, beside the queue: a switch waiting behind a `show stat`
+   * under load measured part of its 6-8 ms. A poll that fails (HAProxy reloading or
+   * restarting) leaves the counts as they were until the next one.
+   */
   private refreshCounts(): void {
-    if (this.countsPending || this.servers.size === 0) return;
+    if (this.countsPending || this.servers.size === 0 || this.applied === null || this.stopped) return;
     this.countsPending = true;
-    void this.enqueue(async () => {
-      const byServer = parseInFlight(await this.command('show stat -1 4 -1', /^# pxname/));
-      for (const [key, server] of this.servers) this.counts.set(key, byServer.get(`${backendOf(server.service)}/${serverName(key)}`) ?? 0);
-    }).finally(() => (this.countsPending = false));
+    runtimeCommand(this.paths.adminSocket, 'show stat -1 4 -1')
+      .then((answer) => {
+        if (!/^# pxname/.test(answer)) return;
+        const byServer = parseInFlight(answer);
+        for (const [key, server] of this.servers) this.counts.set(key, byServer.get(`${backendOf(server.service)}/${serverName(key)}`) ?? 0);
+      })
+      .catch(() => undefined)
+      .finally(() => (this.countsPending = false));
   }
 
   /** HAProxy died: started again at once from the current state; every generation it held is kept. */
