@@ -137,11 +137,14 @@ export class HaproxyDataPath implements DataPath {
   close(): void {
     // In the config too: a deploy or remove during shutdown reloads HAProxy, which must not open it again.
     if (this.listener) this.listener.closed = true;
-    // Not `shutdown frontend`: it leaves the socket listening until the worker exits, and a
-    // client connecting meanwhile waits in its backlog for an answer that never comes. A
-    // disabled frontend stops listening (new connections refused at once) and goes on
-    // serving the connections it has.
-    void this.enqueue(() => this.command(`disable frontend ${FRONTEND}`));
+    // `shutdown frontend` alone leaves the socket listening until the worker exits: a client
+    // connecting meanwhile would wait in its backlog for an answer that never comes. Disabled
+    // first, the socket stops listening (new connections refused at once); the shutdown then
+    // closes each kept-alive connection after its next answer, as the node engine does.
+    void this.enqueue(async () => {
+      await this.command(`disable frontend ${FRONTEND}`);
+      await this.command(`shutdown frontend ${FRONTEND}`);
+    });
   }
 
   async stop(): Promise<void> {
