@@ -21,7 +21,7 @@ import {
 import { findHaproxy } from './haproxy-binary.js';
 import { HaproxyProcess } from './haproxy-process.js';
 import { haproxyFiles, type HaproxyFiles, removeHaproxyRecord, writeHaproxyRecord } from './haproxy-record.js';
-import { parseInFlight, runtimeCommand, runtimeCommands } from './haproxy-runtime.js';
+import { parseInFlight, runtimeCommand, runtimeCommands, sessionsOn } from './haproxy-runtime.js';
 import { listen } from './listen.js';
 import type { Logger } from './log.js';
 import { Proxy } from './proxy.js';
@@ -33,10 +33,11 @@ import type { DataPath, DataPathHandover, RouteTable, UpstreamAddress } from './
 // runtime API commands only: the new server added and made ready before the map sends the
 // service to it, the old one set to drain. A change of services or routes rewrites the
 // config and reloads HAProxy (master-worker: the old worker finishes what it had). Every
-// command goes through one serial queue, so whenIdle, release and a reload each see every
-// update published before them. HAProxy outlives rainbowd: a rainbowd that takes it over (after
-// a kill, or at `rainbowd upgrade`) loads its own config into it with a reload, and HAProxy's
-// runtime files live in a directory of their own, recorded next to the config (haproxy-record.ts).
+// command but the poll of the in-flight counts that status shows goes through one serial
+// queue, so whenIdle, release and a reload each see every update published before them.
+// HAProxy outlives rainbowd: a rainbowd that takes it over (after a kill, or at `rainbowd
+// upgrade`) loads its own config into it with a reload, and HAProxy's runtime files live in
+// a directory of their own, recorded next to the config (haproxy-record.ts).
 
 export interface HaproxyDataPathOptions {
   /** The config's `haproxyPath`: found and its version checked in `listen`. */
@@ -228,7 +229,14 @@ export class HaproxyDataPath implements DataPath {
   close(): void {
     // In the config too: a deploy or remove during shutdown reloads HAProxy, which must not open it again.
     if (this.listener) this.listener.closed = true;
-    void this.enqueue(() => this.command(`shutdown frontend ${FRONTEND}`));
+    // `shutdown frontend` alone leaves the socket listening until the worker exits: a client
+    // connecting meanwhile would wait in its backlog for an answer that never comes. Disabled
+    // first, the socket stops listening (new connections refused at once); the shutdown then
+    // closes each kept-alive connection after its next answer, as the node engine does.
+    void this.enqueue(async () => {
+      await this.command(`disable frontend ${FRONTEND}`);
+      await this.command(`shutdown frontend ${FRONTEND}`);
+    });
   }
 
   async stop(): Promise<void> {
@@ -366,8 +374,9 @@ export class HaproxyDataPath implements DataPath {
   }
 
   /**
-   * The drain's end: sessions still on the server cut, the server deleted. An old worker's
-   * sessions cannot be cut from here (its proxies are stopped): they end when the app stops.
+   * The drain's end: sessions still on the server cut, in HAProxy's worker and in the old
+   * ones a reload left (through the master: each finishes what it had, however long), and the
+   * server deleted.
    */
   private async removeServer(key: number): Promise<number> {
     const server = this.servers.get(key);
@@ -375,6 +384,7 @@ export class HaproxyDataPath implements DataPath {
     const applied = this.applied!;
     const cut = await this.serverInFlight(key);
     const name = `${backendOf(server.service)}/${serverName(server.generation)}`;
+    if (this.oldWorkersMayRemain) await this.cutInOldWorkers(server.service, server.generation);
     if (applied.ready.has(key)) {
       await this.command(`shutdown sessions server ${name}`);
       await this.command(`set server ${name} state maint`);
@@ -394,13 +404,32 @@ export class HaproxyDataPath implements DataPath {
     return cut;
   }
 
+  /** Each session an old worker still has on the generation's server, cut one by one. */
+  private async cutInOldWorkers(service: string, generation: number): Promise<void> {
+    const haproxy = this.haproxy!;
+    for (const pid of (await haproxy.processes()).oldWorkers) {
+      for (const session of sessionsOn(await haproxy.oldWorkerCommand(pid, 'show sess'), backendOf(service), serverName(generation))) {
+        await haproxy.oldWorkerCommand(pid, `shutdown session ${session}`);
+      }
+    }
+  }
+
+  /**
+   * On a connection of its own, beside the queue: a switch waiting behind a `show stat`
+   * under load measured part of its 6-8 ms. A poll that fails (HAProxy reloading or
+   * restarting) leaves the counts as they were until the next one.
+   */
   private refreshCounts(): void {
-    if (this.countsPending || this.servers.size === 0) return;
+    if (this.countsPending || this.servers.size === 0 || this.applied === null || this.stopped) return;
     this.countsPending = true;
-    void this.enqueue(async () => {
-      const byServer = parseInFlight(await this.command('show stat -1 4 -1', /^# pxname/));
-      for (const [key, server] of this.servers) this.counts.set(key, byServer.get(`${backendOf(server.service)}/${serverName(server.generation)}`) ?? 0);
-    }).finally(() => (this.countsPending = false));
+    runtimeCommand(this.paths.adminSocket, 'show stat -1 4 -1')
+      .then((answer) => {
+        if (!/^# pxname/.test(answer)) return;
+        const byServer = parseInFlight(answer);
+        for (const [key, server] of this.servers) this.counts.set(key, byServer.get(`${backendOf(server.service)}/${serverName(server.generation)}`) ?? 0);
+      })
+      .catch(() => undefined)
+      .finally(() => (this.countsPending = false));
   }
 
   /** HAProxy died: started again at once from the current state; every generation it held is kept. */

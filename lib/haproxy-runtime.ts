@@ -1,7 +1,7 @@
 import net from 'node:net';
 
 // A client of HAProxy's admin socket and master CLI: one command (or a `;` batch) per
-// connection, its whole answer; and the parsing of the answers rainbowd reads (`show stat`, `show proc`).
+// connection, its whole answer; and the parsing of the answers rainbowd reads (`show stat`, `show sess`, `show proc`).
 
 const COMMAND_TIMEOUT_MS = 5000;
 
@@ -61,6 +61,15 @@ export function parseInFlight(csv: string): Map<string, number> {
     counts.set(`${fields[proxy!]}/${name}`, Number(fields[queued!] || 0) + Number(fields[current!] || 0));
   }
   return counts;
+}
+
+/**
+ * The sessions on `backend/server` in `show sess`, by the pointer `shutdown session` takes:
+ * an old worker refuses `shutdown sessions server` (its proxies are disabled), not this.
+ */
+export function sessionsOn(showSess: string, backend: string, server: string): string[] {
+  const marker = ` be=${backend} srv=${server} `;
+  return showSess.split('\n').flatMap((line) => (line.includes(marker) ? [line.slice(0, line.indexOf(':'))] : []));
 }
 
 export interface Processes {

@@ -67,6 +67,26 @@ function get(port: number, path = '/', host?: string, address = '127.0.0.1'): Pr
   });
 }
 
+/** A GET with these header fields; resolves to the body. */
+function getWith(port: number, headers: Record<string, string>): Promise<string> {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ host: '127.0.0.1', port, path: '/', agent: false, headers }, (response) => {
+        let body = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk: string) => (body += chunk));
+        response.on('end', () => resolve(body));
+      })
+      .on('error', reject);
+  });
+}
+
+/** The fields that say who the client is and which proxies the request passed. */
+function pick(headers: Record<string, string>): Record<string, string | undefined> {
+  const names = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'x-real-ip', 'via'];
+  return Object.fromEntries(names.map((name) => [name, headers[name]]));
+}
+
 /** Whether the port takes a TCP connection (false once it is refused). */
 function accepts(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -164,13 +184,49 @@ for (const [name, create, skip] of implementations) {
     assert.deepEqual(await get(port, '/', 'shop.test', '::1'), { status: 200, body: 'for="[::1]";proto=http;host="shop.test"' });
   });
 
+  test(`${name}: forwards who the client is in X-Forwarded-*, Forwarded and X-Real-IP, believing the client's own claims only from a trusted proxy`, { skip }, async (t) => {
+    const { dataPath, port } = await started(t, create);
+    const { port: appPort } = await serverOn((request, response) => response.end(JSON.stringify(request.headers)));
+    const claims = { 'x-forwarded-for': '192.0.2.1', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'claimed.test', forwarded: 'for=192.0.2.1', 'x-real-ip': '192.0.2.1' };
+    const headersSeen = async (trustedProxies: string[], sent: Record<string, string>) => {
+      dataPath.update({ services: [route(appPort, 1)], trustedProxies, via: 'rainbowd-contract' });
+      await dataPath.whenRouted();
+      return waitFor(async () => {
+        const answer = await getWith(port, { host: 'shop.test', ...sent });
+        const seen = JSON.parse(answer) as Record<string, string>;
+        // Workers get a new table by message: until then the previous one answers.
+        return (seen['x-real-ip'] === '192.0.2.1') === trustedProxies.length > 0 ? seen : undefined;
+      }, { ...WAIT, what: 'the app seeing the table in force' });
+    };
+    const open = await headersSeen([], claims);
+    assert.deepEqual(pick(open), {
+      'x-forwarded-for': '127.0.0.1',
+      'x-forwarded-proto': 'http',
+      'x-forwarded-host': 'shop.test',
+      forwarded: 'for=127.0.0.1;proto=http;host="shop.test"',
+      'x-real-ip': '127.0.0.1',
+      via: '1.1 rainbowd-contract',
+    });
+    assert.match(open['x-request-id']!, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    const trusting = await headersSeen(['127.0.0.1'], { ...claims, 'x-request-id': 'abc-123' });
+    assert.deepEqual(pick(trusting), {
+      'x-forwarded-for': '192.0.2.1, 127.0.0.1',
+      'x-forwarded-proto': 'https',
+      'x-forwarded-host': 'claimed.test',
+      forwarded: 'for=192.0.2.1, for=127.0.0.1;proto=http;host="shop.test"',
+      'x-real-ip': '192.0.2.1',
+      via: '1.1 rainbowd-contract',
+    });
+    assert.equal(trusting['x-request-id'], 'abc-123');
+  });
+
   test(`${name}: once closed, a change of services and routes does not open it again`, { skip }, async (t) => {
     const { dataPath, port } = await started(t, create);
     const [one, two] = [await app('one'), await app('two')];
     dataPath.update({ services: [route(one.port, 1)], trustedProxies: [], via: 'rainbowd-contract' });
     await untilServed(port, 'one');
     dataPath.close();
-    // HAProxy's stopped frontend leaves its socket listening until its worker is gone: refused in the end, not at once.
+    // The reload's new worker does not bind it: the config says the frontend is disabled.
     dataPath.update({ services: [route(one.port, 1), route(two.port, 2, { name: 'api', hosts: ['api.test'] })], trustedProxies: [], via: 'rainbowd-contract' });
     await dataPath.whenRouted();
     await waitFor(async () => !(await accepts(port)), { ...WAIT, what: 'connections refused after close and a change of routes' });
@@ -209,4 +265,36 @@ test('the haproxy engine: a switch reaches HAProxy in one connection to its admi
   });
   assert.equal(connections.length, 1, `connections of the switch, by answer: ${JSON.stringify(connections)}`);
   assert.deepEqual(await get(port), { status: 200, body: 'two' });
+});
+
+test('the haproxy engine: once closed, a new connection is refused at once, not left waiting in the listen backlog', { skip: haproxyMissing }, async (t) => {
+  const { dataPath, port } = await started(t, implementations[2]![1]);
+  const one = await app('one');
+  dataPath.update({ services: [route(one.port, 1)], trustedProxies: [], via: 'rainbowd-contract' });
+  await untilServed(port, 'one');
+  dataPath.close();
+  await dataPath.whenRouted();
+  assert.equal(await accepts(port), false, 'a connection after close() was accepted');
+});
+
+test('the haproxy engine: release cuts a request that an old worker still carries after a reload, so the drain timeout bounds it', { skip: haproxyMissing }, async (t) => {
+  const { dataPath, port } = await started(t, implementations[2]![1]);
+  const [one, two, api] = [await app('one'), await app('two'), await app('api')];
+  const apiRoute = route(api.port, 3, { name: 'api', hosts: ['api.test'] });
+  // whenRouted, not untilServed: the fallback answers for HAProxy until HAProxy routes the service itself.
+  dataPath.update({ services: [route(one.port, 1)], trustedProxies: [], via: 'rainbowd-contract' });
+  await dataPath.whenRouted();
+  let ended = false;
+  void get(port, '/slow')
+    .catch(() => undefined)
+    .finally(() => (ended = true));
+  await waitFor(() => one.held.length === 1, { ...WAIT, what: 'the request at the app' });
+  // A new service reloads HAProxy: the request stays with the old worker.
+  dataPath.update({ services: [route(one.port, 1), apiRoute], trustedProxies: [], via: 'rainbowd-contract' });
+  await dataPath.whenRouted();
+  dataPath.update({ services: [route(two.port, 2), apiRoute], trustedProxies: [], via: 'rainbowd-contract' });
+  await dataPath.whenRouted();
+  assert.equal(await dataPath.release(1), 1);
+  await waitFor(() => ended, { ...WAIT, what: 'the request on the old worker cut' });
+  one.finish();
 });

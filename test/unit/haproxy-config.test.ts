@@ -90,10 +90,13 @@ test('the active generation is a ready server with pool options, a draining one 
 
 test('claims about the client are deleted unless the peer is a trusted proxy, and Via carries the daemon token', () => {
   const open = haproxyConfig(table([route('web')]), [], LISTEN, PATHS);
-  assert.match(open, /http-request del-header x-forwarded-for$/m);
+  assert.match(open, /http-request del-header \^\(x-forwarded-for\|.*\|x-real-ip\)\$ -m reg$/m);
+  // Deleted, so added without asking whether the client sent one.
+  assert.match(open, /http-request add-header x-real-ip %\[src\]$/m);
   const trusting = haproxyConfig(table([route('web')], { trustedProxies: ['10.0.0.1', '::1'] }), [], LISTEN, PATHS);
   assert.match(trusting, /acl trusted src 10\.0\.0\.1 ::1/);
-  assert.match(trusting, /http-request del-header x-real-ip unless trusted$/m);
+  assert.match(trusting, /http-request del-header \^\(.*\|x-real-ip\)\$ -m reg unless trusted$/m);
+  assert.match(trusting, /http-request add-header x-real-ip %\[src\] unless \{ req\.hdr\(x-real-ip\) -m found \}$/m);
   assert.match(trusting, /add-header via "%\[req\.ver\] rainbowd-0123456789ab"/);
   assert.match(trusting, /use_backend fallback if \{ req\.hdr\(via\) -m sub rainbowd-0123456789ab \}/);
 });
