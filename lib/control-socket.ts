@@ -1,7 +1,8 @@
-import { lstatSync, rmSync } from 'node:fs';
+import { linkSync, lstatSync, renameSync, rmSync } from 'node:fs';
 import type http from 'node:http';
 import net from 'node:net';
 import { RainbowError, messageOf } from './errors.js';
+import { stopAccepting } from './listen.js';
 
 // The control API on a unix socket (controlSocket), as kamal-proxy takes its commands: only
 // users who may open the file can talk to it, and no browser can. The socket is created
@@ -23,6 +24,24 @@ export async function listenOnSocket(server: http.Server, file: string): Promise
       process.umask(previous);
     }
   });
+}
+
+/**
+ * Stops `server` accepting on `file` and leaves the file in place, for the successor that
+ * accepts on the same socket (`rainbowd upgrade`): closing a unix listener unlinks its path
+ * (libuv does it in the close itself), whoever else listens on it. A second link to the
+ * socket keeps it across the close and takes its name back in the same tick.
+ */
+export function stopAcceptingKeepingFile(server: net.Server, file: string): void {
+  const spare = `${file}.${process.pid}.keep`;
+  try {
+    linkSync(file, spare);
+  } catch {
+    stopAccepting(server); // no file to keep (removed by hand): nothing is lost by closing
+    return;
+  }
+  stopAccepting(server);
+  renameSync(spare, file);
 }
 
 export function removeSocket(file: string): void {

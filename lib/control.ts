@@ -1,7 +1,7 @@
 import http from 'node:http';
 import type { Accepted, DaemonStatus, DeployResult, ErrorBody, ModeChange, RemoveResult, Saved, ServiceStatus, UpgradeResult } from './api.js';
 import { refusal, type ControlListener, type ControlTransport } from './control-guard.js';
-import { listenOnSocket, removeSocket } from './control-socket.js';
+import { listenOnSocket, removeSocket, stopAcceptingKeepingFile } from './control-socket.js';
 import { parseDuration } from './duration.js';
 import { RainbowError, isRainbowError, messageOf } from './errors.js';
 import type net from 'node:net';
@@ -83,10 +83,9 @@ export class ControlServer {
    */
   handOver(): void {
     this.handedOver = true;
-    for (const server of [this.tcp, this.unix]) {
-      stopAccepting(server);
-      server.closeIdleConnections();
-    }
+    stopAccepting(this.tcp);
+    if (this.socketFile !== null && this.unix.listening) stopAcceptingKeepingFile(this.unix, this.socketFile);
+    for (const server of [this.tcp, this.unix]) server.closeIdleConnections();
     this.socketFile = null;
   }
 

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import getPort from 'get-port';
-import { cli, describeCli } from '../helpers/cli.js';
+import { cli, describeCli, runCli } from '../helpers/cli.js';
 import { startAppDaemon, type Daemon } from '../helpers/daemon.js';
 import { testEachEngine } from '../helpers/engines.js';
 import { haproxyMasters, haproxyProcesses } from '../helpers/haproxy.js';
@@ -168,6 +168,20 @@ test('a port change in the config is applied by rainbowd upgrade: the new daemon
   assert.equal((await request(newPort, '/')).status, 200);
   assert.deepEqual((await daemon.status()).proxy.port, newPort);
   await waitFor(() => request(daemon.proxyPort, '/').then(() => false, (error: NodeJS.ErrnoException) => error.code === 'ECONNREFUSED'), { timeout: 30_000, what: 'the old port closed once the old daemon exited' });
+});
+
+test('with controlSocket, the socket file is the new daemon\'s after rainbowd upgrade: the CLI reaches it there once the old one has exited', { timeout: 60_000 }, async (t) => {
+  const { daemon } = await startAppDaemon(t, { name: 'upgrade-socket', config: { workers: 0, controlSocket: 'control.sock' } });
+  stopSuccessorsAtEnd(t, daemon);
+  const socket = join(daemon.dir, 'control.sock');
+  const upgraded = await cli(daemon, ['upgrade']);
+  assert.equal(upgraded.code, 0, describeCli(upgraded));
+  await waitFor(() => !isAlive(daemon.pid), { timeout: 30_000, what: 'the old daemon to exit' });
+  const successor = await daemonPid(daemon);
+  assert.ok(statSync(socket).isSocket(), 'the socket file is still there');
+  const status = await runCli(['status', '--control-socket', socket], { cwd: tmpdir() });
+  assert.equal(status.code, 0, describeCli(status));
+  assert.match(status.stdout, new RegExp(`pid ${successor}`));
 });
 
 test('an app that keeps crashing at start keeps its restart backoff across rainbowd upgrade: not started at once, the next delay doubles on', { timeout: 90_000 }, async (t) => {
