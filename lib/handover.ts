@@ -1,9 +1,9 @@
 import { spawn } from 'node:child_process';
-import type net from 'node:net';
+import net from 'node:net';
 import { formatDuration } from './duration.js';
 import { RainbowError } from './errors.js';
 import type { RecordedGeneration } from './generation-record.js';
-import { holdConnections } from './listen.js';
+import { holdConnections, type Listener } from './listen.js';
 
 // `rainbowd upgrade`, as tableflip and einhorn do it: the running rainbowd starts a new one
 // from the code installed now and hands it, over an IPC channel, its listening sockets (both
@@ -24,9 +24,20 @@ type ToSuccessor =
 
 type ToPredecessor = { type: 'send' } | { type: 'ready'; pid: number } | { type: 'failed'; message: string };
 
+/** A data path in rainbowd's processes: it hands its listener over, or takes one handed over. */
+export interface HandsOver {
+  readonly listener: Listener;
+  listenOnHandedOver(handed: Listener): Promise<void>;
+  /** A handed-over listener on an address the config no longer has. */
+  declineHandedOver(handed: Listener): void;
+  /** The successor accepts now: stop accepting, resolve once the connections have ended, or after `timeoutMs`. */
+  handOver(timeoutMs: number): Promise<void>;
+}
+
 /** What the running rainbowd hands over. */
 export interface Handover {
-  listeners: Partial<Record<ListenerName, net.Server>>;
+  /** The proxy's is a bare handle when proxy workers accept on it. */
+  listeners: { proxy?: Listener; control?: net.Server; controlSocket?: net.Server };
   /** The path of the `controlSocket` listener. */
   controlSocketFile: string | null;
   /** Each live app's stdout and stderr, by its generation marker. */
@@ -78,9 +89,9 @@ export function startSuccessor(handover: Handover, timeoutMs: number): Promise<n
 }
 
 function send(child: ReturnType<typeof spawn>, handover: Handover): void {
-  const post = (message: ToSuccessor, handle?: net.Server | net.Socket) =>
+  const post = (message: ToSuccessor, handle?: Listener | net.Socket) =>
     // keepOpen: we go on accepting, and reading output, until the new one is ready.
-    child.send(message, handle, { keepOpen: true }, () => undefined);
+    child.send(message, handle as net.Server | net.Socket | undefined, { keepOpen: true }, () => undefined);
   for (const [name, server] of Object.entries(handover.listeners)) post({ type: 'listener', name: name as ListenerName }, server);
   for (const [marker, streams] of handover.outputs) for (const stream of streams) post({ type: 'output', marker }, stream);
   post({ type: 'generations', controlSocketFile: handover.controlSocketFile, generations: handover.generations, externals: handover.externals, lastGenerations: [...handover.lastGenerations] });
@@ -105,10 +116,11 @@ export class Predecessor {
   receive(): Promise<Handover> {
     const handover: Handover = { listeners: {}, controlSocketFile: null, outputs: new Map(), generations: [], externals: [], lastGenerations: new Map() };
     return new Promise((resolve) => {
-      const onMessage = (message: ToSuccessor, handle: net.Server | net.Socket | undefined) => {
+      const onMessage = (message: ToSuccessor, handle: Listener | net.Socket | undefined) => {
         if (message.type === 'listener' && handle) {
-          holdConnections(handle as net.Server);
-          handover.listeners[message.name] = handle as net.Server;
+          // A bare handle accepts nothing until someone listens on it: it holds no connection.
+          if (handle instanceof net.Server) holdConnections(handle);
+          Object.assign(handover.listeners, { [message.name]: handle });
         }
         else if (message.type === 'output' && handle) handover.outputs.set(message.marker, [...(handover.outputs.get(message.marker) ?? []), handle as net.Socket]);
         else if (message.type === 'generations') {

@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream';
 import { openFileLimit, proxyConnectionLimit } from './connection-limit.js';
 import { isRainbowError } from './errors.js';
 import { type Forwarding, requestHeaders } from './forward-headers.js';
-import { closeHandedOver, listen, listenOnHandedOver, stopAccepting } from './listen.js';
+import { closeHandedOver, listen, listenOnHandedOver, stopAccepting, type Listener } from './listen.js';
 import type { Logger } from './log.js';
 import { BAD_GATEWAY, BAD_REQUEST, maintenance, NOT_FOUND, type Page, PAUSED, RESTARTING, sendPage, sendRawPage, STARTING } from './pages.js';
 import { PauseController } from './pause-controller.js';
@@ -117,12 +117,12 @@ export class Proxy implements DataPath {
     return this.server;
   }
 
-  listenOnHandedOver(handed: Server): Promise<void> {
+  listenOnHandedOver(handed: Listener): Promise<void> {
     return listenOnHandedOver(this.server, handed);
   }
 
   /** A handed-over listener on an address the config no longer has. */
-  declineHandedOver(handed: Server): void {
+  declineHandedOver(handed: Listener): void {
     closeHandedOver(handed, this.server);
   }
 

@@ -3,9 +3,8 @@ import { DEFAULT_STOP_TIMEOUT_MS } from './config.js';
 import type { ControlServer } from './control.js';
 import { takeHandedOver } from './adoption.js';
 import { RainbowError, messageOf } from './errors.js';
-import { startSuccessor, type Handover, type Predecessor } from './handover.js';
+import { startSuccessor, type Handover, type HandsOver, type Predecessor } from './handover.js';
 import type { Logger } from './log.js';
-import type { Proxy } from './proxy.js';
 import type { Service } from './service.js';
 import type { ServiceRegistry } from './service-registry.js';
 
@@ -22,8 +21,8 @@ export interface UpgradeContext {
   config: () => DaemonConfig;
   registry: ServiceRegistry;
   control: ControlServer;
-  /** The data path when it runs in this process: the one an upgrade can hand over. */
-  proxy: Proxy | null;
+  /** The data path when it runs in rainbowd's processes (its own or proxy workers): the one an upgrade can hand over. */
+  proxy: HandsOver | null;
   log: Logger;
   shuttingDown: () => boolean;
   /** Writes our records again: a successor that failed may have written its own. */
@@ -66,11 +65,10 @@ export class Upgrader {
   }
 
   private refusal(): string | null {
-    const { config, registry, proxy } = this.context;
+    const { config, registry } = this.context;
     if (this.context.shuttingDown()) return 'rainbowd is shutting down';
     if (this.state !== 'serving') return 'an upgrade is already under way';
     if (config().engine === 'haproxy') return 'rainbowd upgrade cannot hand the haproxy engine over yet; restart rainbowd to upgrade it';
-    if (!proxy) return `rainbowd upgrade cannot hand proxy workers over yet ("workers": ${config().workers}); restart rainbowd to upgrade it, or set "workers": 0`;
     const deploying = registry.all().find((service) => service.deploying);
     if (deploying) return `a deploy of ${deploying.name} is under way; upgrade when it is over`;
     return null;
