@@ -224,10 +224,9 @@ export class Daemon {
     for (const key of fixedAtStart.filter((key) => next[key] !== this.config[key])) {
       // The token's values are not logged.
       const values = key === 'controlToken' ? {} : { running: this.config[key], configured: next[key] };
-      // What an upgrade can hand over: our own proxy's listener (workers take over a
-      // worker's or the daemon's; the daemon's proxy cannot take over a worker's), not HAProxy.
-      const upgradable = this.proxy !== null && key !== 'engine' && key !== 'haproxyPath' && !(key === 'workers' && this.config.workers === 0);
-      const how = upgradable ? 'rainbowd upgrade (or a restart)' : key === 'workers' ? 'a restart of rainbowd from "workers": 0 (rainbowd upgrade cannot move a proxy out of the daemon into workers)' : 'a restart of rainbowd';
+      // What an upgrade can hand over: the listener of our own proxy or proxy workers, not HAProxy.
+      const upgradable = this.proxy !== null && key !== 'engine' && key !== 'haproxyPath';
+      const how = upgradable ? 'rainbowd upgrade (or a restart)' : 'a restart of rainbowd';
       this.log.event('reload-ignored', { key, ...values, reason: `changing "${key}" needs ${how}` });
     }
     this.log.setFormat(next.logFormat);

@@ -85,11 +85,7 @@ export class ProxyWorkers implements DataPath, HandsOver {
     return this.handle!;
   }
 
-  /**
-   * A bare handle, from a predecessor with proxy workers or from `listen`. One with its proxy
-   * in its own process hands over a server that accepts in ours as it arrives: the workers
-   * could not take it from there alone.
-   */
+  /** A bare handle, from `listen` or a predecessor (handover.ts). */
   async listenOnHandedOver(handed: Listener): Promise<void> {
     this.handle = bare(handed);
     try {
@@ -235,12 +231,12 @@ export class ProxyWorkers implements DataPath, HandsOver {
 }
 
 /**
- * A server handed over by a rainbowd with its proxy in its own process accepts in ours as it
- * arrives, and the workers could not take its connections from here.
+ * A rainbowd from before proxy workers could be handed over sends a server, which accepts in
+ * our process as it arrives: the workers could not take its connections from here.
  */
 function bare(handed: Listener): SocketHandle {
   if (!(handed instanceof net.Server)) return handed;
-  throw new RainbowError('UPGRADE_FAILED', 'the running rainbowd has its proxy in its own process ("workers": 0): changing "workers" from 0 to more needs a restart of rainbowd');
+  throw new RainbowError('UPGRADE_FAILED', 'the running rainbowd is of a version that cannot hand its proxy over to proxy workers: upgrade with "workers": 0 first, or restart rainbowd');
 }
 
 function send(worker: Worker, message: PrimaryMessage, handle?: SocketHandle): void {

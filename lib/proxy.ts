@@ -1,10 +1,10 @@
 import http from 'node:http';
-import type { Server, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { openFileLimit, proxyConnectionLimit } from './connection-limit.js';
 import { isRainbowError } from './errors.js';
 import { type Forwarding, requestHeaders } from './forward-headers.js';
-import { closeHandedOver, listen, listenOnHandedOver, stopAccepting, type Listener } from './listen.js';
+import { closeHandedOver, listen, listenOnHandedOver, stopAccepting, type Listener, type SocketHandle } from './listen.js';
 import type { Logger } from './log.js';
 import { BAD_GATEWAY, BAD_REQUEST, maintenance, NOT_FOUND, type Page, PAUSED, RESTARTING, sendPage, sendRawPage, STARTING } from './pages.js';
 import { PauseController } from './pause-controller.js';
@@ -112,9 +112,12 @@ export class Proxy implements DataPath {
     return listen(this.server, port, host);
   }
 
-  /** The listening socket, for a successor to accept on too (handover.ts). */
-  get listener(): Server {
-    return this.server;
+  /**
+   * The listening socket, for a successor to accept on too (handover.ts): bare, so that it
+   * accepts nothing there until the successor's proxy, or its proxy workers, listen on it.
+   */
+  get listener(): SocketHandle {
+    return (this.server as unknown as { _handle: SocketHandle })._handle;
   }
 
   listenOnHandedOver(handed: Listener): Promise<void> {
