@@ -152,20 +152,22 @@ test('after an upgrade, a redeploy drains the handed-over generation until the o
   assert.ok(oldStopped !== -1 && oldStopped < drained, `generation 1 is drained only after the old daemon exited:\n${daemon.log()}`);
 });
 
-test('a port change in the config is applied by rainbowd upgrade: the new daemon listens on the new port', { timeout: 60_000 }, async (t) => {
-  const { daemon } = await startAppDaemon(t, { name: 'upgrade-port', config: { workers: 0 } });
-  stopSuccessorsAtEnd(t, daemon);
-  const configFile = join(daemon.dir, 'rainbow.conf.json');
-  const newPort = await getPort({ host: '127.0.0.1' });
-  writeFileSync(configFile, JSON.stringify({ ...JSON.parse(readFileSync(configFile, 'utf8')), port: newPort }));
-  await daemon.waitForLog(/reload-ignored key=port .*needs rainbowd upgrade \(or a restart\)/);
+for (const workers of [0, 2]) {
+  test(`a port change in the config is applied by rainbowd upgrade with ${workers} proxy workers: the new daemon listens on the new port`, { timeout: 60_000 }, async (t) => {
+    const { daemon } = await startAppDaemon(t, { name: `upgrade-port-${workers}`, config: { workers } });
+    stopSuccessorsAtEnd(t, daemon);
+    const configFile = join(daemon.dir, 'rainbow.conf.json');
+    const newPort = await getPort({ host: '127.0.0.1' });
+    writeFileSync(configFile, JSON.stringify({ ...JSON.parse(readFileSync(configFile, 'utf8')), port: newPort }));
+    await daemon.waitForLog(/reload-ignored key=port .*needs rainbowd upgrade \(or a restart\)/);
 
-  const upgraded = await cli(daemon, ['upgrade']);
-  assert.equal(upgraded.code, 0, describeCli(upgraded));
-  assert.equal((await request(newPort, '/')).status, 200);
-  assert.deepEqual((await daemon.status()).proxy.port, newPort);
-  await waitFor(() => request(daemon.proxyPort, '/').then(() => false, (error: NodeJS.ErrnoException) => error.code === 'ECONNREFUSED'), { timeout: 30_000, what: 'the old port closed once the old daemon exited' });
-});
+    const upgraded = await cli(daemon, ['upgrade']);
+    assert.equal(upgraded.code, 0, describeCli(upgraded));
+    assert.equal((await request(newPort, '/')).status, 200);
+    assert.deepEqual((await daemon.status()).proxy.port, newPort);
+    await waitFor(() => request(daemon.proxyPort, '/').then(() => false, (error: NodeJS.ErrnoException) => error.code === 'ECONNREFUSED'), { timeout: 30_000, what: 'the old port closed once the old daemon exited' });
+  });
+}
 
 test('POST /upgrade from a web page is refused, and nothing changes', { timeout: 60_000 }, async (t) => {
   const { daemon } = await startAppDaemon(t, { name: 'upgrade-cross-site', config: { workers: 0 } });
