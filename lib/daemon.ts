@@ -10,10 +10,10 @@ import { HaproxyDataPath } from './haproxy-data-path.js';
 import { stopLeftHaproxy } from './haproxy-process.js';
 import { findLeftHaproxy, removeHaproxyRecord } from './haproxy-record.js';
 import type { Logger } from './log.js';
-import type net from 'node:net';
 import { findLeftovers, type Leftovers } from './adoption.js';
 import { removeGenerationRecord } from './generation-record.js';
-import type { Handover, Predecessor } from './handover.js';
+import type { Handover, HandsOver, Predecessor } from './handover.js';
+import { addressOf, type Listener } from './listen.js';
 import { runtimeDirPrefix, stopOrphans } from './orphans.js';
 import { Proxy } from './proxy.js';
 import { ProxyWorkers } from './proxy-workers.js';
@@ -29,8 +29,8 @@ const fixedAtStart = ['host', 'port', 'controlHost', 'controlPort', 'controlSock
 
 export class Daemon {
   private readonly dataPath: DataPath;
-  /** The data path when it runs in this process: the one `rainbowd upgrade` can hand over. */
-  private readonly proxy: Proxy | null;
+  /** The data path when it runs in rainbowd's processes (its own, or proxy workers): a successor's listener is handed to it. */
+  private readonly proxy: HandsOver | null;
   /** The haproxy engine: it takes over the HAProxy a predecessor left serving. */
   private readonly haproxy: HaproxyDataPath | null;
   private readonly registry: ServiceRegistry;
@@ -62,7 +62,7 @@ export class Daemon {
     this.predecessor = predecessor;
     this.pidfile = pidfile;
     this.dataPath = createDataPath(config, log);
-    this.proxy = this.dataPath instanceof Proxy ? this.dataPath : null;
+    this.proxy = this.dataPath instanceof Proxy || this.dataPath instanceof ProxyWorkers ? this.dataPath : null;
     this.haproxy = this.dataPath instanceof HaproxyDataPath ? this.dataPath : null;
     // Marks the requests our proxy forwarded, so one that a target sends back to it is answered 508, not forwarded again.
     const via = `rainbowd-${randomBytes(6).toString('hex')}`;
@@ -169,9 +169,9 @@ export class Daemon {
   private async listen(handover: Handover | null): Promise<void> {
     const { config } = this;
     const { proxy: handedProxy, control: handedControl, controlSocket: handedSocket } = handover?.listeners ?? {};
-    const same = (server: net.Server | undefined, host: string, port: number) => {
-      const address = server?.address();
-      return typeof address === 'object' && address !== null && address.port === port && address.address === host;
+    const same = (listener: Listener | undefined, host: string, port: number) => {
+      const address = listener && addressOf(listener);
+      return address?.port === port && address.address === host;
     };
     const proxy = same(handedProxy, config.host, config.port) && this.proxy ? handedProxy! : null;
     if (proxy) await this.proxy!.listenOnHandedOver(proxy);
@@ -250,8 +250,8 @@ export class Daemon {
     for (const key of fixedAtStart.filter((key) => next[key] !== this.config[key])) {
       // The token's values are not logged.
       const values = key === 'controlToken' ? {} : { running: this.config[key], configured: next[key] };
-      // What an upgrade can move to a new address: the in-process proxy's listeners, not workers or HAProxy.
-      const upgradable = this.proxy !== null && key !== 'workers' && key !== 'engine' && key !== 'haproxyPath';
+      // What an upgrade can move to a new address: the listener of our own proxy or proxy workers, not HAProxy's.
+      const upgradable = this.proxy !== null && key !== 'engine' && key !== 'haproxyPath';
       const how = upgradable ? 'rainbowd upgrade (or a restart)' : 'a restart of rainbowd';
       this.log.event('reload-ignored', { key, ...values, reason: `changing "${key}" needs ${how}` });
     }

@@ -1,9 +1,9 @@
 import { spawn } from 'node:child_process';
-import type net from 'node:net';
+import net from 'node:net';
 import { formatDuration } from './duration.js';
 import { RainbowError } from './errors.js';
 import type { RecordedGeneration } from './generation-record.js';
-import { holdConnections } from './listen.js';
+import { holdConnections, type Listener } from './listen.js';
 
 // `rainbowd upgrade`, as tableflip and einhorn do it: the running rainbowd starts a new one
 // from the code installed now and hands it, over an IPC channel, its listening sockets (both
@@ -35,9 +35,17 @@ type ToSuccessor =
 
 type ToPredecessor = { type: 'send' } | { type: 'ready'; pid: number } | { type: 'failed'; message: string };
 
+/** A data path in rainbowd's processes: it hands its listener over, or takes one handed over. */
+export interface HandsOver {
+  listenOnHandedOver(handed: Listener): Promise<void>;
+  /** A handed-over listener on an address the config no longer has. */
+  declineHandedOver(handed: Listener): void;
+}
+
 /** What the running rainbowd hands over. */
 export interface Handover {
-  listeners: Partial<Record<ListenerName, net.Server>>;
+  /** The proxy's is a bare handle when proxy workers accept on it. */
+  listeners: { proxy?: Listener; control?: net.Server; controlSocket?: net.Server };
   /** The path of the `controlSocket` listener. */
   controlSocketFile: string | null;
   /** The runtime directory of the HAProxy the successor takes over (haproxy engine). */
@@ -93,9 +101,9 @@ export function startSuccessor(handover: Handover, timeoutMs: number): Promise<n
 }
 
 function send(child: ReturnType<typeof spawn>, handover: Handover): void {
-  const post = (message: ToSuccessor, handle?: net.Server | net.Socket) =>
+  const post = (message: ToSuccessor, handle?: Listener | net.Socket) =>
     // keepOpen: we go on accepting, and reading output, until the new one is ready.
-    child.send(message, handle, { keepOpen: true }, () => undefined);
+    child.send(message, handle as net.Server | net.Socket | undefined, { keepOpen: true }, () => undefined);
   for (const [name, server] of Object.entries(handover.listeners)) post({ type: 'listener', name: name as ListenerName }, server);
   for (const [marker, streams] of handover.outputs) for (const stream of streams) post({ type: 'output', marker }, stream);
   post({ type: 'generations', controlSocketFile: handover.controlSocketFile, haproxyDir: handover.haproxyDir, generations: handover.generations, externals: handover.externals, lastGenerations: [...handover.lastGenerations], restarts: [...handover.restarts] });
@@ -120,10 +128,11 @@ export class Predecessor {
   receive(): Promise<Handover> {
     const handover: Handover = { listeners: {}, controlSocketFile: null, haproxyDir: null, outputs: new Map(), generations: [], externals: [], lastGenerations: new Map(), restarts: new Map() };
     return new Promise((resolve) => {
-      const onMessage = (message: ToSuccessor, handle: net.Server | net.Socket | undefined) => {
+      const onMessage = (message: ToSuccessor, handle: Listener | net.Socket | undefined) => {
         if (message.type === 'listener' && handle) {
-          holdConnections(handle as net.Server);
-          handover.listeners[message.name] = handle as net.Server;
+          // A bare handle accepts nothing until someone listens on it: it holds no connection.
+          if (handle instanceof net.Server) holdConnections(handle);
+          Object.assign(handover.listeners, { [message.name]: handle });
         }
         else if (message.type === 'output' && handle) handover.outputs.set(message.marker, [...(handover.outputs.get(message.marker) ?? []), handle as net.Socket]);
         else if (message.type === 'generations') {

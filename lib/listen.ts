@@ -1,5 +1,7 @@
 import type http from 'node:http';
+import { lookup } from 'node:dns/promises';
 import net from 'node:net';
+import { getSystemErrorName } from 'node:util';
 
 /**
  * Resolves once the server listens on `port` and `host`, or on the unix socket `port` names;
@@ -7,6 +9,37 @@ import net from 'node:net';
  */
 export function listen(server: net.Server, port: number | string, host?: string): Promise<void> {
   return listenWith(server, (done) => (typeof port === 'string' ? server.listen(port, done) : server.listen(port, host, done)));
+}
+
+/**
+ * A listening TCP socket as libuv holds it, not a server: no process accepts on it until one
+ * listens on it. Proxy workers share one (proxy-workers.ts); child_process passes it on as it is.
+ */
+export interface SocketHandle {
+  getsockname(out: { address?: string; port?: number }): number;
+  close(): void;
+}
+
+/** A listener handed over: a server (accepting already) or a bare handle (proxy workers'). */
+export type Listener = net.Server | SocketHandle;
+
+/** Binds a TCP socket without accepting on it: proxy workers accept on it, not the process that binds it. */
+export async function bindHandle(port: number, host: string): Promise<SocketHandle> {
+  const { address, family } = await lookup(host);
+  const created = (net as unknown as { _createServerHandle(address: string, port: number, family: number): SocketHandle | number })._createServerHandle(address, port, family);
+  if (typeof created !== 'number') return created;
+  const code = getSystemErrorName(created);
+  throw Object.assign(new Error(`listen ${code}: ${host}:${port}`), { code });
+}
+
+/** The address a listener is bound to. */
+export function addressOf(listener: Listener): { address: string; port: number } | null {
+  if (listener instanceof net.Server) {
+    const address = listener.address();
+    return typeof address === 'object' && address !== null ? address : null;
+  }
+  const out: { address?: string; port?: number } = {};
+  return listener.getsockname(out) === 0 && out.address !== undefined && out.port !== undefined ? { address: out.address, port: out.port } : null;
 }
 
 /** Connections a handed-over listener accepted before a server took it: they wait for it. */
@@ -27,7 +60,8 @@ export function holdConnections(handed: net.Server): void {
  * accept on it until the other closes its copy. A TCP socket is taken as it is; a unix
  * socket's connections are passed on from the server Node made for it.
  */
-export async function listenOnHandedOver(server: http.Server, handed: net.Server): Promise<void> {
+export async function listenOnHandedOver(server: http.Server, handed: Listener): Promise<void> {
+  if (!(handed instanceof net.Server)) return listenWith(server, (done) => server.listen(handed, done));
   const handle = (handed as net.Server & { _handle?: unknown })._handle;
   const held = waiting.get(handed);
   if (held) handed.off('connection', held.hold);
@@ -43,7 +77,8 @@ export async function listenOnHandedOver(server: http.Server, handed: net.Server
  * A handed-over listening socket this rainbowd does not listen on (its port changed): closed
  * here, the predecessor closes its own copy; what it accepted meanwhile is served all the same.
  */
-export function closeHandedOver(handed: net.Server, server: http.Server): void {
+export function closeHandedOver(handed: Listener, server: http.Server): void {
+  if (!(handed instanceof net.Server)) return handed.close();
   const held = waiting.get(handed);
   if (held) handed.off('connection', held.hold);
   handed.close();

@@ -1,3 +1,4 @@
+import type { SocketHandle } from './listen.js';
 import { Proxy } from './proxy.js';
 import type { PrimaryMessage, WorkerMessage } from './proxy-workers.js';
 
@@ -31,11 +32,12 @@ setInterval(() => {
   send({ type: 'in-flight', counts });
 }, REPORT_INTERVAL_MS).unref();
 
-process.on('message', (message: PrimaryMessage) => {
+process.on('message', (message: PrimaryMessage, handle: SocketHandle | undefined) => {
   switch (message.type) {
     case 'listen':
       proxy.update(message.table);
-      proxy.listen(message.port, message.host).then(
+      // The supervisor's socket: every worker accepts on it, and a successor's workers too.
+      proxy.listenOnHandedOver(handle!).then(
         () => send({ type: 'listening' }),
         (error: NodeJS.ErrnoException) => send({ type: 'listen-failed', code: error.code, message: error.message }),
       );
@@ -48,6 +50,9 @@ process.on('message', (message: PrimaryMessage) => {
       break;
     case 'release':
       void proxy.release(message.key).then((cut) => send({ type: 'answer', id: message.id, value: cut }));
+      break;
+    case 'hand-over':
+      void proxy.handOver(message.timeoutMs).then(() => send({ type: 'answer', id: message.id, value: 0 }));
       break;
     case 'close':
       proxy.close();

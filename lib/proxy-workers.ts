@@ -1,20 +1,28 @@
 import cluster, { type Worker } from 'node:cluster';
+import net from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { RainbowError } from './errors.js';
+import type { HandsOver } from './handover.js';
+import { bindHandle, type Listener, type SocketHandle } from './listen.js';
 import type { EventFields, Logger } from './log.js';
-import type { DataPath, RouteTable } from './route-table.js';
+import type { DataPath, DataPathHandover, RouteTable } from './route-table.js';
 
 // The data path in several processes (node:cluster) sharing the proxy's listener, so it
 // can use more than one core. The supervisor stays here: it publishes the route table to
 // every worker, and a drain asks each worker to say when it has nothing in flight to the
 // old generation. A worker's messages arrive in the order they were sent, so a worker
 // always has the switch before it is asked about the drain that follows it.
+// The supervisor binds the listening socket and sends it to each worker, which accepts on
+// it itself; the supervisor keeps its copy, not accepting, for `rainbowd upgrade` to hand
+// over: the new rainbowd's workers accept on the same socket before ours stop.
 
 export type PrimaryMessage =
-  | { type: 'listen'; port: number; host: string; table: RouteTable }
+  | { type: 'listen'; table: RouteTable }
   | { type: 'update'; table: RouteTable }
   | { type: 'when-idle'; id: number; key: number }
   | { type: 'release'; id: number; key: number }
   | { type: 'close' }
+  | { type: 'hand-over'; id: number; timeoutMs: number }
   | { type: 'stop' };
 
 export type WorkerMessage =
@@ -49,11 +57,11 @@ interface Question {
   resolve: (total: number) => void;
 }
 
-export class ProxyWorkers implements DataPath {
+export class ProxyWorkers implements DataPath, HandsOver {
   private readonly workers = new Map<Worker, WorkerState>();
   private readonly questions = new Map<number, Question>();
   private table: RouteTable = { services: [], trustedProxies: [], via: '' };
-  private address: { port: number; host: string } | null = null;
+  private handle: SocketHandle | null = null;
   private nextQuestion = 1;
   private closing = false;
   private stopping = false;
@@ -62,16 +70,24 @@ export class ProxyWorkers implements DataPath {
     private readonly count: number,
     private readonly log: Logger,
   ) {
-    // Each worker accepts its own connections. With node:cluster's default (round robin on
-    // Linux) the daemon accepts every connection and queues it for a worker: a flood of
-    // them filled the daemon's descriptor table, and the control API, health checks and
-    // spawns failed with EMFILE. This way the daemon holds none of them.
-    cluster.schedulingPolicy = cluster.SCHED_NONE;
+    // Each worker accepts its own connections, on the socket we send it. Had the daemon
+    // accepted them for the workers (node:cluster's round robin), a flood of them filled its
+    // descriptor table, and the control API, health checks and spawns failed with EMFILE.
     cluster.setupPrimary({ exec: WORKER_SCRIPT, args: [], execArgv: [] });
   }
 
   async listen(port: number, host: string): Promise<void> {
-    this.address = { port, host };
+    await this.listenOnHandedOver(await bindHandle(port, host));
+  }
+
+  /** The socket the workers accept on, for a successor's workers to accept on too (handover.ts). */
+  handover(): DataPathHandover {
+    return { proxy: this.handle! };
+  }
+
+  /** A bare handle, from `listen` or a predecessor (handover.ts). */
+  async listenOnHandedOver(handed: Listener): Promise<void> {
+    this.handle = bare(handed);
     try {
       await Promise.all(Array.from({ length: this.count }, () => this.fork()));
     } catch (error) {
@@ -95,6 +111,16 @@ export class ProxyWorkers implements DataPath {
     return this.ask((id) => ({ type: 'release', id, key }), RELEASE_ANSWER_MS);
   }
 
+  declineHandedOver(handed: Listener): void {
+    bare(handed).close();
+  }
+
+  /** Every worker stops accepting and tells kept-alive clients to close; resolves once they have no connection left. */
+  async handOver(timeoutMs: number): Promise<void> {
+    this.closing = true;
+    await this.ask((id) => ({ type: 'hand-over', id, timeoutMs }));
+  }
+
   inFlight(key: number): number {
     let total = 0;
     for (const state of this.workers.values()) total += state.counts.get(key) ?? 0;
@@ -108,6 +134,8 @@ export class ProxyWorkers implements DataPath {
 
   async stop(): Promise<void> {
     this.stopping = true;
+    this.handle?.close();
+    this.handle = null;
     await Promise.all(
       [...this.workers].map(([worker, state]) => {
         const exited = new Promise((resolve) => worker.once('exit', resolve));
@@ -131,8 +159,7 @@ export class ProxyWorkers implements DataPath {
           state.ready = true;
           // Started just as rainbowd began to shut down: there is nothing for it to do.
           if (this.closing || this.stopping) return void worker.process.kill('SIGKILL');
-          const { port, host } = this.address!;
-          send(worker, { type: 'listen', port, host, table: this.table });
+          send(worker, { type: 'listen', table: this.table }, this.handle!);
         } else if (message.type === 'listening') {
           state.listening = true;
           resolve();
@@ -203,6 +230,16 @@ export class ProxyWorkers implements DataPath {
   }
 }
 
-function send(worker: Worker, message: PrimaryMessage): void {
-  if (worker.isConnected()) worker.send(message);
+/**
+ * A rainbowd from before proxy workers could be handed over sends a server, which accepts in
+ * our process as it arrives: the workers could not take its connections from here.
+ */
+function bare(handed: Listener): SocketHandle {
+  if (!(handed instanceof net.Server)) return handed;
+  throw new RainbowError('UPGRADE_FAILED', 'the running rainbowd is of a version that cannot hand its proxy over to proxy workers: upgrade with "workers": 0 first, or restart rainbowd');
+}
+
+function send(worker: Worker, message: PrimaryMessage, handle?: SocketHandle): void {
+  // keepOpen: the handle is ours to send to the next worker, and to hand over.
+  if (worker.isConnected()) worker.send(message, handle as unknown as net.Server, { keepOpen: true });
 }

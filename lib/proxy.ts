@@ -1,10 +1,10 @@
 import http from 'node:http';
-import type { Server, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { openFileLimit, proxyConnectionLimit } from './connection-limit.js';
 import { isRainbowError } from './errors.js';
 import { type Forwarding, requestHeaders } from './forward-headers.js';
-import { closeHandedOver, listen, listenOnHandedOver, stopAccepting } from './listen.js';
+import { closeHandedOver, listen, listenOnHandedOver, stopAccepting, type Listener, type SocketHandle } from './listen.js';
 import type { Logger } from './log.js';
 import { BAD_GATEWAY, BAD_REQUEST, maintenance, NOT_FOUND, type Page, PAUSED, RESTARTING, sendPage, sendRawPage, STARTING } from './pages.js';
 import { PauseController } from './pause-controller.js';
@@ -112,17 +112,20 @@ export class Proxy implements DataPath {
     return listen(this.server, port, host);
   }
 
-  /** The listening socket, for a successor to accept on too (handover.ts). */
+  /**
+   * The listening socket, for a successor to accept on too (handover.ts): bare, so that it
+   * accepts nothing there until the successor's proxy, or its proxy workers, listen on it.
+   */
   handover(): DataPathHandover {
-    return { proxy: this.server };
+    return { proxy: (this.server as unknown as { _handle: SocketHandle })._handle };
   }
 
-  listenOnHandedOver(handed: Server): Promise<void> {
+  listenOnHandedOver(handed: Listener): Promise<void> {
     return listenOnHandedOver(this.server, handed);
   }
 
   /** A handed-over listener on an address the config no longer has. */
-  declineHandedOver(handed: Server): void {
+  declineHandedOver(handed: Listener): void {
     closeHandedOver(handed, this.server);
   }
 

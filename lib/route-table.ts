@@ -1,4 +1,4 @@
-import type net from 'node:net';
+import type { Listener } from './listen.js';
 import type { ServiceMode } from './api.js';
 
 // What the data path knows of the services: a plain-data table the supervisor publishes on
@@ -73,8 +73,8 @@ export interface DataPath {
 
 /** What a successor takes the data path over with at `rainbowd upgrade`. */
 export interface DataPathHandover {
-  /** The proxy's listening socket, when the proxy runs in rainbowd's own process. */
-  proxy?: net.Server;
+  /** The proxy's listening socket, when the proxy runs in rainbowd's processes (its own, or proxy workers). */
+  proxy?: Listener;
   /** The runtime directory of the HAProxy that goes on serving (haproxy engine). */
   haproxyDir?: string;
 }

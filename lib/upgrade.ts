@@ -69,7 +69,7 @@ export class Upgrader {
     const { config, registry, dataPath } = this.context;
     if (this.context.shuttingDown()) return 'rainbowd is shutting down';
     if (this.state !== 'serving') return 'an upgrade is already under way';
-    if (!dataPath.handover) return `rainbowd upgrade cannot hand proxy workers over yet ("workers": ${config().workers}); restart rainbowd to upgrade it, or set "workers": 0`;
+    if (!dataPath.handover) return `rainbowd upgrade cannot hand the ${config().engine} engine's data path over; restart rainbowd to upgrade it`;
     const deploying = registry.all().find((service) => service.deploying);
     if (deploying) return `a deploy of ${deploying.name} is under way; upgrade when it is over`;
     return null;

@@ -6,17 +6,18 @@ import { test, type TestContext } from 'node:test';
 import getPort from 'get-port';
 import { cli, describeCli, runCli } from '../helpers/cli.js';
 import { startAppDaemon, type Daemon } from '../helpers/daemon.js';
-import { testEachEngine } from '../helpers/engines.js';
+import { testEachEngine, type Engine } from '../helpers/engines.js';
 import { haproxyMasters, haproxyProcesses } from '../helpers/haproxy.js';
 import { request } from '../helpers/http.js';
 import { describeLoad, startLoad } from '../helpers/load.js';
-import { appProcesses, describeProcesses, isAlive, markedProcesses } from '../helpers/process.js';
+import { appProcesses, describeProcesses, isAlive, markedProcesses, proxyWorkers } from '../helpers/process.js';
 import { waitFor } from '../helpers/wait.js';
 
 // `rainbowd upgrade` (and POST /upgrade, SIGUSR2): a new daemon takes over the listening
 // sockets and the running apps from the old one, which finishes its requests and exits.
-// The proxy runs in the daemon's process (proxy workers are not handed over yet), or HAProxy,
-// which goes on serving and is taken over.
+// The proxy runs in the daemon's process, or in proxy workers (the new daemon's workers accept
+// on the same socket before the old ones stop), or it is HAProxy, which goes on serving and is
+// taken over.
 
 async function daemonPid(daemon: Daemon): Promise<number> {
   return (await daemon.status()).pid;
@@ -37,10 +38,14 @@ function stopSuccessorsAtEnd(t: TestContext, daemon: Daemon): void {
   });
 }
 
-testEachEngine('rainbowd upgrade twice and SIGUSR2 once under load: no failed request, the app keeps its pid and its output, the daemon pid changes, a 3 s request started before completes, a redeploy works after', { timeout: 120_000 }, async (t, engine) => {
-  const pidfile = join(tmpdir(), `rainbowd-upgrade-test-${process.pid}.pid`);
+/**
+ * The upgrade scenario of the issue: `rainbowd upgrade` twice and SIGUSR2 once under load, with
+ * the proxy in the daemon (`workers`: 0), in proxy workers (replaced too), or HAProxy.
+ */
+async function upgradeUnderLoad(t: TestContext, engine: Engine, workers: number): Promise<void> {
+  const pidfile = join(tmpdir(), `rainbowd-upgrade-test-${process.pid}-${engine}-${workers}.pid`);
   t.after(() => rmSync(pidfile, { force: true }));
-  const { daemon, marker } = await startAppDaemon(t, { name: 'upgrade', engine, config: { workers: 0 }, env: { RAINBOWD_PIDFILE: pidfile } });
+  const { daemon, marker } = await startAppDaemon(t, { name: `upgrade-${workers}`, engine, config: { workers }, env: { RAINBOWD_PIDFILE: pidfile } });
   stopSuccessorsAtEnd(t, daemon);
   assert.equal(readFileSync(pidfile, 'utf8'), `${daemon.pid}\n`, 'the --pidfile has the daemon pid');
   const app = await daemon.waitForActive();
@@ -50,8 +55,11 @@ testEachEngine('rainbowd upgrade twice and SIGUSR2 once under load: no failed re
   await waitFor(async () => (await daemon.service()).generations[0]?.inFlight === 1, { timeout: 10_000, what: 'the 3 s request in flight' });
 
   const pids = [daemon.pid];
+  const oldWorkers: number[] = [];
   for (const how of ['rainbowd upgrade', 'rainbowd upgrade', 'SIGUSR2']) {
     const before = load.snapshot().total;
+    const running = await waitFor(() => (proxyWorkers(pids.at(-1)!).length === workers ? proxyWorkers(pids.at(-1)!) : undefined), { timeout: 10_000, what: `${workers} proxy workers` });
+    oldWorkers.push(...running.map((worker) => worker.pid));
     if (how === 'SIGUSR2') process.kill(pids.at(-1)!, 'SIGUSR2');
     else {
       const upgraded = await cli(daemon, ['upgrade']);
@@ -70,6 +78,8 @@ testEachEngine('rainbowd upgrade twice and SIGUSR2 once under load: no failed re
   const finished = await slow;
   assert.equal(finished.status, 200, 'the 3 s request started before the upgrades completes');
   await waitFor(() => pids.slice(0, -1).every((pid) => !isAlive(pid)), { timeout: 30_000, what: 'the old daemons to exit' });
+  await waitFor(() => oldWorkers.every((pid) => !isAlive(pid)), { timeout: 30_000, what: 'the old daemons\' proxy workers to exit' });
+  assert.equal(proxyWorkers(pids.at(-1)!).length, workers, 'the new daemon runs its own proxy workers');
   const result = await load.stop();
   assert.equal(result.errorCount, 0, describeLoad(result));
   assert.deepEqual(Object.keys(result.byStatus), ['200'], describeLoad(result));
@@ -91,7 +101,11 @@ testEachEngine('rainbowd upgrade twice and SIGUSR2 once under load: no failed re
   assert.match(daemon.log(), /\[default#1\] app pid=\d+ generation=1: got SIGTERM \(graceful\)/, 'the handed-over app still writes to the log when it stops');
   assert.equal(appProcesses(marker).length, 1, describeProcesses(appProcesses(marker)));
   if (engine === 'haproxy') await assertShutdownStopsHaproxy(daemon, pids.at(-1)!);
-});
+}
+
+testEachEngine('rainbowd upgrade twice and SIGUSR2 once under load: no failed request, the app keeps its pid and its output, the daemon pid changes, a 3 s request started before completes, a redeploy works after', { timeout: 120_000 }, (t, engine) => upgradeUnderLoad(t, engine, 0));
+
+test('with proxy workers, rainbowd upgrade twice and SIGUSR2 once under load: no failed request, the workers are replaced, the app keeps its pid, a 3 s request started before completes, a redeploy works after', { timeout: 120_000 }, (t) => upgradeUnderLoad(t, 'node', 2));
 
 /** SIGTERM to the daemon that runs now (not the test's child): it stops HAProxy, and nothing of it remains. */
 async function assertShutdownStopsHaproxy(daemon: Daemon, pid: number): Promise<void> {
@@ -155,20 +169,22 @@ testEachEngine('after an upgrade, a redeploy drains the handed-over generation u
   assert.ok(oldStopped !== -1 && oldStopped < drained, `generation 1 is drained only after the old daemon exited:\n${daemon.log()}`);
 });
 
-test('a port change in the config is applied by rainbowd upgrade: the new daemon listens on the new port', { timeout: 60_000 }, async (t) => {
-  const { daemon } = await startAppDaemon(t, { name: 'upgrade-port', config: { workers: 0 } });
-  stopSuccessorsAtEnd(t, daemon);
-  const configFile = join(daemon.dir, 'rainbow.conf.json');
-  const newPort = await getPort({ host: '127.0.0.1' });
-  writeFileSync(configFile, JSON.stringify({ ...JSON.parse(readFileSync(configFile, 'utf8')), port: newPort }));
-  await daemon.waitForLog(/reload-ignored key=port .*needs rainbowd upgrade \(or a restart\)/);
+for (const workers of [0, 2]) {
+  test(`a port change in the config is applied by rainbowd upgrade with ${workers} proxy workers: the new daemon listens on the new port`, { timeout: 60_000 }, async (t) => {
+    const { daemon } = await startAppDaemon(t, { name: `upgrade-port-${workers}`, config: { workers } });
+    stopSuccessorsAtEnd(t, daemon);
+    const configFile = join(daemon.dir, 'rainbow.conf.json');
+    const newPort = await getPort({ host: '127.0.0.1' });
+    writeFileSync(configFile, JSON.stringify({ ...JSON.parse(readFileSync(configFile, 'utf8')), port: newPort }));
+    await daemon.waitForLog(/reload-ignored key=port .*needs rainbowd upgrade \(or a restart\)/);
 
-  const upgraded = await cli(daemon, ['upgrade']);
-  assert.equal(upgraded.code, 0, describeCli(upgraded));
-  assert.equal((await request(newPort, '/')).status, 200);
-  assert.deepEqual((await daemon.status()).proxy.port, newPort);
-  await waitFor(() => request(daemon.proxyPort, '/').then(() => false, (error: NodeJS.ErrnoException) => error.code === 'ECONNREFUSED'), { timeout: 30_000, what: 'the old port closed once the old daemon exited' });
-});
+    const upgraded = await cli(daemon, ['upgrade']);
+    assert.equal(upgraded.code, 0, describeCli(upgraded));
+    assert.equal((await request(newPort, '/')).status, 200);
+    assert.deepEqual((await daemon.status()).proxy.port, newPort);
+    await waitFor(() => request(daemon.proxyPort, '/').then(() => false, (error: NodeJS.ErrnoException) => error.code === 'ECONNREFUSED'), { timeout: 30_000, what: 'the old port closed once the old daemon exited' });
+  });
+}
 
 test('with controlSocket, the socket file is the new daemon\'s after rainbowd upgrade: the CLI reaches it there once the old one has exited', { timeout: 60_000 }, async (t) => {
   const { daemon } = await startAppDaemon(t, { name: 'upgrade-socket', config: { workers: 0, controlSocket: 'control.sock' } });
@@ -208,13 +224,39 @@ test('an app that keeps crashing at start keeps its restart backoff across rainb
   assert.equal(await daemonPid(daemon), successor);
 });
 
-test('POST /upgrade from a web page, and rainbowd upgrade with proxy workers, are refused with the reason, and nothing changes', { timeout: 60_000 }, async (t) => {
-  const { daemon } = await startAppDaemon(t, { name: 'upgrade-workers', config: { workers: 2 } });
+test('POST /upgrade from a web page is refused, and nothing changes', { timeout: 60_000 }, async (t) => {
+  const { daemon } = await startAppDaemon(t, { name: 'upgrade-cross-site', config: { workers: 0 } });
   const crossSite = await request(daemon.controlPort, '/upgrade', { method: 'POST', body: '', headers: { origin: 'http://evil.example' } });
   assert.equal(crossSite.status, 403, crossSite.body);
-  const refused = await cli(daemon, ['upgrade']);
-  assert.equal(refused.code, 1, describeCli(refused));
-  assert.equal(refused.stderr, 'rainbowd: rainbowd upgrade cannot hand proxy workers over yet ("workers": 2); restart rainbowd to upgrade it, or set "workers": 0\n');
   assert.equal(await daemonPid(daemon), daemon.pid);
   assert.equal((await request(daemon.proxyPort, '/')).status, 200);
+});
+
+test('a change of the number of proxy workers, to 0 and from 0 too, is applied by rainbowd upgrade under load with no failed request', { timeout: 120_000 }, async (t) => {
+  const { daemon } = await startAppDaemon(t, { name: 'upgrade-workers', config: { workers: 2 } });
+  stopSuccessorsAtEnd(t, daemon);
+  const app = await daemon.waitForActive();
+  const configFile = join(daemon.dir, 'rainbow.conf.json');
+  const load = startLoad({ port: daemon.proxyPort, keepAliveClients: 2, newConnectionClients: 1, maxDuration: 90_000 });
+
+  let previous = 2;
+  for (const workers of [1, 0, 2]) {
+    const running = await daemonPid(daemon);
+    writeFileSync(configFile, JSON.stringify({ ...JSON.parse(readFileSync(configFile, 'utf8')), workers }));
+    // Not left to the file watch: a new daemon's may not be set up yet.
+    process.kill(running, 'SIGHUP');
+    await daemon.waitForLog(new RegExp(`reload-ignored key=workers running=${previous} configured=${workers} .*needs rainbowd upgrade \\(or a restart\\)`));
+    const upgraded = await cli(daemon, ['upgrade']);
+    assert.equal(upgraded.code, 0, describeCli(upgraded));
+    const status = await daemon.status();
+    assert.equal(status.proxy.workers, workers);
+    assert.equal(proxyWorkers(status.pid).length, workers, `the new daemon runs ${workers} proxy worker(s)`);
+    const before = load.snapshot().total;
+    await waitFor(() => load.snapshot().total >= before + 50, { timeout: 20_000, what: `50 responses with ${workers} worker(s)` });
+    previous = workers;
+  }
+  const result = await load.stop();
+  assert.equal(result.errorCount, 0, describeLoad(result));
+  assert.deepEqual(Object.keys(result.byStatus), ['200'], describeLoad(result));
+  assert.equal((await daemon.service()).generations[0]?.pid, app.pid, 'the app was not restarted');
 });
