@@ -130,6 +130,10 @@ export class ProxyWorkers implements DataPath, HandsOver {
   close(): void {
     this.closing = true;
     this.broadcast({ type: 'close' });
+    // Our copy of the socket would keep it listening: the kernel would queue new connections
+    // that no worker accepts any more, instead of refusing them.
+    this.handle?.close();
+    this.handle = null;
   }
 
   async stop(): Promise<void> {
