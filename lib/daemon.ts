@@ -4,7 +4,7 @@ import type { DaemonStatus, UpgradeResult } from './api.js';
 import { DEFAULT_STOP_TIMEOUT_MS, loadConfig, type DaemonConfig, type RunOverrides } from './config.js';
 import { ControlServer } from './control.js';
 import { removePidfile, removeRecord, writePidfile, writeRecord } from './daemon-record.js';
-import { RainbowError, isRainbowError, messageOf } from './errors.js';
+import { RainbowError, messageOf } from './errors.js';
 import { FileWatch } from './file-watch.js';
 import { HaproxyDataPath } from './haproxy-data-path.js';
 import { stopLeftHaproxy } from './haproxy-process.js';
@@ -13,12 +13,13 @@ import type { Logger } from './log.js';
 import { findLeftovers, type Leftovers } from './adoption.js';
 import { removeGenerationRecord } from './generation-record.js';
 import type { Handover, HandsOver, Predecessor } from './handover.js';
-import { addressOf, type Listener } from './listen.js';
+import { addressOf, listenOrExplain, type Listener } from './listen.js';
 import { runtimeDirPrefix, stopOrphans } from './orphans.js';
 import { Proxy } from './proxy.js';
 import { ProxyWorkers } from './proxy-workers.js';
 import type { DataPath } from './route-table.js';
 import { ServiceRegistry } from './service-registry.js';
+import { handleSignals } from './signals.js';
 import { takeOver, Upgrader } from './upgrade.js';
 
 // Wiring: the data path, the service registry and the control API; the start sequence,
@@ -128,7 +129,17 @@ export class Daemon {
     try {
       this.registry.keepRecord();
       this.recordControlAddress();
-      this.installSignalHandlers();
+      handleSignals({
+        redeployDefault: (why) => this.registry.redeploy(undefined, why),
+        reload: (why) => this.reload(why),
+        upgrade: (why) => this.upgrade(why),
+        shutdown: (signal) => {
+          if (this.shuttingDown) return false;
+          void this.shutdown(signal).then(() => process.exit(0));
+          return true;
+        },
+        log: this.log,
+      });
       // A new rainbowd that crashes before it is ready must leave the apps to its predecessor.
       if (!this.predecessor) this.installCrashHandler();
       this.watchFiles();
@@ -326,54 +337,10 @@ export class Daemon {
       process.exit(1);
     });
   }
-
-  private installSignalHandlers(): void {
-    process.on('SIGUSR1', () => {
-      let deploying: Promise<unknown>;
-      try {
-        deploying = this.registry.redeploy(undefined, 'SIGUSR1');
-      } catch (error) {
-        // A config of named services only has no default one: a signal's mistake, not a crash.
-        this.log.event('signal-ignored', { reason: `SIGUSR1 redeploys the default service: ${messageOf(error)}; use rainbowd redeploy NAME` });
-        return;
-      }
-      deploying.catch(() => undefined); // logged by the deploy
-    });
-    process.on('SIGHUP', () => void this.reload('SIGHUP'));
-    process.on('SIGUSR2', () => {
-      this.upgrade('SIGUSR2').catch((error: unknown) => {
-        // A failure is logged by the upgrade; a refusal is said here.
-        if (isRainbowError(error) && error.code === 'UPGRADE_REFUSED') this.log.event('signal-ignored', { reason: `SIGUSR2 upgrades rainbowd: ${error.message}` });
-      });
-    });
-    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-      process.on(signal, () => {
-        if (this.shuttingDown) {
-          this.log.event('shutting-down', { reason: `${signal} again: still draining, please wait` });
-          return;
-        }
-        void this.shutdown(signal).then(() => process.exit(0));
-      });
-    }
-  }
 }
 
 /** The engine the config names: HAProxy (its program is checked when it starts), or rainbowd's own proxy in this process or in workers. */
 function createDataPath(config: DaemonConfig, log: Logger): DataPath {
   if (config.engine === 'haproxy') return new HaproxyDataPath({ haproxyPath: config.haproxyPath, configFile: config.file, log });
   return config.workers === 0 ? new Proxy(log) : new ProxyWorkers(config.workers, log);
-}
-
-async function listenOrExplain(listening: Promise<void>, what: string, host: string, port: number, setting: string, file: string | null): Promise<void> {
-  try {
-    await listening;
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
-      const problem = code === 'EADDRINUSE' ? 'is already in use (is another rainbowd running?)' : code === 'EACCES' ? 'needs privileges' : 'is not an address of this machine';
-      const errorCode = code === 'EADDRINUSE' ? 'PORT_IN_USE' : 'LISTEN_FAILED';
-      throw new RainbowError(errorCode, `cannot listen on ${host}:${port} for the ${what}: it ${problem}; set ${setting}${file ? ` in ${file}` : ''}`, { cause: error });
-    }
-    throw isRainbowError(error) ? error : new RainbowError('LISTEN_FAILED', `cannot listen on ${host}:${port} for the ${what}: ${messageOf(error)}`, { cause: error });
-  }
 }

@@ -20,7 +20,7 @@ import {
 } from './haproxy-config.js';
 import { findHaproxy } from './haproxy-binary.js';
 import { HaproxyProcess } from './haproxy-process.js';
-import { haproxyFiles, type HaproxyFiles, removeHaproxyRecord, writeHaproxyRecord } from './haproxy-record.js';
+import { haproxyDirTemplate, haproxyFiles, type HaproxyFiles, isFallbackSocket, removeHaproxyRecord, writeHaproxyRecord } from './haproxy-record.js';
 import { parseInFlight, runtimeCommand, runtimeCommands, sessionsOn } from './haproxy-runtime.js';
 import { listen } from './listen.js';
 import type { Logger } from './log.js';
@@ -115,7 +115,7 @@ export class HaproxyDataPath implements DataPath {
     const probe = net.createServer();
     await listen(probe, port, host);
     await new Promise((resolve) => probe.close(resolve));
-    this.useDir(mkdtempSync(path.join(os.tmpdir(), 'rainbowd-haproxy-')));
+    this.useDir(mkdtempSync(haproxyDirTemplate(os.tmpdir())));
     await this.fallback.listen(this.paths.fallbackSocket);
     const haproxy = this.process(binary);
     this.writeConfig();
@@ -480,10 +480,6 @@ function refusal(command: string, answer: string | null): string {
 async function resolved(address: UpstreamAddress): Promise<string> {
   const host = net.isIP(address.host) ? address.host : (await dns.lookup(address.host)).address;
   return serverAddress({ host, port: address.port });
-}
-
-function isFallbackSocket(file: string): boolean {
-  return /^fallback-\d+\.sock$/.test(path.basename(file));
 }
 
 function sleep(ms: number): Promise<void> {

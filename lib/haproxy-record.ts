@@ -1,5 +1,6 @@
 import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { RainbowError } from './errors.js';
 import { isAlive } from './process-group.js';
 
 // Where the HAProxy of the rainbowd running on a config keeps its runtime files (config,
@@ -27,7 +28,28 @@ export interface HaproxyFiles {
 
 export function haproxyFiles(dir: string): HaproxyFiles {
   const file = (name: string) => path.join(dir, name);
-  return { config: file('haproxy.cfg'), adminSocket: file('admin.sock'), masterSocket: file('master.sock'), activeMap: file('active.map'), fallbackSocket: file(`fallback-${process.pid}.sock`) };
+  return { config: file('haproxy.cfg'), adminSocket: file('admin.sock'), masterSocket: file('master.sock'), activeMap: file('active.map'), fallbackSocket: file(`${FALLBACK_PREFIX}${process.pid}.sock`) };
+}
+
+/** Short names: HAProxy refuses a unix socket path longer than this, and they live under TMPDIR. */
+const HAPROXY_SOCKET_PATH_MAX = 97;
+const DIR_PREFIX = 'rainbowd-ha-';
+const FALLBACK_PREFIX = 'fb-';
+
+/** Where a new HAProxy's runtime directory is made (mkdtemp's template). Throws ENGINE_UNAVAILABLE when TMPDIR is too deep for HAProxy's socket paths. */
+export function haproxyDirTemplate(tmpdir: string): string {
+  const template = path.join(tmpdir, DIR_PREFIX);
+  // mkdtemp adds 6 characters; a pid has at most 7 digits.
+  const longest = `${template}XXXXXX/${FALLBACK_PREFIX}1234567.sock`;
+  if (longest.length > HAPROXY_SOCKET_PATH_MAX) {
+    throw new RainbowError('ENGINE_UNAVAILABLE', `the haproxy engine cannot keep its sockets in ${tmpdir}: HAProxy takes unix socket paths of at most ${HAPROXY_SOCKET_PATH_MAX} characters and these would have ${longest.length}; set TMPDIR to a shorter directory (e.g. /tmp)`);
+  }
+  return template;
+}
+
+/** A rainbowd's fallback socket in an HAProxy directory (each rainbowd that ran it has its own). */
+export function isFallbackSocket(file: string): boolean {
+  return new RegExp(`^${FALLBACK_PREFIX}\\d+\\.sock$`).test(path.basename(file));
 }
 
 function recordFile(configFile: string): string {

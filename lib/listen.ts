@@ -2,6 +2,7 @@ import type http from 'node:http';
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
 import { getSystemErrorName } from 'node:util';
+import { RainbowError, isRainbowError, messageOf } from './errors.js';
 
 /**
  * Resolves once the server listens on `port` and `host`, or on the unix socket `port` names;
@@ -101,4 +102,19 @@ function listenWith(server: net.Server, start: (done: () => void) => void): Prom
       resolve();
     });
   });
+}
+
+/** Listens, or throws the error a user can act on: which address, for what, and the setting that changes it. */
+export async function listenOrExplain(listening: Promise<void>, what: string, host: string, port: number, setting: string, file: string | null): Promise<void> {
+  try {
+    await listening;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
+      const problem = code === 'EADDRINUSE' ? 'is already in use (is another rainbowd running?)' : code === 'EACCES' ? 'needs privileges' : 'is not an address of this machine';
+      const errorCode = code === 'EADDRINUSE' ? 'PORT_IN_USE' : 'LISTEN_FAILED';
+      throw new RainbowError(errorCode, `cannot listen on ${host}:${port} for the ${what}: it ${problem}; set ${setting}${file ? ` in ${file}` : ''}`, { cause: error });
+    }
+    throw isRainbowError(error) ? error : new RainbowError('LISTEN_FAILED', `cannot listen on ${host}:${port} for the ${what}: ${messageOf(error)}`, { cause: error });
+  }
 }

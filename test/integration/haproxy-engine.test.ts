@@ -28,12 +28,12 @@ function haproxyProcesses(daemon: Daemon) {
 }
 
 /** `rainbowd run` on a config in a fresh directory, for a start that is expected to fail. */
-async function runWith(t: TestContext, config: Record<string, unknown>) {
+async function runWith(t: TestContext, config: Record<string, unknown>, env: Record<string, string> = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'rainbowd-haproxy-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const port = await getPort({ host: '127.0.0.1' });
   writeFileSync(join(dir, 'rainbow.conf.json'), JSON.stringify({ target: '127.0.0.1:9', port, ...config }));
-  return { port, result: await runCli(['run', '--config', join(dir, 'rainbow.conf.json')], { cwd: dir, timeout: 20_000 }) };
+  return { port, dir, result: await runCli(['run', '--config', join(dir, 'rainbow.conf.json')], { cwd: dir, timeout: 20_000, env }) };
 }
 
 function assertNoFailure(result: LoadResult, service: string): void {
@@ -54,6 +54,16 @@ test('an HAProxy older than 2.6 stops rainbowd at start with exit 2 and one line
   assert.equal(result.code, 2, describeCli(result));
   assert.equal(result.stderr.trim().split('\n').length, 1, describeCli(result));
   assert.match(result.stderr, /is HAProxy 2\.4\.22\S*, older than 2\.6; install a newer one \(apt-get install haproxy/);
+});
+
+test('a TMPDIR too deep for HAProxy\'s unix socket paths stops rainbowd at start with exit 2 and one line saying so, nothing left running', { skip }, async (t) => {
+  const deep = mkdtempSync(join(tmpdir(), `rainbowd-deep-${'d'.repeat(60)}-`));
+  t.after(() => rmSync(deep, { recursive: true, force: true }));
+  const { port, result } = await runWith(t, { engine: 'haproxy' }, { TMPDIR: deep });
+  assert.equal(result.code, 2, describeCli(result));
+  assert.equal(result.stderr.trim().split('\n').length, 1, describeCli(result));
+  assert.match(result.stderr, /^rainbowd: the haproxy engine cannot keep its sockets in .*rainbowd-deep-d+-\w+: HAProxy takes unix socket paths of at most 97 characters and these would have \d+; set TMPDIR to a shorter directory/);
+  await assert.rejects(request(port, '/'), /ECONNREFUSED/, 'nothing listens on the proxy port');
 });
 
 test('workers with the haproxy engine are refused at load, naming the engine and the key', async (t) => {
