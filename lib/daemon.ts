@@ -261,8 +261,8 @@ export class Daemon {
     for (const key of fixedAtStart.filter((key) => next[key] !== this.config[key])) {
       // The token's values are not logged.
       const values = key === 'controlToken' ? {} : { running: this.config[key], configured: next[key] };
-      // What an upgrade can move to a new address: the listener of our own proxy or proxy workers, not HAProxy's.
-      const upgradable = this.proxy !== null && key !== 'engine' && key !== 'haproxyPath';
+      // An upgrade moves every listener to a new address (HAProxy's by the reload that loads the new daemon's config), not to another engine or HAProxy program.
+      const upgradable = this.dataPath.handover !== undefined && key !== 'engine' && key !== 'haproxyPath';
       const how = upgradable ? 'rainbowd upgrade (or a restart)' : 'a restart of rainbowd';
       this.log.event('reload-ignored', { key, ...values, reason: `changing "${key}" needs ${how}` });
     }

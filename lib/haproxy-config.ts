@@ -122,7 +122,7 @@ export function haproxyConfig(table: RouteTable, servers: HaproxyServer[], liste
     ...ERROR_PAGES.map(errorPage),
     '',
     `frontend ${FRONTEND}`,
-    `  bind ${listen.host}:${listen.port}`,
+    bindLine(listen),
     ...(listen.closed ? ['  disabled'] : []),
     ...routingRules(table.services),
     // An old worker after a reload answers one more request on each kept-alive connection
@@ -150,6 +150,11 @@ export function haproxyConfig(table: RouteTable, servers: HaproxyServer[], liste
     }
   }
   return `${lines.join('\n')}\n`;
+}
+
+/** The frontend's bind line: in the config a rainbowd takes over, it says where HAProxy listens. */
+export function bindLine({ host, port }: HaproxyListener): string {
+  return `  bind ${host}:${port}`;
 }
 
 export function serverAddress({ host, port }: { host: string; port: number }): string {

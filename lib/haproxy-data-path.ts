@@ -1,5 +1,5 @@
 import dns from 'node:dns/promises';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -8,6 +8,7 @@ import {
   activeBackend,
   activeMap,
   backendOf,
+  bindLine,
   CLIENT_ADDRESS_FIELD,
   FRONTEND,
   haproxyConfig,
@@ -110,11 +111,7 @@ export class HaproxyDataPath implements DataPath {
   }
 
   private async startNew(binary: string, port: number, host: string): Promise<void> {
-    // HAProxy binds with SO_REUSEPORT, which would share the port with another HAProxy: a
-    // plain bind first fails as the node engine's would (the message says PORT_IN_USE).
-    const probe = net.createServer();
-    await listen(probe, port, host);
-    await new Promise((resolve) => probe.close(resolve));
+    await assertFree(port, host);
     this.useDir(mkdtempSync(haproxyDirTemplate(os.tmpdir())));
     await this.fallback.listen(this.paths.fallbackSocket);
     const haproxy = this.process(binary);
@@ -138,6 +135,8 @@ export class HaproxyDataPath implements DataPath {
       rmSync(found.dir, { recursive: true, force: true });
       return false;
     }
+    // A listen address that changed since HAProxy was loaded (applied by `rainbowd upgrade`): the reload binds it.
+    if (!this.bindsAlready(this.listener!)) await assertFree(this.listener!.port, this.listener!.host);
     await this.fallback.listen(this.paths.fallbackSocket);
     // A killed rainbowd's fallback sockets: HAProxy's old workers may still send to them.
     if (!found.predecessorRunning) await this.answerLeftFallbacks();
@@ -148,6 +147,15 @@ export class HaproxyDataPath implements DataPath {
     const from = found.predecessorRunning ? 'handed over by the rainbowd that ran it' : 'left serving by a rainbowd that exited without stopping it';
     this.log.event('haproxy-adopted', { pid, reason: `${from}; reloaded with this rainbowd's config` });
     return true;
+  }
+
+  /** Whether the config HAProxy was loaded with already binds `listener`: then the address is HAProxy's own. */
+  private bindsAlready(listener: HaproxyListener): boolean {
+    try {
+      return readFileSync(this.paths.config, 'utf8').split('\n').includes(bindLine(listener));
+    } catch {
+      return false;
+    }
   }
 
   private useDir(dir: string): void {
@@ -480,6 +488,16 @@ function refusal(command: string, answer: string | null): string {
 async function resolved(address: UpstreamAddress): Promise<string> {
   const host = net.isIP(address.host) ? address.host : (await dns.lookup(address.host)).address;
   return serverAddress({ host, port: address.port });
+}
+
+/**
+ * HAProxy binds with SO_REUSEPORT, which would share the port with another HAProxy: a plain
+ * bind first fails as the node engine's would (the message says PORT_IN_USE).
+ */
+async function assertFree(port: number, host: string): Promise<void> {
+  const probe = net.createServer();
+  await listen(probe, port, host);
+  await new Promise((resolve) => probe.close(resolve));
 }
 
 function sleep(ms: number): Promise<void> {

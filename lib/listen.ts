@@ -28,8 +28,12 @@ export type Listener = net.Server | SocketHandle;
 export async function bindHandle(port: number, host: string): Promise<SocketHandle> {
   const { address, family } = await lookup(host);
   const created = (net as unknown as { _createServerHandle(address: string, port: number, family: number): SocketHandle | number })._createServerHandle(address, port, family);
-  if (typeof created !== 'number') return created;
-  const code = getSystemErrorName(created);
+  // libuv keeps a bind's EADDRINUSE for listen(), which is the workers': the socket would be
+  // unbound, and a worker listening on it would get a random port. getsockname says it now.
+  const failure = typeof created === 'number' ? created : created.getsockname({});
+  if (failure === 0) return created as SocketHandle;
+  if (typeof created !== 'number') created.close();
+  const code = getSystemErrorName(failure);
   throw Object.assign(new Error(`listen ${code}: ${host}:${port}`), { code });
 }
 

@@ -232,7 +232,15 @@ export async function startDaemon(t: TestContext, { config, engine = 'node', fil
       t.diagnostic(`rainbowd output (${dir}):`);
       for (const line of daemon.output) t.diagnostic(`  ${line}`);
     }
-    if (givenDir === undefined) rmSync(dir, { recursive: true, force: true });
+    // A daemon that took over from this one (rainbowd upgrade) may still write in the directory:
+    // a failure here must not skip the test's later cleanup hooks, which stop that daemon.
+    if (givenDir === undefined) {
+      try {
+        rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+      } catch (error) {
+        t.diagnostic(`${dir} not removed: ${(error as Error).message}`);
+      }
+    }
   });
 
   await waitFor(

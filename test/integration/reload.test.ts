@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { cli, describeCli } from '../helpers/cli.js';
 import { startAppDaemon } from '../helpers/daemon.js';
+import { ENGINES, testEachEngine } from '../helpers/engines.js';
 import { header, request } from '../helpers/http.js';
 import { uniqueMarker } from '../helpers/process.js';
 import { startTarget } from '../helpers/target.js';
@@ -37,14 +38,19 @@ test('a bad config on reload is reported and changes nothing', { timeout: 60_000
   assert.equal((await request(daemon.proxyPort, '/')).status, 200);
 });
 
-// rainbowd upgrade hands over the proxy's listener, in the daemon's process or in proxy workers: the line says it applies.
+// rainbowd upgrade hands over the proxy's listener, in the daemon's process or in proxy workers,
+// or the new daemon's reload of HAProxy binds the new address: the line says it applies.
 for (const workers of [0, 2]) {
-  test(`a port change with ${workers} proxy workers is reported as needing an upgrade or a restart, never silently ignored`, { timeout: 60_000 }, async (t) => {
-    const { daemon } = await startAppDaemon(t, { name: 'port-reload', config: { workers } });
-    editConfig(daemon.dir, (config) => (config.port = (config.port as number) + 1000 > 65535 ? 1024 : (config.port as number) + 1000));
-    const line = await daemon.waitForLog(/reload-ignored/);
-    assert.match(line, /key=port .*changing \\?"port\\?" /);
-    assert.match(line, /needs rainbowd upgrade \(or a restart\)/);
+  testEachEngine(`a port or listen-address change${workers > 0 ? ` with ${workers} proxy workers` : ''} is reported as needing an upgrade or a restart, never silently ignored`, { timeout: 60_000, engines: workers === 0 ? ENGINES : ['node'] }, async (t, engine) => {
+    const { daemon } = await startAppDaemon(t, { name: `port-reload-${engine}`, engine, config: { workers } });
+    editConfig(daemon.dir, (config) => {
+      config.port = (config.port as number) + 1000 > 65535 ? 1024 : (config.port as number) + 1000;
+      config.host = '127.0.0.2';
+    });
+    for (const key of ['port', 'host']) {
+      const line = await daemon.waitForLog(new RegExp(`reload-ignored key=${key} `));
+      assert.match(line, new RegExp(`changing \\\\?"${key}\\\\?" needs rainbowd upgrade \\(or a restart\\)`));
+    }
     assert.equal((await request(daemon.proxyPort, '/')).status, 200, 'still listening on the old port');
   });
 }

@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import getPort from 'get-port';
 import { cli, describeCli, runCli } from '../helpers/cli.js';
 import { startAppDaemon, type Daemon } from '../helpers/daemon.js';
-import { testEachEngine, type Engine } from '../helpers/engines.js';
+import { ENGINES, testEachEngine, type Engine } from '../helpers/engines.js';
 import { haproxyMasters, haproxyProcesses } from '../helpers/haproxy.js';
 import { request } from '../helpers/http.js';
 import { describeLoad, startLoad } from '../helpers/load.js';
@@ -170,19 +171,29 @@ testEachEngine('after an upgrade, a redeploy drains the handed-over generation u
 });
 
 for (const workers of [0, 2]) {
-  test(`a port change in the config is applied by rainbowd upgrade with ${workers} proxy workers: the new daemon listens on the new port`, { timeout: 60_000 }, async (t) => {
-    const { daemon } = await startAppDaemon(t, { name: `upgrade-port-${workers}`, config: { workers } });
+  testEachEngine(`a port change in the config is applied by rainbowd upgrade${workers > 0 ? ` with ${workers} proxy workers` : ''}: the new daemon listens on the new port, the old port is refused once the old proxy is gone`, { timeout: 60_000, engines: workers === 0 ? ENGINES : ['node'] }, async (t, engine) => {
+    const { daemon } = await startAppDaemon(t, { name: `upgrade-port-${engine}-${workers}`, engine, config: { workers } });
     stopSuccessorsAtEnd(t, daemon);
     const configFile = join(daemon.dir, 'rainbow.conf.json');
     const newPort = await getPort({ host: '127.0.0.1' });
     writeFileSync(configFile, JSON.stringify({ ...JSON.parse(readFileSync(configFile, 'utf8')), port: newPort }));
     await daemon.waitForLog(/reload-ignored key=port .*needs rainbowd upgrade \(or a restart\)/);
 
+    // While the new port is taken, the upgrade fails with that reason and the old daemon serves on.
+    const taken = net.createServer();
+    await new Promise<void>((resolve) => taken.listen(newPort, '127.0.0.1', resolve));
+    const refused = await cli(daemon, ['upgrade']);
+    await new Promise((resolve) => taken.close(resolve));
+    assert.equal(refused.code, 1, describeCli(refused));
+    assert.match(refused.stderr, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${newPort} for the proxy: it is already in use`));
+    assert.equal((await request(daemon.proxyPort, '/', { agent: false })).status, 200);
+
     const upgraded = await cli(daemon, ['upgrade']);
     assert.equal(upgraded.code, 0, describeCli(upgraded));
-    assert.equal((await request(newPort, '/')).status, 200);
+    assert.equal((await request(newPort, '/', { agent: false })).status, 200);
     assert.deepEqual((await daemon.status()).proxy.port, newPort);
-    await waitFor(() => request(daemon.proxyPort, '/').then(() => false, (error: NodeJS.ErrnoException) => error.code === 'ECONNREFUSED'), { timeout: 30_000, what: 'the old port closed once the old daemon exited' });
+    await waitFor(() => request(daemon.proxyPort, '/', { agent: false }).then(() => false, (error: NodeJS.ErrnoException) => error.code === 'ECONNREFUSED'), { timeout: 30_000, what: 'the old port to be refused once the old proxy is gone' });
+    if (engine === 'haproxy') await assertShutdownStopsHaproxy(daemon, await daemonPid(daemon));
   });
 }
 
