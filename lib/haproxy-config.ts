@@ -101,6 +101,10 @@ export function haproxyConfig(table: RouteTable, servers: HaproxyServer[], liste
     '',
     'defaults',
     '  mode http',
+    // An idle connection to the app serves any client's request, as nginx's upstream keepalive
+    // and the node engine's pool do: with the default (safe) a client that closes its
+    // connection after each request (nginx's default proxying) opened one to the app each time.
+    '  http-reuse always',
     // A reload hands the listeners to a new worker: the old one closes each kept-alive client
     // connection after its next answer, not while the client may be sending on it.
     '  option idle-close-on-response',
