@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { defaultWorkers } from './config.js';
 import { BAD_GATEWAY, BAD_REQUEST, type Page, pageBody, RESTARTING } from './pages.js';
 import type { RouteTable, ServiceRoute } from './route-table.js';
 
@@ -36,6 +37,13 @@ export const CLIENT_ADDRESS_FIELD = 'x-rainbowd-client';
 // Options a dynamic server must be given on `add server` itself: it does not inherit
 // default-server, and without connection reuse HAProxy measured 0.34x its throughput.
 export const SERVER_OPTIONS = 'pool-max-conn -1 pool-purge-delay 4s';
+
+/**
+ * HAProxy's threads: as many as rainbowd's own proxy workers by default (one on 2 cores),
+ * since the app shares the cores. HAProxy's default, a thread per core, measured 10.7k
+ * against 13.4k req/s on the hello app on 2 cores, and ~1 MB more RSS.
+ */
+const HAPROXY_THREADS = Math.max(1, defaultWorkers());
 
 // Old workers keep the connections they had at a reload until those end: no longer than this.
 const HARD_STOP_AFTER = '10m';
@@ -98,6 +106,7 @@ export function haproxyConfig(table: RouteTable, servers: HaproxyServer[], liste
     'global',
     `  stats socket ${paths.adminSocket} mode 600 level admin`,
     `  hard-stop-after ${HARD_STOP_AFTER}`,
+    `  nbthread ${HAPROXY_THREADS}`,
     '',
     'defaults',
     '  mode http',

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { isRecentEnough, parseVersion } from '../../lib/haproxy-binary.js';
+import { defaultWorkers } from '../../lib/config.js';
 import { activeMap, haproxyConfig, routingSignature } from '../../lib/haproxy-config.js';
 import type { RouteTable, ServiceRoute } from '../../lib/route-table.js';
 import { findExecutable } from '../helpers/executables.js';
@@ -132,4 +133,8 @@ test('the version check reads `haproxy -v` and takes 2.6 and later', () => {
   assert.equal(isRecentEnough('2.10.0'), true);
   assert.equal(isRecentEnough('2.4.22'), false);
   assert.equal(isRecentEnough('1.9.0'), false);
+});
+
+test('HAProxy runs as many threads as rainbowd would run proxy workers, at least one, not one per core', () => {
+  assert.match(haproxyConfig(table([route('default')]), [], LISTEN, PATHS), new RegExp(`^  nbthread ${Math.max(1, defaultWorkers())}$`, 'm'));
 });
