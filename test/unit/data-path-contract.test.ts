@@ -220,6 +220,20 @@ for (const [name, create, skip] of implementations) {
     assert.equal(trusting['x-request-id'], 'abc-123');
   });
 
+  test(`${name}: keeps its connections to the app alive across clients that close theirs after each request`, { skip }, async (t) => {
+    const { dataPath, port } = await started(t, create);
+    const { server, port: appPort } = await serverOn((_request, response) => response.end('one'));
+    let connections = 0;
+    server.on('connection', () => connections++);
+    dataPath.update({ services: [route(appPort, 1)], trustedProxies: [], via: 'rainbowd-contract' });
+    await untilServed(port, 'one');
+    const before = connections;
+    // Each `get` is a client connection of its own, closed after its answer (as nginx's default proxying sends them).
+    for (let request = 1; request <= 50; request++) assert.equal((await get(port)).body, 'one', `request ${request}`);
+    // At most one new connection per proxy worker; one per request without reuse.
+    assert.ok(connections - before <= 2, `${connections - before} connections to the app for 50 requests`);
+  });
+
   test(`${name}: once closed, a change of services and routes does not open it again`, { skip }, async (t) => {
     const { dataPath, port } = await started(t, create);
     const [one, two] = [await app('one'), await app('two')];

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { isRecentEnough, parseVersion } from '../../lib/haproxy-binary.js';
+import { defaultWorkers } from '../../lib/config.js';
 import { activeMap, haproxyConfig, routingSignature } from '../../lib/haproxy-config.js';
 import type { RouteTable, ServiceRoute } from '../../lib/route-table.js';
 import { findExecutable } from '../helpers/executables.js';
@@ -92,11 +93,11 @@ test('claims about the client are deleted unless the peer is a trusted proxy, an
   const open = haproxyConfig(table([route('web')]), [], LISTEN, PATHS);
   assert.match(open, /http-request del-header \^\(x-forwarded-for\|.*\|x-real-ip\)\$ -m reg$/m);
   // Deleted, so added without asking whether the client sent one.
-  assert.match(open, /http-request add-header x-real-ip %\[src\]$/m);
+  assert.match(open, /http-request add-header x-real-ip %\[var\(txn\.client\)\]$/m);
   const trusting = haproxyConfig(table([route('web')], { trustedProxies: ['10.0.0.1', '::1'] }), [], LISTEN, PATHS);
   assert.match(trusting, /acl trusted src 10\.0\.0\.1 ::1/);
   assert.match(trusting, /http-request del-header \^\(.*\|x-real-ip\)\$ -m reg unless trusted$/m);
-  assert.match(trusting, /http-request add-header x-real-ip %\[src\] unless \{ req\.hdr\(x-real-ip\) -m found \}$/m);
+  assert.match(trusting, /http-request add-header x-real-ip %\[var\(txn\.client\)\] unless \{ req\.hdr\(x-real-ip\) -m found \}$/m);
   assert.match(trusting, /add-header via "%\[req\.ver\] rainbowd-0123456789ab"/);
   assert.match(trusting, /use_backend fallback if \{ req\.hdr\(via\) -m sub rainbowd-0123456789ab \}/);
 });
@@ -132,4 +133,22 @@ test('the version check reads `haproxy -v` and takes 2.6 and later', () => {
   assert.equal(isRecentEnough('2.10.0'), true);
   assert.equal(isRecentEnough('2.4.22'), false);
   assert.equal(isRecentEnough('1.9.0'), false);
+});
+
+test('HAProxy runs as many threads as rainbowd would run proxy workers, at least one, not one per core', () => {
+  assert.match(haproxyConfig(table([route('default')]), [], LISTEN, PATHS), new RegExp(`^  nbthread ${Math.max(1, defaultWorkers())}$`, 'm'));
+});
+
+test('a lone catch-all service is routed by its name in the map, without a rule to evaluate on every request', () => {
+  const config = haproxyConfig(table([route('default')]), [], LISTEN, PATHS);
+  assert.doesNotMatch(config, /set-var\(txn\.service\)/);
+  assert.match(config, /^ {2}use_backend %\[str\(default\),map\(\/run\/r\/active\.map,fallback\)\]$/m);
+  // A second service, or a prefix, brings the rules back (a change of routes reloads HAProxy with this config).
+  assert.match(haproxyConfig(table([route('default', { pathPrefix: '/api' })]), [], LISTEN, PATHS), /use_backend %\[var\(txn\.service\),map/);
+});
+
+test("a service's backend turns the client's address into text once a request, not once for each field that names it", () => {
+  const backend = haproxyConfig(table([route('web')]), [], LISTEN, PATHS).split('backend svc_web')[1]!;
+  assert.equal([...backend.matchAll(/\bsrc\b/g)].length, 1);
+  assert.doesNotMatch(backend, /option forwardfor/);
 });

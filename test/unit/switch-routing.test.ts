@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { validateConfig } from '../../lib/config.js';
+import { readGenerationRecord } from '../../lib/generation-record.js';
 import { Logger } from '../../lib/log.js';
 import { Proxy } from '../../lib/proxy.js';
 import type { RouteTable } from '../../lib/route-table.js';
@@ -24,11 +25,14 @@ import { waitFor } from '../helpers/wait.js';
 /** The in-process proxy, taking each table 50 ms after it is published. */
 class LateRoutes extends Proxy {
   private routed: Promise<void> = Promise.resolve();
+  /** Called as each table takes effect. */
+  onRouted: (table: RouteTable) => void = () => {};
 
   override update(table: RouteTable): void {
     this.routed = this.routed.then(async () => {
       await sleep(50);
       super.update(table);
+      this.onRouted(table);
     });
   }
 
@@ -53,7 +57,7 @@ async function started(t: TestContext) {
   });
   await registry.redeploy(undefined, 'initial deploy');
   await dataPath.whenRouted();
-  return { registry, marker, port: (dataPath.server.address() as AddressInfo).port };
+  return { registry, marker, dataPath, dir, port: (dataPath.server.address() as AddressInfo).port };
 }
 
 test('a redeployed generation is listed active only once the data path sends new requests to it', { timeout: 60_000 }, async (t) => {
@@ -80,4 +84,19 @@ test('a deploy of a new service answers once its host routes to it', { timeout: 
   const web = await startTarget(t, { service: 'web', label: 'web', marker });
   await registry.deploy('web', { target: web.address, host: 'web.test', healthCheck: { path: '/health' } });
   assert.equal(header(await request(port, '/', { agent: false, headers: { host: 'web.test' } }), 'x-service'), 'web', 'a request right after the deploy went to another service');
+});
+
+test('the generation record is written once the switch is routed, not before: writing it does not delay the switch', { timeout: 60_000 }, async (t) => {
+  const { registry, dataPath, dir } = await started(t);
+  registry.keepRecord();
+  const recordedActive = () => readGenerationRecord(join(dir, 'rainbow.conf.json'))?.generations.find((generation) => generation.active)?.generation;
+  const service = registry.service('default');
+  const first = service.active!.id;
+  const seenAtSwitch: Array<number | undefined> = [];
+  dataPath.onRouted = (table) => {
+    if (table.services[0]?.upstream?.generation !== first) seenAtSwitch.push(recordedActive());
+  };
+  await service.redeploy('test');
+  assert.deepEqual(seenAtSwitch, [first], 'the record named the new generation before the data path routed to it');
+  assert.equal(recordedActive(), service.active!.id);
 });
