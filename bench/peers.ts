@@ -10,7 +10,7 @@ import { waitForHttp } from './http.js';
 import { stopIfFails, type Launched, type ProcessRegistry } from './processes.js';
 
 export interface Peer {
-  name: 'nginx' | 'haproxy';
+  name: 'nginx' | 'haproxy' | 'undici-minimal';
   url: string;
   process: Launched;
 }
@@ -115,4 +115,17 @@ backend app
   const url = `http://127.0.0.1:${port}/`;
   await stopIfFails(launched, () => waitForHttp(url, 'haproxy', [launched]));
   return { name: 'haproxy', url, process: launched };
+}
+
+/** Issue 12's prototype (undici-minimal.mjs): the floor for rainbowd's node engine in one process. */
+export async function startUndiciMinimal(registry: ProcessRegistry, root: string, directory: string, appPort: number): Promise<Peer> {
+  await mkdir(directory, { recursive: true });
+  const port = await getPort({ host: '127.0.0.1' });
+  const launched = registry.launch('undici-minimal', process.execPath, [path.join(root, 'bench', 'undici-minimal.mjs'), '--port', String(port), '--app-port', String(appPort)], {
+    cwd: directory,
+    logFile: path.join(directory, 'output.log'),
+  });
+  const url = `http://127.0.0.1:${port}/`;
+  await stopIfFails(launched, () => waitForHttp(url, 'undici-minimal', [launched]));
+  return { name: 'undici-minimal', url, process: launched };
 }

@@ -117,8 +117,8 @@ const results: BenchResults = {
   versions: await versions(tools, root),
   setup: [
     `Load generator, proxy and app share the machine's ${os.cpus().length} cores; every target listens on 127.0.0.1.`,
-    `rainbowd is one process ("workers": 0); rainbowd-workers has ${BENCH_WORKERS} proxy worker processes; rainbowd's default here is ${defaultWorkers()}. nginx runs ${PEER_WORKERS} worker(s) (upstream keepalive 64, HTTP/1.1, Connection ""), haproxy ${PEER_WORKERS} thread(s) (http-reuse always), as many as rainbowd's default (at least 1); both keep-alive on both sides with the same timeouts and no access log.`,
-    'rainbowd launches its own copy of the app; direct, nginx and haproxy share one. Errors are totals over all rounds (wrk socket errors + non-2xx); proxy CPU/req is the proxy processes’ user+system CPU per request.',
+    `rainbowd is one process ("workers": 0); rainbowd-workers has ${BENCH_WORKERS} proxy worker processes; rainbowd's default here is ${defaultWorkers()}. nginx runs ${PEER_WORKERS} worker(s) (upstream keepalive 64, HTTP/1.1, Connection ""), haproxy ${PEER_WORKERS} thread(s) (http-reuse always), as many as rainbowd's default (at least 1); both keep-alive on both sides with the same timeouts and no access log. undici-minimal is issue 12's prototype: node:http and undici's Pool.dispatch with none of rainbowd's own work, in one process.`,
+    'rainbowd launches its own copy of the app; direct, undici-minimal, nginx and haproxy share one. Errors are totals over all rounds (wrk socket errors + non-2xx); proxy CPU/req is the proxy processes’ user+system CPU per request.',
     `Each run waits for other processes to go quiet${plan.quietWaitMs ? '' : ' (not in --quick)'}, and is repeated (at most twice) when they took more than ${DISTURBED_SHARE * 100}% of the CPU during it.`,
   ],
   apps: [],

@@ -9,7 +9,7 @@ import { defaultWorkers } from '../lib/config.js';
 import type { FixtureApp } from './apps.js';
 import { waitForHttp } from './http.js';
 import { describeLoad, errorCount, runWrk, type LoadSpec, type SocketErrors, type WrkResult } from './load.js';
-import { startHaproxy, startNginx } from './peers.js';
+import { startHaproxy, startNginx, startUndiciMinimal } from './peers.js';
 import { childrenNamed, groupCpuSeconds, groupMemoryOf, groupOf, type Memory, sumMemory } from './proc.js';
 import type { Launched, ProcessRegistry } from './processes.js';
 import { DISTURBED_SHARE, markCpu, otherShareSince, waitForQuiet } from './quiet.js';
@@ -17,8 +17,8 @@ import { Rainbowd } from './rainbowd.js';
 import { median, sum } from './stats.js';
 import type { Tools } from './tools.js';
 
-export type TargetName = 'direct' | 'rainbowd' | 'rainbowd-workers' | 'rainbowd-haproxy' | 'nginx' | 'haproxy';
-export const TARGET_ORDER: readonly TargetName[] = ['direct', 'rainbowd', 'rainbowd-workers', 'rainbowd-haproxy', 'nginx', 'haproxy'];
+export type TargetName = 'direct' | 'rainbowd' | 'rainbowd-workers' | 'rainbowd-haproxy' | 'undici-minimal' | 'nginx' | 'haproxy';
+export const TARGET_ORDER: readonly TargetName[] = ['direct', 'rainbowd', 'rainbowd-workers', 'rainbowd-haproxy', 'undici-minimal', 'nginx', 'haproxy'];
 
 /** The proxy workers of the rainbowd-workers target: the default where it has some, else 2. */
 export const BENCH_WORKERS = Math.max(2, defaultWorkers());
@@ -167,6 +167,9 @@ export async function benchmarkApp(context: BenchContext, plan: AppPlan): Promis
       started.push({ stop: () => peer.process.stop(10_000) });
       targets.push({ name, url: peer.url, processes: [peer.process, direct], proxyGroups: [peer.process.pid], appGroup: direct.pid });
     }
+    const minimal = await startUndiciMinimal(registry, context.root, path.join(directory, 'undici-minimal'), appPort);
+    started.push({ stop: () => minimal.process.stop(10_000) });
+    targets.push({ name: minimal.name, url: minimal.url, processes: [minimal.process, direct], proxyGroups: [minimal.process.pid], appGroup: direct.pid });
 
     const measureMemory = (when: 'idle' | 'afterLoad') => {
       for (const [memory, groups] of daemonGroups) memory[when] = sumMemory(groups.map(groupMemoryOf));
