@@ -23,6 +23,7 @@ test('a misspelt command gets the command that was probably meant', async () => 
 test('a name that every object has is an unknown command, not a silent exit', async () => {
   await expectUsageError(['constructor'], /^rainbowd: unknown command "constructor" \(commands: run, /);
   await expectUsageError(['toString'], /^rainbowd: unknown command "toString"/);
+  await expectUsageError(['help', 'constructor'], /^rainbowd: no help for unknown command "constructor"/);
 });
 
 test('a misspelt option names the command and the option that was probably meant', async () => {
