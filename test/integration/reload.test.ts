@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { cli, describeCli } from '../helpers/cli.js';
@@ -27,20 +27,6 @@ test('SIGHUP reloads the config: new values apply from the next deploy', { timeo
   assert.match(daemon.log(), /^\[default#2\] release two$/m);
   assert.doesNotMatch(daemon.log(), /^\[default#1\] release/m);
   assert.equal((await request(daemon.proxyPort, '/')).headers['x-generation'], '2');
-});
-
-test('a config file saved by renaming a new file over it, as editors do, is reloaded, also after a save that did not load', { timeout: 60_000 }, async (t) => {
-  const { daemon } = await startAppDaemon(t, { name: 'rename-save' });
-  const file = join(daemon.dir, 'rainbow.conf.json');
-  const config = readFileSync(file, 'utf8');
-  const save = (text: string) => {
-    writeFileSync(`${file}.new`, text);
-    renameSync(`${file}.new`, file);
-  };
-  save('{"run": ');
-  await daemon.waitForLog(/rainbowd reload-failed .*not valid JSON/);
-  save(config);
-  await daemon.waitForLog(/rainbowd reloaded .*reason="config file changed/);
 });
 
 test('a bad config on reload is reported and changes nothing', { timeout: 60_000 }, async (t) => {
