@@ -1,6 +1,6 @@
-import { execFile } from 'node:child_process';
 import { access, constants } from 'node:fs/promises';
 import path from 'node:path';
+import { execa } from 'execa';
 import { RainbowError } from './errors.js';
 
 // The haproxy program the haproxy engine runs: found once at start and its version checked,
@@ -27,9 +27,8 @@ export async function findHaproxy(haproxyPath: string): Promise<HaproxyBinary> {
     const where = haproxyPath.includes('/') ? `${haproxyPath} does not exist or is not executable` : `"${haproxyPath}" was not found on PATH or in ${SYSTEM_DIRECTORIES.join(', ')}`;
     throw unavailable(`${where}; ${INSTALL}`);
   }
-  // Whatever it printed, whatever its exit: the text is what says whether it is HAProxy.
-  const output = await new Promise<string>((resolve) => execFile(program, ['-v'], { timeout: 10_000 }, (_error, stdout, stderr) => resolve(`${stdout}${stderr}`)));
-  const version = parseVersion(output);
+  const result = await execa(program, ['-v'], { reject: false, timeout: 10_000, all: true });
+  const version = parseVersion(result.all ?? '');
   if (version === null) throw unavailable(`${program} -v did not print "HAProxy version X.Y": is it HAProxy? ${INSTALL}`);
   if (!isRecentEnough(version)) throw unavailable(`${program} is HAProxy ${version}, older than ${MINIMUM_VERSION.join('.')}; ${INSTALL.replace('install it', 'install a newer one')}`);
   return { path: program, version };

@@ -1,14 +1,13 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { test } from 'node:test';
-import { promisify } from 'node:util';
+import { execa } from 'execa';
 import { expandRun, launchCommand } from '../../lib/template.js';
 
 const values = { port: 41234, pidfile: '/tmp/rainbowd x/default-3.pid', generation: 3 };
 
 test('$1 and $2 are the shell\'s own positional parameters: port and pidfile', async () => {
   const { file, args } = launchCommand('printf "%s|%s" "$1" "$2"', values);
-  const { stdout } = await promisify(execFile)(file, args);
+  const { stdout } = await execa(file, args);
   assert.equal(stdout, '41234|/tmp/rainbowd x/default-3.pid');
 });
 
@@ -21,6 +20,6 @@ test('a trailing lone -- of a rainbowd.js config is dropped (gunicorn rejects it
 
 test('{port}, {pidfile} and {generation} are replaced, the pidfile quoted for the shell', async () => {
   const { file, args } = launchCommand('printf "%s|%s|%s" {port} {pidfile} {generation}', values);
-  const { stdout } = await promisify(execFile)(file, args);
+  const { stdout } = await execa(file, args);
   assert.equal(stdout, '41234|/tmp/rainbowd x/default-3.pid|3');
 });
