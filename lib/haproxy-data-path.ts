@@ -89,7 +89,9 @@ export class HaproxyDataPath implements DataPath {
 
   constructor(private readonly options: HaproxyDataPathOptions) {
     this.log = options.log;
-    this.fallback = new Proxy(options.log, CLIENT_ADDRESS_FIELD);
+    // It forwards rarely (a paused service resumed, a path to normalize, an old worker's last
+    // requests after a reload): on a connection each, so the daemon never loads undici.
+    this.fallback = new Proxy(options.log, { clientAddressField: CLIENT_ADDRESS_FIELD, connections: 'one per request' });
   }
 
   /**

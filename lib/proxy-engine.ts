@@ -1,7 +1,7 @@
 import type http from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import httpProxy from 'http-proxy';
+import type Server from 'http-proxy';
 import { forwardOverAgent } from './agent-request.js';
 import { type ErrorResponder, forwardRequest, unforwardable } from './forwarded-request.js';
 import { type Page, sendRawPage } from './pages.js';
@@ -24,12 +24,10 @@ import type { Upstream } from './upstream.js';
 silenceEngineDeprecations();
 
 export class ProxyEngine {
-  private readonly proxy = httpProxy.createProxyServer({ xfwd: false, ws: true, changeOrigin: false });
+  /** http-proxy, loaded at the first upgrade: a daemon whose apps take no WebSocket never needs it (3 MB of RSS). */
+  private tunnels: Promise<Server> | null = null;
 
-  constructor(private readonly respondWithError: ErrorResponder) {
-    // Each tunnel answers its own errors (ws below); this one catches what http-proxy emits outside one.
-    this.proxy.on('error', (_error, _request, socket) => (socket as Duplex).destroy());
-  }
+  constructor(private readonly respondWithError: ErrorResponder) {}
 
   /** Forwards with `headers` (forward-headers.ts); counts the request in flight on `upstream` until its response closes. */
   web(request: http.IncomingMessage, headers: http.IncomingHttpHeaders, response: http.ServerResponse, upstream: Upstream): void {
@@ -39,20 +37,37 @@ export class ProxyEngine {
 
   /** The caller has put an `error` listener on `socket`: a client reset mid-upgrade would otherwise crash us. */
   ws(request: http.IncomingMessage, headers: http.IncomingHttpHeaders, socket: Duplex, head: Buffer, upstream: Upstream): void {
+    // Counted at once: a drain that starts while http-proxy loads waits for this tunnel too.
     upstream.trackUpgrade(socket);
     request.headers = headers;
     const answer = (page: Page) => sendRawPage(socket, page);
-    try {
-      this.proxy.ws(request, socket, head, { target: upstream.proxyTarget }, (error) => {
+    this.tunnelProxy().then(
+      (proxy) => {
+        // Gone while http-proxy loaded: the client left, or the generation was released.
         if (socket.destroyed) return;
-        // Before the app has answered, the client has had nothing: it gets the page a plain
-        // request would. Once the app's answer has begun, the tunnel can only be cut.
-        if ((socket as Socket).bytesWritten === 0) this.respondWithError(error, answer);
-        else socket.destroy();
-      });
-    } catch {
-      this.respondWithError(unforwardable(request.url ?? '/', 'not a URL'), answer);
-    }
+        try {
+          proxy.ws(request, socket, head, { target: upstream.proxyTarget }, (error) => {
+            if (socket.destroyed) return;
+            // Before the app has answered, the client has had nothing: it gets the page a plain
+            // request would. Once the app's answer has begun, the tunnel can only be cut.
+            if ((socket as Socket).bytesWritten === 0) this.respondWithError(error, answer);
+            else socket.destroy();
+          });
+        } catch {
+          this.respondWithError(unforwardable(request.url ?? '/', 'not a URL'), answer);
+        }
+      },
+      (error: Error) => this.respondWithError(error, answer),
+    );
+  }
+
+  private tunnelProxy(): Promise<Server> {
+    return (this.tunnels ??= import('http-proxy').then(({ default: httpProxy }) => {
+      const proxy = httpProxy.createProxyServer({ xfwd: false, ws: true, changeOrigin: false });
+      // Each tunnel answers its own errors (ws above); this one catches what http-proxy emits outside one.
+      proxy.on('error', (_error, _request, socket) => (socket as Duplex).destroy());
+      return proxy;
+    }));
   }
 }
 

@@ -12,7 +12,7 @@ import { ProxyEngine } from './proxy-engine.js';
 import { answerParseError, headWithoutUpgrade, isWebSocketUpgrade, MAX_HEADERS, type Refusal, refusal } from './request-framing.js';
 import type { DataPath, DataPathHandover, RouteTable, ServiceRoute, UpstreamAddress } from './route-table.js';
 import { Router, stripPrefix } from './router.js';
-import { Upstream } from './upstream.js';
+import { type Connections, Upstream } from './upstream.js';
 
 // What happens to a request: router -> service -> its active generation's upstream ->
 // forwarded, and counted as in flight on that upstream until the response closes, so a
@@ -56,12 +56,19 @@ export class Proxy implements DataPath {
   private openConnections = 0;
   private readonly admitted = new WeakSet<Socket>();
   private refusedConnections = 0;
+  private readonly clientAddressField: string | undefined;
+  private readonly connections: Connections;
 
-  /** `clientAddressField`: see Forwarding; set when HAProxy is this proxy's only peer. */
+  /**
+   * `clientAddressField`: see Forwarding; set when HAProxy is this proxy's only peer.
+   * `connections`: how each generation is reached (upstream.ts).
+   */
   constructor(
     private readonly log: EventLog,
-    private readonly clientAddressField?: string,
+    { clientAddressField, connections = 'pooled' }: { clientAddressField?: string; connections?: Connections } = {},
   ) {
+    this.clientAddressField = clientAddressField;
+    this.connections = connections;
     this.engine = new ProxyEngine((error, answer) => this.answerError(error, answer));
     this.server = http.createServer({
       // Longer than nginx's upstream keepalive_timeout (60 s), so nginx closes idle
@@ -197,7 +204,7 @@ export class Proxy implements DataPath {
   private upstreamFor(address: UpstreamAddress): Upstream {
     let upstream = this.upstreams.get(address.key);
     if (!upstream) {
-      upstream = new Upstream(address, this.maxConnections);
+      upstream = new Upstream(address, this.maxConnections, this.connections);
       this.upstreams.set(address.key, upstream);
     }
     return upstream;

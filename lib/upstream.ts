@@ -1,6 +1,7 @@
 import http from 'node:http';
+import { createRequire } from 'node:module';
 import type { Duplex } from 'node:stream';
-import { Pool } from 'undici';
+import type { Pool } from 'undici';
 import { closesConnection } from './forward-headers.js';
 import type { UpstreamAddress } from './route-table.js';
 
@@ -19,15 +20,28 @@ const KEEP_ALIVE_WITHOUT_HINT_MS = 1000;
 // (gunicorn's sync workers); a keep-alive app's occasional close does not.
 const CLOSING_ANSWERS_TO_SWITCH = 16;
 
+/**
+ * How an upstream reaches its app: through a pool of kept-alive connections (undici), or on a
+ * connection of its own for each request (node:http's client), for a proxy that forwards
+ * too rarely to keep any: the haproxy engine's fallback, which then never loads undici.
+ */
+export type Connections = 'pooled' | 'one per request';
+
+// undici's Pool alone: its index also loads fetch, WebSocket, its cache and mock agents, which
+// rainbowd never uses (9 MB more RSS). undici has no `exports` map, so the path is allowed.
+// Loaded by the first pooled upstream, at a deploy, not on a request (it takes ~50 ms).
+let poolClass: typeof Pool | undefined;
+const loadPool = () => (poolClass ??= createRequire(import.meta.url)('undici/lib/dispatcher/pool.js') as typeof Pool);
+
 export class Upstream {
   readonly key: number;
   /** http-proxy's target for WebSocket tunnels, built once so the request path does no parsing. */
   readonly proxyTarget: { protocol: 'http:'; host: string; port: number };
-  /** Connections for ordinary requests: reused, and closed when the generation is released. */
-  readonly pool: Pool;
+  private readonly connections: Pool | null;
   /**
-   * Once the app has shown it closes every connection: node:http's client, which opens a
-   * connection for about half of undici's CPU (agent-request.ts). It never keeps one alive.
+   * Once the app has shown it closes every connection, or from the start with 'one per
+   * request': node:http's client, which opens a connection for about half of undici's CPU
+   * (agent-request.ts). It never keeps one alive.
    */
   agent: http.Agent | null = null;
   inFlight = 0;
@@ -40,11 +54,16 @@ export class Upstream {
    * each has at most one request in flight, so a request never queues for a connection to
    * the app, and idle ones can never take more descriptors than the clients could.
    */
-  constructor(address: UpstreamAddress, maxConnections: number | null) {
+  constructor(address: UpstreamAddress, maxConnections: number | null, connections: Connections = 'pooled') {
     this.key = address.key;
     this.proxyTarget = { protocol: 'http:', host: address.host, port: address.port };
+    if (connections === 'one per request') {
+      this.connections = null;
+      this.agent = new http.Agent({ keepAlive: false });
+      return;
+    }
     const host = address.host.includes(':') ? `[${address.host}]` : address.host;
-    this.pool = new Pool(`http://${host}:${address.port}`, {
+    this.connections = new (loadPool())(`http://${host}:${address.port}`, {
       connections: maxConnections,
       pipelining: 1,
       keepAliveTimeout: KEEP_ALIVE_WITHOUT_HINT_MS,
@@ -53,6 +72,11 @@ export class Upstream {
       headersTimeout: 0,
       bodyTimeout: 0,
     });
+  }
+
+  /** Connections for ordinary requests: reused, and closed when the generation is released. Only pooled upstreams forward with it. */
+  get pool(): Pool {
+    return this.connections!;
   }
 
   /** Counts the app's answers that close their connection (raw fields, from undici), and switches to `agent` past CLOSING_ANSWERS_TO_SWITCH in a row. */
@@ -95,7 +119,7 @@ export class Upstream {
     const cut = this.inFlight;
     for (const socket of this.upgraded) socket.destroy();
     // Requests still in flight fail, and their engine cuts their clients' answers.
-    void this.pool.destroy();
+    void this.connections?.destroy();
     this.agent?.destroy();
     return cut;
   }

@@ -139,7 +139,7 @@ ${clientFlags}
 
 export function helpText(command?: string): string {
   if (command === undefined) return general;
-  const text = texts[command];
+  const text = Object.hasOwn(texts, command) ? texts[command] : undefined;
   if (!text) throw usageError(`no help for unknown command "${command}"${didYouMean(command, Object.keys(texts))}`);
   return text();
 }

@@ -20,6 +20,12 @@ test('a misspelt command gets the command that was probably meant', async () => 
   await expectUsageError(['help', 'lisst'], /^rainbowd: no help for unknown command "lisst"; did you mean "list"\?/);
 });
 
+test('a name that every object has is an unknown command, not a silent exit', async () => {
+  await expectUsageError(['constructor'], /^rainbowd: unknown command "constructor" \(commands: run, /);
+  await expectUsageError(['toString'], /^rainbowd: unknown command "toString"/);
+  await expectUsageError(['help', 'constructor'], /^rainbowd: no help for unknown command "constructor"/);
+});
+
 test('a misspelt option names the command and the option that was probably meant', async () => {
   await expectUsageError(['status', '--jsn'], /^rainbowd: unknown option --jsn for status; did you mean --json\? \(see rainbowd help\)$/);
   await expectUsageError(['deploy', 'api', '--targt', '127.0.0.1:3000'], /^rainbowd: unknown option --targt for deploy; did you mean --target\?/);
