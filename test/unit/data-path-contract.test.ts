@@ -226,6 +226,8 @@ for (const [name, create, skip] of implementations) {
     let connections = 0;
     server.on('connection', () => connections++);
     dataPath.update({ services: [route(appPort, 1)], trustedProxies: [], via: 'rainbowd-contract' });
+    // Until the table is routed, the haproxy engine's fallback answers, on a connection a request.
+    await dataPath.whenRouted();
     await untilServed(port, 'one');
     const before = connections;
     // Each `get` is a client connection of its own, closed after its answer (as nginx's default proxying sends them).
