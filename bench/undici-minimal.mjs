@@ -22,8 +22,11 @@ class Answer {
   constructor(response) {
     this.response = response;
     this.resume = null;
+    this.abort = null;
   }
-  onConnect() {}
+  onConnect(abort) {
+    this.abort = abort;
+  }
   onHeaders(status, raw, resume) {
     const headers = [];
     for (let i = 0; i < raw.length; i += 2) {
@@ -56,7 +59,11 @@ const server = http.createServer((request, response) => {
   if (request.headers.host !== undefined) headers['x-forwarded-host'] = request.headers.host;
   const length = request.headers['content-length'];
   const body = request.headers['transfer-encoding'] === undefined && (length === undefined || length === '0') ? null : request;
-  pool.dispatch({ path: request.url, method: request.method, headers, body }, new Answer(response));
+  const answer = new Answer(response);
+  // As rainbowd does: a gone client's write never drains, and undici 7 crashes if the app's
+  // connection then ends with the parser paused (nodejs/undici#5360).
+  response.once('close', () => response.writableFinished || answer.abort?.(new Error('the client went away')));
+  pool.dispatch({ path: request.url, method: request.method, headers, body }, answer);
 });
 server.listen(port, '127.0.0.1', () => console.log(`listening on 127.0.0.1:${port}`));
 process.on('SIGTERM', () => process.exit(0));

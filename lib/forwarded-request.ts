@@ -87,6 +87,10 @@ class ForwardedRequest implements Dispatcher.DispatchHandler {
 
   onData(chunk: Buffer): boolean {
     if (this.response.write(chunk)) return true;
+    // The write found the client gone, a tick before the response's close would cancel us:
+    // a parser paused for a drain that never comes crashes undici 7 if the app's connection
+    // then ends (nodejs/undici#5360), so the request is aborted now.
+    if (this.response.destroyed) return this.fail(CLIENT_GONE);
     this.response.once('drain', this.resumeAnswer!);
     return false;
   }

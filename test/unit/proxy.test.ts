@@ -196,6 +196,36 @@ test('an app that sends bytes after a complete answer: the client gets the answe
   assert.equal(proxy.inFlight(UPSTREAM_KEY), 0);
 });
 
+test('an app that closes its connection after an answer a slow client has not read yet: the client gets all of it, and the proxy keeps serving', { timeout: 30_000 }, async () => {
+  // undici 7 asserts, uncatchably, in the socket's end handler when the app's connection ends
+  // while back-pressure has paused its parser (nodejs/undici#5360, fixed only in undici 8,
+  // which needs Node 22): a proxy must not pause on a client that is gone (forwardRequest
+  // aborts on the client's close), and one that is slow gets the whole answer.
+  const BODY_BYTES = 16 * 1024 * 1024;
+  const upstreamPort = await rawAppOn((socket) => {
+    socket.once('data', () => {
+      socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${BODY_BYTES}\r\nConnection: close\r\n\r\n`);
+      socket.end(Buffer.alloc(BODY_BYTES, 'a'));
+    });
+  });
+  const { proxy, port } = await proxyTo(upstreamPort);
+  const client = net.connect(port, '127.0.0.1');
+  client.on('error', () => undefined);
+  client.write('GET /big HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
+  // Read slowly to the end, so that the proxy's writes to the client wait on it throughout.
+  let received = 0;
+  client.on('data', (chunk: Buffer) => {
+    received += chunk.length;
+    client.pause();
+    setTimeout(() => client.resume(), 2);
+  });
+  await new Promise((resolve) => client.on('close', resolve));
+  assert.ok(received > BODY_BYTES, `${received} bytes received`);
+  assert.equal(proxy.inFlight(UPSTREAM_KEY), 0);
+  const again = await sendRaw(port, 'GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
+  assert.match(again, /^HTTP\/1\.1 200 /);
+});
+
 test('an idempotent request on a kept-alive socket the app just closed is retried once', async () => {
   // An app that answers one request per connection and then resets the connection when a
   // second request arrives on it: the race between the app's keep-alive timeout and reuse.
