@@ -4,7 +4,6 @@ import type { Duplex } from 'node:stream';
 import { openFileLimit, proxyConnectionLimit } from './connection-limit.js';
 import { isRainbowError } from './errors.js';
 import { type Forwarding, requestHeaders } from './forward-headers.js';
-import { IdleCollection } from './idle-collection.js';
 import { closeHandedOver, listen, listenOnHandedOver, stopAccepting, type Listener, type SocketHandle } from './listen.js';
 import type { Logger } from './log.js';
 import { BAD_GATEWAY, BAD_REQUEST, maintenance, NOT_FOUND, type Page, PAUSED, RESTARTING, sendPage, sendRawPage, STARTING } from './pages.js';
@@ -57,8 +56,6 @@ export class Proxy implements DataPath {
   private openConnections = 0;
   private readonly admitted = new WeakSet<Socket>();
   private refusedConnections = 0;
-  private requestsTaken = 0;
-  private readonly idleCollection = new IdleCollection(() => this.requestsTaken);
   private readonly clientAddressField: string | undefined;
   private readonly connections: Connections;
 
@@ -154,7 +151,6 @@ export class Proxy implements DataPath {
   /** Stops accepting connections; requests in flight go on, kept-alive clients are told to close. */
   close(): void {
     this.closing = true;
-    this.idleCollection.stop();
     this.server.close();
     this.server.closeIdleConnections();
   }
@@ -215,7 +211,6 @@ export class Proxy implements DataPath {
   }
 
   private handle(request: http.IncomingMessage, response: http.ServerResponse): void {
-    this.requestsTaken++;
     const refused = refusal(request, this.forwarding.via);
     if (refused) {
       // What follows on the connection cannot be trusted to be framed as it looks.
