@@ -7,6 +7,7 @@ import { pathToFileURL } from 'node:url';
 import { cosmiconfig, defaultLoaders, type Loader } from 'cosmiconfig';
 import { parseDuration } from './duration.js';
 import { configError, messageOf, RainbowError } from './errors.js';
+import { DEFAULT_FORWARDED_FIELDS, FORWARDED_FIELDS, type ForwardedField } from './forward-headers.js';
 import { didYouMean } from './suggest.js';
 import type { LogFormat } from './log.js';
 import { findRouteClash } from './route-clash.js';
@@ -58,6 +59,8 @@ export interface DaemonConfig {
   logFormat: LogFormat;
   /** Addresses (e.g. the local nginx) whose X-Forwarded-* headers are believed. */
   trustedProxies: string[];
+  /** The fields saying who the client is that rainbowd sets on each request. */
+  forwardedFields: ForwardedField[];
   /** Proxy worker processes; 0 = the proxy runs in the daemon's own process. */
   workers: number;
   /** The data path: rainbowd's own proxy, or HAProxy driven through its runtime API. */
@@ -164,7 +167,7 @@ const loaders = {
 };
 
 // Options the config file may set, besides the keys of the default service.
-const daemonKeys = ['port', 'controlPort', 'host', 'controlHost', 'controlSocket', 'controlToken', 'logFormat', 'trustedProxies', 'workers', 'engine', 'haproxyPath', 'services'] as const;
+const daemonKeys = ['port', 'controlPort', 'host', 'controlHost', 'controlSocket', 'controlToken', 'logFormat', 'trustedProxies', 'forwardedFields', 'workers', 'engine', 'haproxyPath', 'services'] as const;
 // Keys of the default service (top level) and of each named service.
 const serviceKeys = [
   'run',
@@ -268,6 +271,7 @@ export function validateConfig(raw: unknown, file: string, overrides: RunOverrid
     controlToken,
     logFormat: overrides.logFormat ?? fromFile.logFormat ?? 'text',
     trustedProxies: v.stringList(config.trustedProxies, 'trustedProxies') ?? [],
+    forwardedFields: v.forwardedFields(config.forwardedFields) ?? [...DEFAULT_FORWARDED_FIELDS],
     workers: workers ?? (engine === 'haproxy' ? 0 : defaultWorkers()),
     engine,
     // A bare name is looked up on PATH; a path is relative to the config file, like "cwd".
@@ -364,6 +368,14 @@ class Validator {
       this.fail(key, 'a string or a list of strings', value);
     }
     return list as string[];
+  }
+
+  /** Field names in any case, as HTTP takes them. */
+  forwardedFields(value: unknown): ForwardedField[] | undefined {
+    const names = this.stringList(value, 'forwardedFields')?.map((name) => name.toLowerCase());
+    const unknown = names?.find((name) => !FORWARDED_FIELDS.includes(name as ForwardedField));
+    if (unknown !== undefined) this.fail('forwardedFields', `a list of ${FORWARDED_FIELDS.map((name) => `"${name}"`).join(', ')}`, unknown);
+    return names as ForwardedField[] | undefined;
   }
 
   target(value: unknown, key: string): string | undefined {

@@ -1,6 +1,7 @@
 import net from 'node:net';
 import { defaultWorkers } from './config.js';
 import { BAD_GATEWAY, BAD_REQUEST, type Page, pageBody, RESTARTING } from './pages.js';
+import type { ForwardedField } from './forward-headers.js';
 import type { RouteTable, ServiceRoute } from './route-table.js';
 
 // HAProxy's config, generated from the route table: the routing of router.ts as rules
@@ -77,7 +78,7 @@ export function serverName(generation: number): string {
 /** What a reload must change: services, their routes, the header rules. Mode and generations change at run time. */
 export function routingSignature(table: RouteTable): string {
   const routes = table.services.map(({ name, hosts, pathPrefix, stripPathPrefix }) => ({ name, hosts, pathPrefix, stripPathPrefix }));
-  return JSON.stringify({ routes, trustedProxies: table.trustedProxies, via: table.via });
+  return JSON.stringify({ routes, trustedProxies: table.trustedProxies, forwardedFields: table.forwardedFields, via: table.via });
 }
 
 /** The backend HAProxy sends a service's requests to, or null: then the fallback answers them. */
@@ -227,22 +228,27 @@ function serviceRules(route: ServiceRoute, table: RouteTable, listen: HaproxyLis
   rules.push(`  http-request del-header ^(${CLIENT_CLAIMS.join('|')})$ -m reg${trusted ? ' unless trusted' : ''}`);
   /** A claim of the client's that a trusted proxy may have made: kept then, else added. */
   const unlessClaimed = (field: string) => (trusted ? ` unless { req.hdr(${field}) -m found }` : '');
+  const fields = new Set(table.forwardedFields);
+  const sets = (field: ForwardedField, ...lines: string[]) => (fields.has(field) ? lines : []);
   const ipv4Only = net.isIPv4(listen.host);
   const forwardedFor = ipv4Only ? '%[var(txn.client)]' : '%[var(txn.forwarded_for)]';
   rules.push(
     // The client's address as text once (concat() makes it a string): each %[src], and
     // option forwardfor, formats it again (~1.5k instructions each).
-    '  http-request set-var(txn.client) src,concat()',
-    '  http-request add-header x-forwarded-for %[var(txn.client)]',
-    `  http-request add-header x-forwarded-proto http${unlessClaimed('x-forwarded-proto')}`,
-    `  http-request add-header x-forwarded-host %[req.hdr(host)] if { req.hdr(host) -m found }${trusted ? ' !{ req.hdr(x-forwarded-host) -m found }' : ''}`,
-    // An IPv6 node is quoted and bracketed in Forwarded (RFC 7239 §6), as forward-headers.ts does.
-    ...(ipv4Only
-      ? []
-      : ['  http-request set-var(txn.forwarded_for) src unless { src -m sub : }', '  http-request set-var-fmt(txn.forwarded_for) "\\"[%[src]]\\"" if { src -m sub : }']),
-    `  http-request add-header forwarded "for=${forwardedFor};proto=http;host=\\"%[req.hdr(host)]\\"" if { req.hdr(host) -m found }`,
-    `  http-request add-header forwarded "for=${forwardedFor};proto=http" unless { req.hdr(host) -m found }`,
-    `  http-request add-header x-real-ip %[var(txn.client)]${unlessClaimed('x-real-ip')}`,
+    ...(fields.has('x-forwarded-for') || fields.has('x-real-ip') || (fields.has('forwarded') && ipv4Only) ? ['  http-request set-var(txn.client) src,concat()'] : []),
+    ...sets('x-forwarded-for', '  http-request add-header x-forwarded-for %[var(txn.client)]'),
+    ...sets('x-forwarded-proto', `  http-request add-header x-forwarded-proto http${unlessClaimed('x-forwarded-proto')}`),
+    ...sets('x-forwarded-host', `  http-request add-header x-forwarded-host %[req.hdr(host)] if { req.hdr(host) -m found }${trusted ? ' !{ req.hdr(x-forwarded-host) -m found }' : ''}`),
+    ...sets(
+      'forwarded',
+      // An IPv6 node is quoted and bracketed in Forwarded (RFC 7239 §6), as forward-headers.ts does.
+      ...(ipv4Only
+        ? []
+        : ['  http-request set-var(txn.forwarded_for) src unless { src -m sub : }', '  http-request set-var-fmt(txn.forwarded_for) "\\"[%[src]]\\"" if { src -m sub : }']),
+      `  http-request add-header forwarded "for=${forwardedFor};proto=http;host=\\"%[req.hdr(host)]\\"" if { req.hdr(host) -m found }`,
+      `  http-request add-header forwarded "for=${forwardedFor};proto=http" unless { req.hdr(host) -m found }`,
+    ),
+    ...sets('x-real-ip', `  http-request add-header x-real-ip %[var(txn.client)]${unlessClaimed('x-real-ip')}`),
     `  http-request add-header via "%[req.ver] ${table.via}"`,
     '  http-request add-header x-request-id %[uuid] unless { req.hdr(x-request-id) -m found }',
     `  http-request disable-l7-retry unless { method ${IDEMPOTENT_METHODS} }`,

@@ -73,7 +73,7 @@ export class HaproxyDataPath implements DataPath {
   private found: { dir: string; predecessorRunning: boolean } | null = null;
   private handedOver = false;
   private readonly log: Logger;
-  private table: RouteTable = { services: [], trustedProxies: [], via: '' };
+  private table: RouteTable = { services: [], trustedProxies: [], forwardedFields: [], via: '' };
   /** Every generation not yet released, by key: the servers HAProxy holds. */
   private readonly servers = new Map<number, UpstreamAddress & { service: string }>();
   private applied: Applied | null = null;

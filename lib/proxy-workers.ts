@@ -60,7 +60,7 @@ interface Question {
 export class ProxyWorkers implements DataPath, HandsOver {
   private readonly workers = new Map<Worker, WorkerState>();
   private readonly questions = new Map<number, Question>();
-  private table: RouteTable = { services: [], trustedProxies: [], via: '' };
+  private table: RouteTable = { services: [], trustedProxies: [], forwardedFields: [], via: '' };
   private handle: SocketHandle | null = null;
   private nextQuestion = 1;
   private closing = false;

@@ -49,7 +49,7 @@ export class Proxy implements DataPath {
   private readonly services = new Map<string, RoutedService>();
   /** Every upstream not yet released: the active ones and those still draining. */
   private readonly upstreams = new Map<number, Upstream>();
-  private forwarding: Forwarding = { trustedProxies: new Set(), via: '' };
+  private forwarding: Forwarding = { trustedProxies: new Set(), fields: new Set(), via: '' };
   private closing = false;
   private readonly fdLimit = openFileLimit();
   private readonly maxConnections = proxyConnectionLimit(this.fdLimit);
@@ -161,7 +161,7 @@ export class Proxy implements DataPath {
   }
 
   update(table: RouteTable): void {
-    this.forwarding = { trustedProxies: new Set(table.trustedProxies), via: table.via, ...(this.clientAddressField === undefined ? {} : { clientAddressField: this.clientAddressField }) };
+    this.forwarding = { trustedProxies: new Set(table.trustedProxies), fields: new Set(table.forwardedFields), via: table.via, ...(this.clientAddressField === undefined ? {} : { clientAddressField: this.clientAddressField }) };
     const names = new Set(table.services.map((route) => route.name));
     for (const [name, gone] of this.services) {
       if (names.has(name)) continue;

@@ -1,5 +1,6 @@
 import type { Listener } from './listen.js';
 import type { ServiceMode } from './api.js';
+import type { ForwardedField } from './forward-headers.js';
 
 // What the data path knows of the services: a plain-data table the supervisor publishes on
 // every switch, route change or pause, so a proxy in a worker process routes exactly like
@@ -29,6 +30,8 @@ export interface ServiceRoute {
 export interface RouteTable {
   services: ServiceRoute[];
   trustedProxies: string[];
+  /** Which fields saying who the client is the data path sets (forward-headers.ts). */
+  forwardedFields: readonly ForwardedField[];
   /** This daemon's token in `Via`, the same in every proxy worker: a request that already carries it has looped back. */
   via: string;
 }

@@ -339,7 +339,7 @@ export class ServiceRegistry {
    * and a rename, 4-6 ms on a loaded machine) delayed every switch by as much.
    */
   private publishRoutes(): void {
-    this.context.dataPath.update({ services: this.all().map((service) => service.route()), trustedProxies: this.config.trustedProxies, via: this.context.via });
+    this.context.dataPath.update({ services: this.all().map((service) => service.route()), trustedProxies: this.config.trustedProxies, forwardedFields: this.config.forwardedFields, via: this.context.via });
     const record = () => setImmediate(() => this.recordGenerations());
     void this.context.dataPath.whenRouted().then(record, record);
   }

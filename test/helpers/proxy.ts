@@ -2,6 +2,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { after } from 'node:test';
 import { PassThrough } from 'node:stream';
+import { FORWARDED_FIELDS } from '../../lib/forward-headers.js';
 import { Logger } from '../../lib/log.js';
 import { listen } from '../../lib/listen.js';
 import { Proxy } from '../../lib/proxy.js';
@@ -48,7 +49,7 @@ export const VIA = 'rainbowd-test';
 export async function proxyTo(upstreamPort: number, trustedProxies: string[] = [], route: Partial<ServiceRoute> = {}): Promise<{ proxy: Proxy; port: number }> {
   const proxy = new Proxy(log);
   const upstream = { key: UPSTREAM_KEY, generation: 1, host: '127.0.0.1', port: upstreamPort };
-  proxy.update({ services: [{ name: 'default', hosts: [], pathPrefix: null, stripPathPrefix: true, mode: 'running', message: null, maxPauseMs: 30_000, upstream, ...route }], trustedProxies, via: VIA });
+  proxy.update({ services: [{ name: 'default', hosts: [], pathPrefix: null, stripPathPrefix: true, mode: 'running', message: null, maxPauseMs: 30_000, upstream, ...route }], trustedProxies, forwardedFields: FORWARDED_FIELDS, via: VIA });
   await proxy.listen(0, '127.0.0.1');
   cleanup.push(() => proxy.stop());
   return { proxy, port: (proxy.server.address() as net.AddressInfo).port };

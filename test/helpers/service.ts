@@ -8,6 +8,7 @@ import type { TestContext } from 'node:test';
 import type { DeployResult } from '../../lib/api.js';
 import { type ServiceConfig, validateConfig } from '../../lib/config.js';
 import { isRainbowError } from '../../lib/errors.js';
+import { DEFAULT_FORWARDED_FIELDS } from '../../lib/forward-headers.js';
 import { Logger } from '../../lib/log.js';
 import { Proxy } from '../../lib/proxy.js';
 import type { DataPath, RouteTable } from '../../lib/route-table.js';
@@ -115,7 +116,7 @@ export async function startService(t: TestContext, { config = {}, appArgs = '', 
     runtimeDir: dir,
     ownerEnv: {},
     dataPath,
-    routesChanged: () => dataPath.update({ services: [service.route()], trustedProxies: [], via: 'rainbowd-service-test' }),
+    routesChanged: () => dataPath.update({ services: [service.route()], trustedProxies: [], forwardedFields: DEFAULT_FORWARDED_FIELDS, via: 'rainbowd-service-test' }),
     restartBackoff: { ...RESTART_BACKOFF, stableAfterMs: stableAfterMs ?? RESTART_BACKOFF.stableAfterMs },
   });
   t.after(async () => {

@@ -38,6 +38,12 @@ test('durations accept "30s", "500ms", "2m" and numbers of milliseconds', async 
   assert.deepEqual([service!.deployTimeoutMs, service!.drainTimeoutMs, service!.stopTimeoutMs, service!.healthCheck.intervalMs], [120_000, 500, 1500, 1500]);
 });
 
+test('forwardedFields: the three X-Forwarded ones by default; names in any case', async () => {
+  assert.deepEqual((await loadConfig(await configFile('{"run": "x"}'))).forwardedFields, ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']);
+  assert.deepEqual((await loadConfig(await configFile('{"run": "x", "forwardedFields": ["X-Forwarded-For", "X-Real-IP"]}'))).forwardedFields, ['x-forwarded-for', 'x-real-ip']);
+  assert.deepEqual((await loadConfig(await configFile('{"run": "x", "forwardedFields": []}'))).forwardedFields, []);
+});
+
 test('controlPort defaults to the proxy port + 1, and flags win over the file', async () => {
   const file = await configFile('{"run": "x", "port": 8000}');
   assert.equal((await loadConfig(file)).controlPort, 8001);
@@ -91,6 +97,7 @@ const badConfigs: Array<[string, string, RegExp, HowGiven?]> = [
   ['a healthCheck.path without a slash', '{"run": "x", "healthCheck": {"path": "health"}}', /"healthCheck.path" must be a path starting with "\/"/],
   ['a cwd that does not exist', '{"run": "x", "cwd": "no-such-dir"}', /"cwd" must be an existing directory \(the app is started there\), but \/.*\/no-such-dir is not one$/],
   ['a port out of range that a flag overrides', '{"run": "x", "port": 70000}', /"port" must be a port number from 1 to 65535, got number 70000/, { args: ['--http-port', '7123'] }],
+  ['a forwarded field rainbowd cannot set', '{"run": "x", "forwardedFields": ["x-forwarded-for", "x-forwarded-port"]}', /"forwardedFields" must be a list of "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "x-real-ip", got "x-forwarded-port"$/],
   ['null in it', 'null', /the config is null; it must be an object/],
   ['null in it, found by searching', 'null', /the config is null; it must be an object/, { search: true }],
   ['nothing in it, found by searching', '', /the file is empty; it needs at least \{"run": "\.\.\."\}/, { search: true }],

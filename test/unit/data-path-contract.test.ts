@@ -2,12 +2,14 @@ import assert from 'node:assert/strict';
 import diagnosticsChannel from 'node:diagnostics_channel';
 import http from 'node:http';
 import net from 'node:net';
+import { isDeepStrictEqual } from 'node:util';
 import { test, type TestContext } from 'node:test';
 import getPort from 'get-port';
 import { Proxy } from '../../lib/proxy.js';
 import { HaproxyDataPath } from '../../lib/haproxy-data-path.js';
 import { ProxyWorkers } from '../../lib/proxy-workers.js';
-import type { DataPath, ServiceRoute } from '../../lib/route-table.js';
+import { DEFAULT_FORWARDED_FIELDS, FORWARDED_FIELDS } from '../../lib/forward-headers.js';
+import type { DataPath, RouteTable, ServiceRoute } from '../../lib/route-table.js';
 import { findExecutable } from '../helpers/executables.js';
 import { log, serverOn } from '../helpers/proxy.js';
 import { waitFor } from '../helpers/wait.js';
@@ -43,6 +45,11 @@ async function app(name: string) {
 function route(upstreamPort: number | null, key: number, change: Partial<ServiceRoute> = {}): ServiceRoute {
   const upstream = upstreamPort === null ? null : { key, generation: key, host: '127.0.0.1', port: upstreamPort };
   return { name: 'web', hosts: [], pathPrefix: null, stripPathPrefix: true, mode: 'running', message: null, maxPauseMs: 30_000, upstream, ...change };
+}
+
+/** The route table the daemon would publish for `services`, with rainbowd's defaults unless `change` says otherwise. */
+function table(services: ServiceRoute[], change: Partial<RouteTable> = {}): RouteTable {
+  return { services, trustedProxies: [], forwardedFields: DEFAULT_FORWARDED_FIELDS, via: 'rainbowd-contract', ...change };
 }
 
 async function started(t: TestContext, create: (t: TestContext) => DataPath, host = '127.0.0.1'): Promise<{ dataPath: DataPath; port: number }> {
@@ -107,20 +114,20 @@ for (const [name, create, skip] of implementations) {
   test(`${name}: routes each new request by the last table published, and 503 while no generation serves`, { skip }, async (t) => {
     const { dataPath, port } = await started(t, create);
     const [one, two] = [await app('one'), await app('two')];
-    dataPath.update({ services: [route(null, 1)], trustedProxies: [], via: 'rainbowd-contract' });
+    dataPath.update(table([route(null, 1)]));
     await waitFor(async () => (await get(port)).status === 503, { ...WAIT, what: 'a 503 while nothing serves' });
-    dataPath.update({ services: [route(one.port, 1)], trustedProxies: [], via: 'rainbowd-contract' });
+    dataPath.update(table([route(one.port, 1)]));
     await untilServed(port, 'one');
-    dataPath.update({ services: [route(two.port, 2)], trustedProxies: [], via: 'rainbowd-contract' });
+    dataPath.update(table([route(two.port, 2)]));
     await untilServed(port, 'two');
   });
 
   test(`${name}: whenRouted resolves once a service added with its own host is routed to`, { skip }, async (t) => {
     const { dataPath, port } = await started(t, create);
     const [one, two] = [await app('one'), await app('two')];
-    dataPath.update({ services: [route(one.port, 1)], trustedProxies: [], via: 'rainbowd-contract' });
+    dataPath.update(table([route(one.port, 1)]));
     await untilServed(port, 'one');
-    dataPath.update({ services: [route(one.port, 1), route(two.port, 2, { name: 'api', hosts: ['api.test'] })], trustedProxies: [], via: 'rainbowd-contract' });
+    dataPath.update(table([route(one.port, 1), route(two.port, 2, { name: 'api', hosts: ['api.test'] })]));
     await dataPath.whenRouted();
     // For a while, so that a change still under way after whenRouted (a reload) would be seen.
     for (const until = Date.now() + 1000; Date.now() < until; ) assert.deepEqual(await get(port, '/', 'api.test'), { status: 200, body: 'two' });
@@ -129,7 +136,7 @@ for (const [name, create, skip] of implementations) {
   test(`${name}: counts a request in flight to its upstream, and whenIdle resolves once it has ended`, { skip }, async (t) => {
     const { dataPath, port } = await started(t, create);
     const one = await app('one');
-    dataPath.update({ services: [route(one.port, 1)], trustedProxies: [], via: 'rainbowd-contract' });
+    dataPath.update(table([route(one.port, 1)]));
     await untilServed(port, 'one');
     const slow = get(port, '/slow');
     // At the app, the request has surely reached the proxy: an in-flight count alone could be
@@ -150,7 +157,7 @@ for (const [name, create, skip] of implementations) {
   test(`${name}: release closes the sockets to the upstream, cutting what is still in flight, and says how many it cut`, { skip }, async (t) => {
     const { dataPath, port } = await started(t, create);
     const one = await app('one');
-    dataPath.update({ services: [route(one.port, 1)], trustedProxies: [], via: 'rainbowd-contract' });
+    dataPath.update(table([route(one.port, 1)]));
     await untilServed(port, 'one');
     const slow = get(port, '/slow').catch((error: Error) => error);
     await waitFor(() => one.held.length === 1, { ...WAIT, what: 'the request at the app' });
@@ -165,41 +172,55 @@ for (const [name, create, skip] of implementations) {
   test(`${name}: a paused service holds new requests until it runs again; a stopped one answers 503 with its message`, { skip }, async (t) => {
     const { dataPath, port } = await started(t, create);
     const one = await app('one');
-    const table = (change: Partial<ServiceRoute>) => dataPath.update({ services: [route(one.port, 1, change)], trustedProxies: [], via: 'rainbowd-contract' });
-    table({ mode: 'stopped', message: 'back at noon' });
+    const publish = (change: Partial<ServiceRoute>) => dataPath.update(table([route(one.port, 1, change)]));
+    publish({ mode: 'stopped', message: 'back at noon' });
     await waitFor(async () => (await get(port)).body.includes('back at noon'), { ...WAIT, what: 'the maintenance page' });
     assert.equal((await get(port)).status, 503);
-    table({ mode: 'paused' });
+    publish({ mode: 'paused' });
     await waitFor(async () => (await Promise.race([get(port), new Promise((resolve) => setTimeout(resolve, 300, 'held'))])) === 'held', { ...WAIT, what: 'a request held' });
     const held = get(port);
-    table({ mode: 'running' });
+    publish({ mode: 'running' });
     assert.deepEqual(await held, { status: 200, body: 'one' });
   });
 
   test(`${name}: names a client on IPv6 in Forwarded as a quoted, bracketed address (RFC 7239 §6)`, { skip }, async (t) => {
     const { dataPath, port } = await started(t, create, '::1');
     const { port: appPort } = await serverOn((request, response) => response.end(request.headers.forwarded));
-    dataPath.update({ services: [route(appPort, 1)], trustedProxies: [], via: 'rainbowd-contract' });
+    dataPath.update(table([route(appPort, 1)], { forwardedFields: ['forwarded'] }));
     await dataPath.whenRouted();
     assert.deepEqual(await get(port, '/', 'shop.test', '::1'), { status: 200, body: 'for="[::1]";proto=http;host="shop.test"' });
   });
 
-  test(`${name}: forwards who the client is in X-Forwarded-*, Forwarded and X-Real-IP, believing the client's own claims only from a trusted proxy`, { skip }, async (t) => {
+  test(`${name}: forwards who the client is in the forwarded fields configured, believing the client's own claims only from a trusted proxy`, { skip }, async (t) => {
     const { dataPath, port } = await started(t, create);
     const { port: appPort } = await serverOn((request, response) => response.end(JSON.stringify(request.headers)));
     const claims = { 'x-forwarded-for': '192.0.2.1', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'claimed.test', forwarded: 'for=192.0.2.1', 'x-real-ip': '192.0.2.1' };
-    const headersSeen = async (trustedProxies: string[], sent: Record<string, string>) => {
-      dataPath.update({ services: [route(appPort, 1)], trustedProxies, via: 'rainbowd-contract' });
+    const allFields = { forwardedFields: FORWARDED_FIELDS };
+    /** The fields the app sees once the table with `change` is in force. */
+    const expectSeen = async (change: Partial<RouteTable>, sent: Record<string, string>, expected: Record<string, string | undefined>) => {
+      dataPath.update(table([route(appPort, 1)], change));
       await dataPath.whenRouted();
-      return waitFor(async () => {
-        const answer = await getWith(port, { host: 'shop.test', ...sent });
-        const seen = JSON.parse(answer) as Record<string, string>;
-        // Workers get a new table by message: until then the previous one answers.
-        return (seen['x-real-ip'] === '192.0.2.1') === trustedProxies.length > 0 ? seen : undefined;
-      }, { ...WAIT, what: 'the app seeing the table in force' });
+      let seen: Record<string, string> = {};
+      // Workers get a new table by message: until then the previous one answers.
+      const inForce = async () => {
+        seen = JSON.parse(await getWith(port, { host: 'shop.test', ...sent })) as Record<string, string>;
+        return isDeepStrictEqual(pick(seen), expected);
+      };
+      await waitFor(inForce, { ...WAIT, what: 'the app seeing the table in force' }).catch(() => {});
+      assert.deepEqual(pick(seen), expected);
+      return seen;
     };
-    const open = await headersSeen([], claims);
-    assert.deepEqual(pick(open), {
+    // By default the three X-Forwarded fields; a client's Forwarded and X-Real-IP are dropped all the same.
+    const byDefault = await expectSeen({}, claims, {
+      'x-forwarded-for': '127.0.0.1',
+      'x-forwarded-proto': 'http',
+      'x-forwarded-host': 'shop.test',
+      forwarded: undefined,
+      'x-real-ip': undefined,
+      via: '1.1 rainbowd-contract',
+    });
+    assert.match(byDefault['x-request-id']!, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    await expectSeen(allFields, claims, {
       'x-forwarded-for': '127.0.0.1',
       'x-forwarded-proto': 'http',
       'x-forwarded-host': 'shop.test',
@@ -207,9 +228,7 @@ for (const [name, create, skip] of implementations) {
       'x-real-ip': '127.0.0.1',
       via: '1.1 rainbowd-contract',
     });
-    assert.match(open['x-request-id']!, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
-    const trusting = await headersSeen(['127.0.0.1'], { ...claims, 'x-request-id': 'abc-123' });
-    assert.deepEqual(pick(trusting), {
+    const trusting = await expectSeen({ ...allFields, trustedProxies: ['127.0.0.1'] }, { ...claims, 'x-request-id': 'abc-123' }, {
       'x-forwarded-for': '192.0.2.1, 127.0.0.1',
       'x-forwarded-proto': 'https',
       'x-forwarded-host': 'claimed.test',
@@ -218,6 +237,15 @@ for (const [name, create, skip] of implementations) {
       via: '1.1 rainbowd-contract',
     });
     assert.equal(trusting['x-request-id'], 'abc-123');
+    // A trusted proxy's fields that we do not set pass on as it sent them.
+    await expectSeen({ trustedProxies: ['127.0.0.1'] }, claims, {
+      'x-forwarded-for': '192.0.2.1, 127.0.0.1',
+      'x-forwarded-proto': 'https',
+      'x-forwarded-host': 'claimed.test',
+      forwarded: 'for=192.0.2.1',
+      'x-real-ip': '192.0.2.1',
+      via: '1.1 rainbowd-contract',
+    });
   });
 
   test(`${name}: keeps its connections to the app alive across clients that close theirs after each request`, { skip }, async (t) => {
@@ -225,7 +253,7 @@ for (const [name, create, skip] of implementations) {
     const { server, port: appPort } = await serverOn((_request, response) => response.end('one'));
     let connections = 0;
     server.on('connection', () => connections++);
-    dataPath.update({ services: [route(appPort, 1)], trustedProxies: [], via: 'rainbowd-contract' });
+    dataPath.update(table([route(appPort, 1)]));
     // Until the table is routed, the haproxy engine's fallback answers, on a connection a request.
     await dataPath.whenRouted();
     await untilServed(port, 'one');
@@ -239,11 +267,11 @@ for (const [name, create, skip] of implementations) {
   test(`${name}: once closed, a change of services and routes does not open it again`, { skip }, async (t) => {
     const { dataPath, port } = await started(t, create);
     const [one, two] = [await app('one'), await app('two')];
-    dataPath.update({ services: [route(one.port, 1)], trustedProxies: [], via: 'rainbowd-contract' });
+    dataPath.update(table([route(one.port, 1)]));
     await untilServed(port, 'one');
     dataPath.close();
     // The reload's new worker does not bind it: the config says the frontend is disabled.
-    dataPath.update({ services: [route(one.port, 1), route(two.port, 2, { name: 'api', hosts: ['api.test'] })], trustedProxies: [], via: 'rainbowd-contract' });
+    dataPath.update(table([route(one.port, 1), route(two.port, 2, { name: 'api', hosts: ['api.test'] })]));
     await dataPath.whenRouted();
     await waitFor(async () => !(await accepts(port)), { ...WAIT, what: 'connections refused after close and a change of routes' });
   });
@@ -273,10 +301,10 @@ async function adminConnections(during: () => Promise<void>): Promise<string[]> 
 test('the haproxy engine: a switch reaches HAProxy in one connection to its admin socket', { skip: haproxyMissing }, async (t) => {
   const { dataPath, port } = await started(t, implementations[2]![1]);
   const [one, two] = [await app('one'), await app('two')];
-  dataPath.update({ services: [route(one.port, 1)], trustedProxies: [], via: 'rainbowd-contract' });
+  dataPath.update(table([route(one.port, 1)]));
   await dataPath.whenRouted();
   const connections = await adminConnections(async () => {
-    dataPath.update({ services: [route(two.port, 2)], trustedProxies: [], via: 'rainbowd-contract' });
+    dataPath.update(table([route(two.port, 2)]));
     await dataPath.whenRouted();
   });
   assert.equal(connections.length, 1, `connections of the switch, by answer: ${JSON.stringify(connections)}`);
@@ -286,7 +314,7 @@ test('the haproxy engine: a switch reaches HAProxy in one connection to its admi
 test('the haproxy engine: once closed, a new connection is refused at once, not left waiting in the listen backlog', { skip: haproxyMissing }, async (t) => {
   const { dataPath, port } = await started(t, implementations[2]![1]);
   const one = await app('one');
-  dataPath.update({ services: [route(one.port, 1)], trustedProxies: [], via: 'rainbowd-contract' });
+  dataPath.update(table([route(one.port, 1)]));
   await untilServed(port, 'one');
   dataPath.close();
   await dataPath.whenRouted();
@@ -298,7 +326,7 @@ test('the haproxy engine: release cuts a request that an old worker still carrie
   const [one, two, api] = [await app('one'), await app('two'), await app('api')];
   const apiRoute = route(api.port, 3, { name: 'api', hosts: ['api.test'] });
   // whenRouted, not untilServed: the fallback answers for HAProxy until HAProxy routes the service itself.
-  dataPath.update({ services: [route(one.port, 1)], trustedProxies: [], via: 'rainbowd-contract' });
+  dataPath.update(table([route(one.port, 1)]));
   await dataPath.whenRouted();
   let ended = false;
   void get(port, '/slow')
@@ -306,9 +334,9 @@ test('the haproxy engine: release cuts a request that an old worker still carrie
     .finally(() => (ended = true));
   await waitFor(() => one.held.length === 1, { ...WAIT, what: 'the request at the app' });
   // A new service reloads HAProxy: the request stays with the old worker.
-  dataPath.update({ services: [route(one.port, 1), apiRoute], trustedProxies: [], via: 'rainbowd-contract' });
+  dataPath.update(table([route(one.port, 1), apiRoute]));
   await dataPath.whenRouted();
-  dataPath.update({ services: [route(two.port, 2), apiRoute], trustedProxies: [], via: 'rainbowd-contract' });
+  dataPath.update(table([route(two.port, 2), apiRoute]));
   await dataPath.whenRouted();
   assert.equal(await dataPath.release(1), 1);
   await waitFor(() => ended, { ...WAIT, what: 'the request on the old worker cut' });

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { isRecentEnough, parseVersion } from '../../lib/haproxy-binary.js';
 import { defaultWorkers } from '../../lib/config.js';
+import { DEFAULT_FORWARDED_FIELDS, FORWARDED_FIELDS } from '../../lib/forward-headers.js';
 import { activeMap, haproxyConfig, routingSignature } from '../../lib/haproxy-config.js';
 import type { RouteTable, ServiceRoute } from '../../lib/route-table.js';
 import { findExecutable } from '../helpers/executables.js';
@@ -22,7 +23,7 @@ function route(name: string, change: Partial<ServiceRoute> = {}): ServiceRoute {
 }
 
 function table(services: ServiceRoute[], change: Partial<RouteTable> = {}): RouteTable {
-  return { services, trustedProxies: [], via: 'rainbowd-0123456789ab', ...change };
+  return { services, trustedProxies: [], forwardedFields: DEFAULT_FORWARDED_FIELDS, via: 'rainbowd-0123456789ab', ...change };
 }
 
 /** The service each routing rule sets, in order, with its condition. */
@@ -90,16 +91,28 @@ test('the active generation is a ready server with pool options, a draining one 
 });
 
 test('claims about the client are deleted unless the peer is a trusted proxy, and Via carries the daemon token', () => {
-  const open = haproxyConfig(table([route('web')]), [], LISTEN, PATHS);
+  const allFields = { forwardedFields: FORWARDED_FIELDS };
+  const open = haproxyConfig(table([route('web')], allFields), [], LISTEN, PATHS);
   assert.match(open, /http-request del-header \^\(x-forwarded-for\|.*\|x-real-ip\)\$ -m reg$/m);
   // Deleted, so added without asking whether the client sent one.
   assert.match(open, /http-request add-header x-real-ip %\[var\(txn\.client\)\]$/m);
-  const trusting = haproxyConfig(table([route('web')], { trustedProxies: ['10.0.0.1', '::1'] }), [], LISTEN, PATHS);
+  const trusting = haproxyConfig(table([route('web')], { ...allFields, trustedProxies: ['10.0.0.1', '::1'] }), [], LISTEN, PATHS);
   assert.match(trusting, /acl trusted src 10\.0\.0\.1 ::1/);
   assert.match(trusting, /http-request del-header \^\(.*\|x-real-ip\)\$ -m reg unless trusted$/m);
   assert.match(trusting, /http-request add-header x-real-ip %\[var\(txn\.client\)\] unless \{ req\.hdr\(x-real-ip\) -m found \}$/m);
   assert.match(trusting, /add-header via "%\[req\.ver\] rainbowd-0123456789ab"/);
   assert.match(trusting, /use_backend fallback if \{ req\.hdr\(via\) -m sub rainbowd-0123456789ab \}/);
+});
+
+test('only the forwarded fields configured get a rule: by default the three X-Forwarded ones, and none needs the address as text when none names it', () => {
+  const added = (config: string) => [...config.matchAll(/add-header (x-forwarded-\w+|forwarded|x-real-ip) /g)].map((match) => match[1]);
+  const byDefault = haproxyConfig(table([route('web')]), [], LISTEN, PATHS);
+  assert.deepEqual(added(byDefault), ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']);
+  // Still deleted from the client: an app reading X-Real-IP must never see one the client made up.
+  assert.match(byDefault, /del-header \^\(x-forwarded-for\|.*\|forwarded\|x-real-ip\)\$ -m reg$/m);
+  const protoOnly = haproxyConfig(table([route('web')], { forwardedFields: ['x-forwarded-proto'] }), [], LISTEN, PATHS);
+  assert.deepEqual(added(protoOnly), ['x-forwarded-proto']);
+  assert.doesNotMatch(protoOnly, /txn\.client/);
 });
 
 test('a reload is needed for a change of routes, not for a switch or a pause', () => {
