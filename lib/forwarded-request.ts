@@ -1,6 +1,6 @@
 import type http from 'node:http';
 import { Readable } from 'node:stream';
-import type { Dispatcher } from 'undici';
+import type { Dispatcher, Pool } from 'undici';
 import { RainbowError } from './errors.js';
 import { responseHeaders } from './forward-headers.js';
 import { type Page, sendPage } from './pages.js';
@@ -22,8 +22,8 @@ const BROKEN = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
 const INVALID_HEADER_TEXT = /[^\t\x20-\x7e\x80-\xff]/;
 const CLIENT_GONE = new Error('the client went away');
 
-export function forwardRequest(request: http.IncomingMessage, headers: http.IncomingHttpHeaders, response: http.ServerResponse, upstream: Upstream, respondWithError: ErrorResponder): void {
-  const forwarded = new ForwardedRequest(request, headers, response, upstream, respondWithError);
+export function forwardRequest(request: http.IncomingMessage, headers: http.IncomingHttpHeaders, response: http.ServerResponse, upstream: Upstream, pool: Pool, respondWithError: ErrorResponder): void {
+  const forwarded = new ForwardedRequest(request, headers, response, upstream, pool, respondWithError);
   upstream.requestStarted();
   // One listener per request does both jobs: it is the hot path.
   response.once('close', () => {
@@ -48,6 +48,7 @@ class ForwardedRequest implements Dispatcher.DispatchHandler {
     headers: http.IncomingHttpHeaders,
     private readonly response: http.ServerResponse,
     private readonly upstream: Upstream,
+    private readonly pool: Pool,
     private readonly respondWithError: ErrorResponder,
   ) {
     this.target = request.url ?? '/';
@@ -56,7 +57,7 @@ class ForwardedRequest implements Dispatcher.DispatchHandler {
 
   dispatch(): void {
     if (this.options.path === '') return this.answerError(unforwardable(this.target, 'not a URL'));
-    this.upstream.pool.dispatch(this.options, this);
+    this.pool.dispatch(this.options, this);
   }
 
   /** The client has gone: the app's request is closed, so the app sees it too. */

@@ -1,4 +1,4 @@
-import type http from 'node:http';
+import http from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type Server from 'http-proxy';
@@ -31,8 +31,9 @@ export class ProxyEngine {
 
   /** Forwards with `headers` (forward-headers.ts); counts the request in flight on `upstream` until its response closes. */
   web(request: http.IncomingMessage, headers: http.IncomingHttpHeaders, response: http.ServerResponse, upstream: Upstream): void {
-    if (upstream.agent === null) forwardRequest(request, headers, response, upstream, this.respondWithError);
-    else forwardOverAgent(request, headers, response, upstream, upstream.agent, this.respondWithError);
+    const { client } = upstream;
+    if (client instanceof http.Agent) forwardOverAgent(request, headers, response, upstream, client, this.respondWithError);
+    else forwardRequest(request, headers, response, upstream, client, this.respondWithError);
   }
 
   /** The caller has put an `error` listener on `socket`: a client reset mid-upgrade would otherwise crash us. */

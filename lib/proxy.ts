@@ -200,7 +200,7 @@ export class Proxy implements DataPath {
     return [...this.upstreams].map(([key, upstream]) => [key, upstream.inFlight]);
   }
 
-  /** The same upstream for as long as the generation lives: a rollback finds its agent and counts. */
+  /** The same upstream for as long as the generation lives: a rollback finds its client (pool or agent) and counts. */
   private upstreamFor(address: UpstreamAddress): Upstream {
     let upstream = this.upstreams.get(address.key);
     if (!upstream) {

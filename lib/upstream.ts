@@ -37,13 +37,14 @@ export class Upstream {
   readonly key: number;
   /** http-proxy's target for WebSocket tunnels, built once so the request path does no parsing. */
   readonly proxyTarget: { protocol: 'http:'; host: string; port: number };
-  private readonly connections: Pool | null;
+  /** Kept-alive connections to the app, closed when the generation is released; none with 'one per request'. */
+  private readonly pool: Pool | null;
   /**
-   * Once the app has shown it closes every connection, or from the start with 'one per
-   * request': node:http's client, which opens a connection for about half of undici's CPU
-   * (agent-request.ts). It never keeps one alive.
+   * What the next request is forwarded with: the pool, or node:http's client once the app
+   * has shown it closes every connection (from the start with 'one per request'), which
+   * opens a connection for about half of undici's CPU (agent-request.ts) and never keeps one alive.
    */
-  agent: http.Agent | null = null;
+  client: Pool | http.Agent;
   inFlight = 0;
   private closingAnswers = 0;
   private readonly upgraded = new Set<Duplex>();
@@ -58,12 +59,12 @@ export class Upstream {
     this.key = address.key;
     this.proxyTarget = { protocol: 'http:', host: address.host, port: address.port };
     if (connections === 'one per request') {
-      this.connections = null;
-      this.agent = new http.Agent({ keepAlive: false });
+      this.pool = null;
+      this.client = new http.Agent({ keepAlive: false });
       return;
     }
     const host = address.host.includes(':') ? `[${address.host}]` : address.host;
-    this.connections = new (loadPool())(`http://${host}:${address.port}`, {
+    this.pool = new (loadPool())(`http://${host}:${address.port}`, {
       connections: maxConnections,
       pipelining: 1,
       keepAliveTimeout: KEEP_ALIVE_WITHOUT_HINT_MS,
@@ -72,18 +73,14 @@ export class Upstream {
       headersTimeout: 0,
       bodyTimeout: 0,
     });
+    this.client = this.pool;
   }
 
-  /** Connections for ordinary requests: reused, and closed when the generation is released. Only pooled upstreams forward with it. */
-  get pool(): Pool {
-    return this.connections!;
-  }
-
-  /** Counts the app's answers that close their connection (raw fields, from undici), and switches to `agent` past CLOSING_ANSWERS_TO_SWITCH in a row. */
+  /** Counts the app's answers that close their connection (raw fields, from undici), and switches `client` to node:http's past CLOSING_ANSWERS_TO_SWITCH in a row. */
   answered(raw: Buffer[]): void {
-    if (this.agent !== null) return;
+    if (this.client !== this.pool) return;
     if (!closesConnection(raw)) this.closingAnswers = 0;
-    else if (++this.closingAnswers >= CLOSING_ANSWERS_TO_SWITCH) this.agent = new http.Agent({ keepAlive: false });
+    else if (++this.closingAnswers >= CLOSING_ANSWERS_TO_SWITCH) this.client = new http.Agent({ keepAlive: false });
   }
 
   requestStarted(): void {
@@ -119,8 +116,8 @@ export class Upstream {
     const cut = this.inFlight;
     for (const socket of this.upgraded) socket.destroy();
     // Requests still in flight fail, and their engine cuts their clients' answers.
-    void this.connections?.destroy();
-    this.agent?.destroy();
+    void this.pool?.destroy();
+    if (this.client instanceof http.Agent) this.client.destroy();
     return cut;
   }
 }
