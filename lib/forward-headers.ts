@@ -9,13 +9,14 @@ import type http from 'node:http';
 /** Hop-by-hop in both directions, whether or not `Connection` names them. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 const HOP_BY_HOP_LENGTHS = new Set([...HOP_BY_HOP].map((name) => name.length));
-/** What a client says about where the request came from: believed only from a trusted proxy. */
-const CLIENT_CLAIMS = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'forwarded', 'x-real-ip']);
+/** What a client says about where the request came from: believed only from a trusted proxy (both engines drop these). */
+export const CLIENT_CLAIM_FIELDS = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'forwarded', 'x-real-ip'] as const;
+const CLIENT_CLAIMS = new Set<string>(CLIENT_CLAIM_FIELDS);
 /**
  * The fields rainbowd can set to say who the client is (config `forwardedFields`). By default
  * the three X-Forwarded ones, as nginx's usual setup, Caddy and kamal-proxy send: `Forwarded`
  * and `X-Real-IP` say the same again, and each field costs the proxy and the app on every
- * request (HAProxy ~3.5k instructions of its ~82k a request for each of these two).
+ * request (HAProxy: 6.9k instructions for these two, of its 87.7k a request; callgrind).
  */
 export const FORWARDED_FIELDS = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'x-real-ip'] as const;
 export type ForwardedField = (typeof FORWARDED_FIELDS)[number];
