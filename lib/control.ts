@@ -27,7 +27,7 @@ export interface ControlTarget {
   remove(service: string): Promise<Saved<RemoveResult>>;
   changeMode(service: string, change: ModeChange): Promise<Saved<ServiceStatus>>;
   rollback(service: string): Promise<Saved<DeployResult>>;
-  status(): DaemonStatus;
+  status(): Promise<DaemonStatus>;
   upgrade(reason: string): Promise<UpgradeResult>;
 }
 
@@ -142,9 +142,9 @@ export class ControlServer {
       case 'POST /upgrade':
         return sendJson(response, 200, await this.target.upgrade(reason));
       case 'GET /status':
-        return sendJson(response, 200, this.target.status());
+        return sendJson(response, 200, await this.target.status());
       case 'GET /services':
-        return sendJson(response, 200, this.target.status().services);
+        return sendJson(response, 200, (await this.target.status()).services);
       default:
         return notFound(response, method, url.pathname);
     }

@@ -207,7 +207,8 @@ export class Daemon {
     await stopOrphans(toStop, Math.max(...this.config.services.map((service) => service.stopTimeoutMs), 0) || DEFAULT_STOP_TIMEOUT_MS, this.log);
   }
 
-  status(): DaemonStatus {
+  async status(): Promise<DaemonStatus> {
+    await this.dataPath.readInFlight?.();
     return {
       pid: process.pid,
       version: this.version,

@@ -55,8 +55,6 @@ interface Applied {
   backends: Map<string, string>;
 }
 
-/** How often the in-flight counts that status shows are read from HAProxy. */
-const COUNT_INTERVAL_MS = 100;
 /** How often a drain asks whether the server is idle: HAProxy measured ~270 ms drains under load. */
 const IDLE_POLL_MS = 5;
 /** `del server` is refused while a connection went back to the idle pool: it is tried again this often. */
@@ -80,9 +78,13 @@ export class HaproxyDataPath implements DataPath {
   private haproxy: HaproxyProcess | null = null;
   private listener: HaproxyListener | null = null;
   private queue: Promise<unknown> = Promise.resolve();
+  /**
+   * In-flight counts per server, as HAProxy last told them: read when status asks, when the
+   * routing changes (for the draining line in the log) and at each poll of a drain. Not on a
+   * timer: ten reads a second cost an idle daemon and its HAProxy ~2 % of a core.
+   */
   private readonly counts = new Map<number, number>();
-  private countsPending = false;
-  private countTimer: NodeJS.Timeout | null = null;
+  private countsRead: Promise<void> | null = null;
   /** Old workers may remain since the last reload: drains ask them too until none is left. */
   private oldWorkersMayRemain = false;
   private stopped = false;
@@ -109,7 +111,6 @@ export class HaproxyDataPath implements DataPath {
     this.log.event('haproxy-found', { path: binary.path, version: binary.version });
     if (!(this.found && (await this.attach(binary.path, this.found)))) await this.startNew(binary.path, port, host);
     if (this.options.configFile) writeHaproxyRecord(this.options.configFile, this.dir);
-    this.countTimer = setInterval(() => this.refreshCounts(), COUNT_INTERVAL_MS).unref();
   }
 
   private async startNew(binary: string, port: number, host: string): Promise<void> {
@@ -201,7 +202,6 @@ export class HaproxyDataPath implements DataPath {
     this.handedOver = true;
     this.stopped = true;
     this.haproxy?.letGo();
-    if (this.countTimer) clearInterval(this.countTimer);
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline && ((await this.haproxy?.processes().catch(() => null))?.oldWorkers.length ?? 0) > 0) await sleep(OLD_WORKERS_POLL_MS);
     await this.fallback.handOver(Math.max(0, deadline - Date.now()));
@@ -213,6 +213,8 @@ export class HaproxyDataPath implements DataPath {
     for (const route of table.services) {
       if (route.upstream && !this.servers.has(route.upstream.key)) this.servers.set(route.upstream.key, { ...route.upstream, service: route.name });
     }
+    // Read while the switch is made: what the old generation carries when its drain begins.
+    void this.readInFlight();
     void this.enqueue(() => this.reconcile());
   }
 
@@ -222,7 +224,12 @@ export class HaproxyDataPath implements DataPath {
 
   async whenIdle(key: number): Promise<void> {
     const inHaproxy = async () => {
-      while (((await this.enqueue(() => this.serverInFlight(key))) ?? 0) > 0) await sleep(IDLE_POLL_MS);
+      for (;;) {
+        const count = (await this.enqueue(() => this.serverInFlight(key))) ?? 0;
+        if (this.servers.has(key)) this.counts.set(key, count);
+        if (count === 0) return;
+        await sleep(IDLE_POLL_MS);
+      }
     };
     await Promise.all([inHaproxy(), this.fallback.whenIdle(key)]);
   }
@@ -251,7 +258,6 @@ export class HaproxyDataPath implements DataPath {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.countTimer) clearInterval(this.countTimer);
     await this.fallback.stop();
     if (this.handedOver || !this.haproxy) return;
     if (this.haproxy.pid) {
@@ -425,21 +431,22 @@ export class HaproxyDataPath implements DataPath {
   }
 
   /**
-   * On a connection of its own, beside the queue: a switch waiting behind a `show stat`
-   * under load measured part of its 6-8 ms. A poll that fails (HAProxy reloading or
-   * restarting) leaves the counts as they were until the next one.
+   * Reads the in-flight counts afresh (one read at a time; callers during one share it). On a
+   * connection of its own, beside the queue: a switch waiting behind a `show stat` under load
+   * measured part of its 6-8 ms. A read that fails (HAProxy reloading or restarting) leaves
+   * the counts as they were.
    */
-  private refreshCounts(): void {
-    if (this.countsPending || this.servers.size === 0 || this.applied === null || this.stopped) return;
-    this.countsPending = true;
-    runtimeCommand(this.paths.adminSocket, 'show stat -1 4 -1')
+  readInFlight(): Promise<void> {
+    if (this.servers.size === 0 || this.applied === null || this.stopped) return Promise.resolve();
+    this.countsRead ??= runtimeCommand(this.paths.adminSocket, 'show stat -1 4 -1')
       .then((answer) => {
         if (!/^# pxname/.test(answer)) return;
         const byServer = parseInFlight(answer);
         for (const [key, server] of this.servers) this.counts.set(key, byServer.get(`${backendOf(server.service)}/${serverName(server.generation)}`) ?? 0);
       })
       .catch(() => undefined)
-      .finally(() => (this.countsPending = false));
+      .finally(() => (this.countsRead = null));
+    return this.countsRead;
   }
 
   /** HAProxy died: started again at once from the current state; every generation it held is kept. */

@@ -59,8 +59,10 @@ export interface DataPath {
   whenIdle(key: number): Promise<void>;
   /** Closes the upstream's sockets, cutting whatever is still in flight; resolves to how many were cut. */
   release(key: number): Promise<number>;
-  /** Requests in flight to the upstream (from workers: as of their last report). */
+  /** Requests in flight to the upstream (from workers: as of their last report; from HAProxy: as of `readInFlight`). */
   inFlight(key: number): number;
+  /** Present where the counts live in another program (HAProxy): reads them afresh, for a status about to be shown. */
+  readInFlight?(): Promise<void>;
   /** Stops accepting connections for good (a later update does not open them again); requests in flight go on. */
   close(): void;
   /** Ends the data path for good, after everything has drained. */

@@ -95,6 +95,20 @@ test('HAProxy admin and master sockets are mode 0600 in its recorded runtime dir
   assert.deepEqual(listeningTcpPorts(haproxy.map((info) => info.pid)), [daemon.proxyPort]);
 });
 
+test('an idle rainbowd sends HAProxy no runtime command, and status still shows its in-flight counts', { skip, timeout: 30_000 }, async (t) => {
+  const { daemon } = await startAppDaemon(t, { name: 'haproxy-idle', config: HAPROXY });
+  const { dir } = JSON.parse(readFileSync(join(daemon.dir, 'rainbow.haproxy.json'), 'utf8')) as { dir: string };
+  // Every connection to the admin socket counts, this question's too.
+  const connections = async () => Number(/^CumConns: (\d+)$/m.exec(await adminCommand(join(dir, 'admin.sock'), 'show info'))?.[1]);
+  const before = await connections();
+  await new Promise((resolve) => setTimeout(resolve, 2000));
+  assert.equal(await connections(), before + 1, 'connections to the admin socket in 2 s of idling, besides our own');
+  const slow = request(daemon.proxyPort, '/slow?ms=3000');
+  await waitFor(async () => (await daemon.service()).generations[0]?.inFlight === 1, { timeout: 10_000, what: 'the slow request in flight in /status' });
+  assert.equal((await slow).status, 200);
+  assert.equal((await daemon.service()).generations[0]?.inFlight, 0, 'nothing in flight once it is answered');
+});
+
 test('HAProxy killed is logged and restarted at once from the current state, and serves again', { skip }, async (t) => {
   const { daemon } = await startAppDaemon(t, { name: 'haproxy-killed', config: HAPROXY });
   const [master] = haproxyProcesses(daemon).filter((info) => info.ppid === daemon.pid);
@@ -233,4 +247,11 @@ function listeningTcpPorts(pids: number[]): number[] {
     }
   }
   return [...ports];
+}
+
+function adminCommand(socket: string, command: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let answer = '';
+    net.connect(socket).on('data', (chunk) => (answer += chunk)).on('end', () => resolve(answer)).on('error', reject).end(`${command}\n`);
+  });
 }

@@ -142,7 +142,12 @@ for (const [name, create, skip] of implementations) {
     // At the app, the request has surely reached the proxy: an in-flight count alone could be
     // a worker's stale report of the request that showed the table took effect.
     await waitFor(() => one.held.length === 1, { ...WAIT, what: 'the request at the app' });
-    await waitFor(() => dataPath.inFlight(1) === 1, { ...WAIT, what: 'one request in flight' });
+    // As status reads it: HAProxy's counts are read when asked.
+    const inFlight = async () => {
+      await dataPath.readInFlight?.();
+      return dataPath.inFlight(1);
+    };
+    await waitFor(async () => (await inFlight()) === 1, { ...WAIT, what: 'one request in flight' });
     let idle = false;
     const whenIdle = dataPath.whenIdle(1).then(() => (idle = true));
     // Long enough for every worker to have answered whenIdle had it been idle.
@@ -151,7 +156,7 @@ for (const [name, create, skip] of implementations) {
     one.finish();
     assert.deepEqual(await slow, { status: 200, body: 'one slow' });
     await whenIdle;
-    await waitFor(() => dataPath.inFlight(1) === 0, { ...WAIT, what: 'nothing in flight' });
+    await waitFor(async () => (await inFlight()) === 0, { ...WAIT, what: 'nothing in flight' });
   });
 
   test(`${name}: release closes the sockets to the upstream, cutting what is still in flight, and says how many it cut`, { skip }, async (t) => {

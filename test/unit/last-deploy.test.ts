@@ -14,7 +14,7 @@ import { broken, codeOf, redeployWhileHeld, settled, startService } from '../hel
 /** The control API in front of one in-process service: what `status` and `list` read. */
 async function controlOf(t: TestContext, service: Service): Promise<number> {
   const port = await getPort({ host: '127.0.0.1' });
-  const status = (): DaemonStatus => ({
+  const status = async (): Promise<DaemonStatus> => ({
     pid: process.pid,
     version: 'test',
     uptimeMs: 0,
