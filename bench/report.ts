@@ -98,16 +98,17 @@ function renderMemory(apps: AppOutcome[]): string | undefined {
   const rows = apps.flatMap((app) =>
     app.rainbowdMemory
       .filter((memory) => memory.idle)
-      .map(({ target, workers, engine, idle, afterLoad }) => [
+      .map(({ target, workers, engine, idle, afterLoad, afterIdle }) => [
         app.title,
         `${target} (${engine === 'haproxy' ? 'daemon + HAProxy' : workers === 0 ? 'one process' : `daemon + ${workers} workers`})`,
         megabytes(idle?.rssMB),
         megabytes(afterLoad?.rssMB),
+        megabytes(afterIdle?.rssMB),
         megabytes(afterLoad?.peakRssMB ?? idle?.peakRssMB),
       ]),
   );
   if (!rows.length) return undefined;
-  return `### rainbowd memory (one daemon per app; RSS of the daemon and its proxy workers, or its HAProxy, together)\n\n${table(['in front of', 'rainbowd', 'RSS idle', 'RSS after the load runs', 'peak RSS (sum of each process\'s peak)'], rows, 'llrrr')}`;
+  return `### rainbowd memory (one daemon per app; RSS of the daemon and its proxy workers, or its HAProxy, together)\n\n${table(['in front of', 'rainbowd', 'RSS idle', 'RSS after the load runs', 'RSS after 2 idle minutes', 'peak RSS (sum of each process\'s peak)'], rows, 'llrrrr')}`;
 }
 
 function renderDeploy(deploy: DeployOutcome): string {

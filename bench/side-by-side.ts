@@ -53,6 +53,8 @@ export interface AppPlan {
   warmupSeconds: number;
   /** Before each run, how long to wait for other processes to go quiet (0: do not sample). */
   quietWaitMs: number;
+  /** After the loads, how long rainbowd is left idle before its memory is measured again (0: not measured). */
+  idleMemoryWaitMs: number;
   load: LoadPlan;
   /** A second load on the same processes (256 connections on the 20 ms app). */
   extraLoad?: LoadPlan;
@@ -112,6 +114,8 @@ export interface RainbowdMemory {
   engine: 'node' | 'haproxy';
   idle?: Memory;
   afterLoad?: Memory;
+  /** After the loads and `idleMemoryWaitMs` without any, as a daemon between bursts is. */
+  afterIdle?: Memory;
 }
 
 export interface AppOutcome {
@@ -171,7 +175,7 @@ export async function benchmarkApp(context: BenchContext, plan: AppPlan): Promis
     started.push({ stop: () => minimal.process.stop(10_000) });
     targets.push({ name: minimal.name, url: minimal.url, processes: [minimal.process, direct], proxyGroups: [minimal.process.pid], appGroup: direct.pid });
 
-    const measureMemory = (when: 'idle' | 'afterLoad') => {
+    const measureMemory = (when: 'idle' | 'afterLoad' | 'afterIdle') => {
       for (const [memory, groups] of daemonGroups) memory[when] = sumMemory(groups.map(groupMemoryOf));
     };
     measureMemory('idle');
@@ -188,6 +192,11 @@ export async function benchmarkApp(context: BenchContext, plan: AppPlan): Promis
       if (load) outcome.loads.push(await interleavedRuns(context, app.name, targets, load, plan.quietWaitMs, directory));
     }
     measureMemory('afterLoad');
+    if (plan.idleMemoryWaitMs > 0) {
+      progress(`${app.name}: leaving rainbowd idle for ${plan.idleMemoryWaitMs / 1000} s, to measure what memory it keeps between bursts`);
+      await new Promise((resolve) => setTimeout(resolve, plan.idleMemoryWaitMs));
+      measureMemory('afterIdle');
+    }
     return outcome;
   } finally {
     // Newest first: the proxies before the apps behind them.

@@ -67,6 +67,8 @@ export interface DaemonConfig {
   engine: Engine;
   /** The haproxy program (a name looked up on PATH, or a path), for `"engine": "haproxy"`. */
   haproxyPath: string;
+  /** After this long with an idle event loop, rainbowd's processes give back what a burst made V8 keep (idle-memory.ts); 0 = never. */
+  releaseIdleMemoryAfterMs: number;
   /** The default service (top-level keys) first, if there is one. */
   services: ServiceConfig[];
 }
@@ -88,6 +90,7 @@ export const ENGINES = ['node', 'haproxy'] as const;
 export type Engine = (typeof ENGINES)[number];
 
 export const MAX_WORKERS = 64;
+export const DEFAULT_RELEASE_IDLE_MEMORY_AFTER_MS = 60_000;
 
 export const DEFAULT_SERVICE = 'default';
 
@@ -167,7 +170,7 @@ const loaders = {
 };
 
 // Options the config file may set, besides the keys of the default service.
-const daemonKeys = ['port', 'controlPort', 'host', 'controlHost', 'controlSocket', 'controlToken', 'logFormat', 'trustedProxies', 'forwardedFields', 'workers', 'engine', 'haproxyPath', 'services'] as const;
+const daemonKeys = ['port', 'controlPort', 'host', 'controlHost', 'controlSocket', 'controlToken', 'logFormat', 'trustedProxies', 'forwardedFields', 'workers', 'engine', 'haproxyPath', 'releaseIdleMemoryAfter', 'services'] as const;
 // Keys of the default service (top level) and of each named service.
 const serviceKeys = [
   'run',
@@ -276,6 +279,7 @@ export function validateConfig(raw: unknown, file: string, overrides: RunOverrid
     engine,
     // A bare name is looked up on PATH; a path is relative to the config file, like "cwd".
     haproxyPath: fromFile.haproxyPath?.includes('/') ? path.resolve(dir, fromFile.haproxyPath) : (fromFile.haproxyPath ?? 'haproxy'),
+    releaseIdleMemoryAfterMs: v.releaseIdleMemoryAfter(config.releaseIdleMemoryAfter) ?? DEFAULT_RELEASE_IDLE_MEMORY_AFTER_MS,
     services,
   };
 }
@@ -353,6 +357,13 @@ class Validator {
     } catch (error) {
       return this.fail(key, messageOf(error), value);
     }
+  }
+
+  /** 0 (never), or long enough that idle means idle: a check each few milliseconds would itself keep the process busy. */
+  releaseIdleMemoryAfter(value: unknown): number | undefined {
+    const ms = this.duration(value, 'releaseIdleMemoryAfter');
+    if (ms !== undefined && ms !== 0 && ms < 1000) this.fail('releaseIdleMemoryAfter', '0 (never) or a duration of at least 1s', value);
+    return ms;
   }
 
   oneOf<T extends string>(value: unknown, key: string, allowed: readonly T[]): T | undefined {

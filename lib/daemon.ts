@@ -7,6 +7,7 @@ import { removePidfile, removeRecord, writePidfile, writeRecord } from './daemon
 import { RainbowError, messageOf } from './errors.js';
 import { FileWatch } from './file-watch.js';
 import { HaproxyDataPath } from './haproxy-data-path.js';
+import { releaseMemoryWhenIdle } from './idle-memory.js';
 import { stopLeftHaproxy } from './haproxy-process.js';
 import { findLeftHaproxy, removeHaproxyRecord } from './haproxy-record.js';
 import type { Logger } from './log.js';
@@ -43,6 +44,7 @@ export class Daemon {
   private readonly upgrader: Upgrader;
   private readonly predecessor: Predecessor | null;
   private readonly pidfile: string | null;
+  private stopMemoryRelease = (): void => undefined;
 
   constructor(
     private config: DaemonConfig,
@@ -105,6 +107,7 @@ export class Daemon {
     const leftovers = !handover && config.file ? findLeftovers(config.file, (name) => this.registry.canAdopt(name), this.runtimeDir) : null;
     await this.findHaproxy(handover);
     const adopted = handover ? await takeOver(handover, this.predecessor!, this.registry, this.runtimeDir, this.log) : leftovers ? await this.registry.adopt(leftovers.adoptable, leftovers.lastGenerations, 'left serving by a rainbowd that exited without stopping it') : new Set();
+    this.releaseIdleMemory();
     try {
       await this.listen(handover);
     } catch (error) {
@@ -272,12 +275,14 @@ export class Daemon {
     this.config = { ...next, host, port, controlHost, controlPort, controlSocket, controlToken, workers, engine, haproxyPath };
     this.registry.reconcile(this.config);
     this.watchFiles();
+    this.releaseIdleMemory();
     this.log.event('reloaded', { config: this.config.file, reason: `${why}; new values apply from the next deploy` });
   }
 
   shutdown(signal: string): Promise<void> {
     this.shuttingDown ??= (async () => {
       this.log.event('shutting-down', { reason: `${signal}: draining and stopping every generation` });
+      this.stopMemoryRelease();
       this.dataPath.close();
       await this.fileWatch.close();
       await Promise.all(this.registry.all().map((service) => service.stopAll(`rainbowd received ${signal}`)));
@@ -287,6 +292,14 @@ export class Daemon {
       this.log.event('stopped', { reason: 'every generation is stopped' });
     })();
     return this.shuttingDown;
+  }
+
+  /** In this process and in proxy workers: `releaseIdleMemoryAfter`, at start and at each reload. */
+  private releaseIdleMemory(): void {
+    const afterMs = this.config.releaseIdleMemoryAfterMs;
+    this.stopMemoryRelease();
+    this.stopMemoryRelease = releaseMemoryWhenIdle(afterMs, (fields) => this.log.event('memory-released', fields));
+    if (this.dataPath instanceof ProxyWorkers) this.dataPath.releaseIdleMemoryAfter(afterMs);
   }
 
   private watchFiles(): void {

@@ -1,3 +1,4 @@
+import { releaseMemoryWhenIdle } from './idle-memory.js';
 import type { SocketHandle } from './listen.js';
 import { Proxy } from './proxy.js';
 import type { PrimaryMessage, WorkerMessage } from './proxy-workers.js';
@@ -32,9 +33,16 @@ setInterval(() => {
   send({ type: 'in-flight', counts });
 }, REPORT_INTERVAL_MS).unref();
 
+let stopMemoryRelease = (): void => undefined;
+function releaseIdleMemoryAfter(ms: number): void {
+  stopMemoryRelease();
+  stopMemoryRelease = releaseMemoryWhenIdle(ms, (fields) => send({ type: 'event', event: 'memory-released', fields }));
+}
+
 process.on('message', (message: PrimaryMessage, handle: SocketHandle | undefined) => {
   switch (message.type) {
     case 'listen':
+      releaseIdleMemoryAfter(message.releaseIdleMemoryAfterMs);
       proxy.update(message.table);
       // The supervisor's socket: every worker accepts on it, and a successor's workers too.
       proxy.listenOnHandedOver(handle!).then(
@@ -44,6 +52,9 @@ process.on('message', (message: PrimaryMessage, handle: SocketHandle | undefined
       break;
     case 'update':
       proxy.update(message.table);
+      break;
+    case 'release-idle-memory':
+      releaseIdleMemoryAfter(message.afterMs);
       break;
     case 'when-idle':
       void proxy.whenIdle(message.key).then(() => send({ type: 'answer', id: message.id, value: 0 }));

@@ -17,7 +17,8 @@ import type { DataPath, DataPathHandover, RouteTable } from './route-table.js';
 // over: the new rainbowd's workers accept on the same socket before ours stop.
 
 export type PrimaryMessage =
-  | { type: 'listen'; table: RouteTable }
+  | { type: 'listen'; table: RouteTable; releaseIdleMemoryAfterMs: number }
+  | { type: 'release-idle-memory'; afterMs: number }
   | { type: 'update'; table: RouteTable }
   | { type: 'when-idle'; id: number; key: number }
   | { type: 'release'; id: number; key: number }
@@ -65,6 +66,7 @@ export class ProxyWorkers implements DataPath, HandsOver {
   private nextQuestion = 1;
   private closing = false;
   private stopping = false;
+  private releaseIdleMemoryAfterMs = 0;
 
   constructor(
     private readonly count: number,
@@ -102,6 +104,13 @@ export class ProxyWorkers implements DataPath, HandsOver {
   }
 
   async whenRouted(): Promise<void> {}
+
+  /** How long a worker waits idle before it gives back its unused memory (idle-memory.ts): set before `listen`, and at a reload. */
+  releaseIdleMemoryAfter(ms: number): void {
+    if (ms === this.releaseIdleMemoryAfterMs) return;
+    this.releaseIdleMemoryAfterMs = ms;
+    this.broadcast({ type: 'release-idle-memory', afterMs: ms });
+  }
 
   async whenIdle(key: number): Promise<void> {
     await this.ask((id) => ({ type: 'when-idle', id, key }));
@@ -163,7 +172,7 @@ export class ProxyWorkers implements DataPath, HandsOver {
           state.ready = true;
           // Started just as rainbowd began to shut down: there is nothing for it to do.
           if (this.closing || this.stopping) return void worker.process.kill('SIGKILL');
-          send(worker, { type: 'listen', table: this.table }, this.handle!);
+          send(worker, { type: 'listen', table: this.table, releaseIdleMemoryAfterMs: this.releaseIdleMemoryAfterMs }, this.handle!);
         } else if (message.type === 'listening') {
           state.listening = true;
           resolve();

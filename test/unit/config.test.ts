@@ -44,6 +44,12 @@ test('forwardedFields: the three X-Forwarded ones by default; names in any case'
   assert.deepEqual((await loadConfig(await configFile('{"run": "x", "forwardedFields": []}'))).forwardedFields, []);
 });
 
+test('releaseIdleMemoryAfter: a minute by default; 0 turns it off', async () => {
+  assert.equal((await loadConfig(await configFile('{"run": "x"}'))).releaseIdleMemoryAfterMs, 60_000);
+  assert.equal((await loadConfig(await configFile('{"run": "x", "releaseIdleMemoryAfter": "5m"}'))).releaseIdleMemoryAfterMs, 300_000);
+  assert.equal((await loadConfig(await configFile('{"run": "x", "releaseIdleMemoryAfter": 0}'))).releaseIdleMemoryAfterMs, 0);
+});
+
 test('controlPort defaults to the proxy port + 1, and flags win over the file', async () => {
   const file = await configFile('{"run": "x", "port": 8000}');
   assert.equal((await loadConfig(file)).controlPort, 8001);
@@ -98,6 +104,8 @@ const badConfigs: Array<[string, string, RegExp, HowGiven?]> = [
   ['a cwd that does not exist', '{"run": "x", "cwd": "no-such-dir"}', /"cwd" must be an existing directory \(the app is started there\), but \/.*\/no-such-dir is not one$/],
   ['a port out of range that a flag overrides', '{"run": "x", "port": 70000}', /"port" must be a port number from 1 to 65535, got number 70000/, { args: ['--http-port', '7123'] }],
   ['a forwarded field rainbowd cannot set', '{"run": "x", "forwardedFields": ["x-forwarded-for", "x-forwarded-port"]}', /"forwardedFields" must be a list of "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "x-real-ip", got "x-forwarded-port"$/],
+  ['a releaseIdleMemoryAfter that is not a duration', '{"run": "x", "releaseIdleMemoryAfter": "never"}', /"releaseIdleMemoryAfter" must be a duration like "30s", "500ms", "2m" or a number of milliseconds, got "never"$/],
+  ['a releaseIdleMemoryAfter too short to tell idle', '{"run": "x", "releaseIdleMemoryAfter": "10ms"}', /"releaseIdleMemoryAfter" must be 0 \(never\) or a duration of at least 1s, got "10ms"$/],
   ['null in it', 'null', /the config is null; it must be an object/],
   ['null in it, found by searching', 'null', /the config is null; it must be an object/, { search: true }],
   ['nothing in it, found by searching', '', /the file is empty; it needs at least \{"run": "\.\.\."\}/, { search: true }],
