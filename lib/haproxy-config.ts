@@ -232,12 +232,15 @@ function serviceRules(route: ServiceRoute, table: RouteTable, listen: HaproxyLis
   const fields = new Set(table.forwardedFields);
   const sets = (field: ForwardedField, ...lines: string[]) => (fields.has(field) ? lines : []);
   const ipv4Only = net.isIPv4(listen.host);
-  const forwardedFor = ipv4Only ? '%[var(txn.client)]' : '%[var(txn.forwarded_for)]';
+  // The client's address as text, formatted into a variable once (concat() makes it a
+  // string) when two fields or more use it: each %[src] formats it again (~1.5k instructions),
+  // but the variable costs ~1.1k itself, more than the one %[src] of the default fields.
+  const clientUses = [fields.has('x-forwarded-for'), fields.has('x-real-ip'), fields.has('forwarded') && ipv4Only].filter(Boolean).length;
+  const client = clientUses > 1 ? '%[var(txn.client)]' : '%[src]';
+  const forwardedFor = ipv4Only ? client : '%[var(txn.forwarded_for)]';
   rules.push(
-    // The client's address as text once (concat() makes it a string): each %[src], and
-    // option forwardfor, formats it again (~1.5k instructions each).
-    ...(fields.has('x-forwarded-for') || fields.has('x-real-ip') || (fields.has('forwarded') && ipv4Only) ? ['  http-request set-var(txn.client) src,concat()'] : []),
-    ...sets('x-forwarded-for', '  http-request add-header x-forwarded-for %[var(txn.client)]'),
+    ...(clientUses > 1 ? ['  http-request set-var(txn.client) src,concat()'] : []),
+    ...sets('x-forwarded-for', `  http-request add-header x-forwarded-for ${client}`),
     ...sets('x-forwarded-proto', `  http-request add-header x-forwarded-proto http${unlessClaimed('x-forwarded-proto')}`),
     ...sets('x-forwarded-host', `  http-request add-header x-forwarded-host %[req.hdr(host)] if { req.hdr(host) -m found }${trusted ? ' !{ req.hdr(x-forwarded-host) -m found }' : ''}`),
     ...sets(
@@ -249,7 +252,7 @@ function serviceRules(route: ServiceRoute, table: RouteTable, listen: HaproxyLis
       `  http-request add-header forwarded "for=${forwardedFor};proto=http;host=\\"%[req.hdr(host)]\\"" if { req.hdr(host) -m found }`,
       `  http-request add-header forwarded "for=${forwardedFor};proto=http" unless { req.hdr(host) -m found }`,
     ),
-    ...sets('x-real-ip', `  http-request add-header x-real-ip %[var(txn.client)]${unlessClaimed('x-real-ip')}`),
+    ...sets('x-real-ip', `  http-request add-header x-real-ip ${client}${unlessClaimed('x-real-ip')}`),
     `  http-request add-header via "%[req.ver] ${table.via}"`,
     '  http-request add-header x-request-id %[uuid] unless { req.hdr(x-request-id) -m found }',
     `  http-request disable-l7-retry unless { method ${IDEMPOTENT_METHODS} }`,

@@ -104,12 +104,14 @@ test('claims about the client are deleted unless the peer is a trusted proxy, an
   assert.match(trusting, /use_backend fallback if \{ req\.hdr\(via\) -m sub rainbowd-0123456789ab \}/);
 });
 
-test('only the forwarded fields configured get a rule: by default the three X-Forwarded ones, and none needs the address as text when none names it', () => {
+test('only the forwarded fields configured get a rule: by default the three X-Forwarded ones; the address as text in a variable only where two fields name the client', () => {
   const added = (config: string) => [...config.matchAll(/add-header (x-forwarded-\w+|forwarded|x-real-ip) /g)].map((match) => match[1]);
   const byDefault = haproxyConfig(table([route('web')]), [], LISTEN, PATHS);
   assert.deepEqual(added(byDefault), ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']);
   // Still deleted from the client: an app reading X-Real-IP must never see one the client made up.
   assert.match(byDefault, /del-header \^\(x-forwarded-for\|.*\|forwarded\|x-real-ip\)\$ -m reg$/m);
+  assert.match(byDefault, /add-header x-forwarded-for %\[src\]$/m);
+  assert.doesNotMatch(byDefault, /txn\.client/);
   const protoOnly = haproxyConfig(table([route('web')], { forwardedFields: ['x-forwarded-proto'] }), [], LISTEN, PATHS);
   assert.deepEqual(added(protoOnly), ['x-forwarded-proto']);
   assert.doesNotMatch(protoOnly, /txn\.client/);
