@@ -1,6 +1,5 @@
 // The command line of `npm run bench`, and what each mode runs.
 import { parseArgs } from 'node:util';
-import { DEFAULT_RELEASE_IDLE_MEMORY_AFTER_MS } from '../lib/config.js';
 import type { AppName } from './apps.js';
 import type { LoadSpec } from './load.js';
 import type { Tools } from './tools.js';
@@ -26,8 +25,8 @@ export interface Plan {
   warmupSeconds: number;
   /** Before each run, how long to wait for other processes to go quiet. */
   quietWaitMs: number;
-  /** After an app's loads, how long rainbowd is left idle before its memory is measured again (0: not measured). */
-  idleMemoryWaitMs: number;
+  /** After an app's loads, measure rainbowd's memory again once it has given back what it kept (not in --quick). */
+  idleMemory: boolean;
   /** Redeploys under load; 0: that part is not run. */
   deploys: number;
   /** rainbowd's proxy workers for the redeploys; undefined: its default. */
@@ -93,9 +92,7 @@ export function parseOptions(argv: string[]): Plan {
     warmupSeconds: quick ? 1 : 2,
     // --quick checks that everything works (CI): it does not wait for a quiet machine.
     quietWaitMs: quick ? 0 : 20_000,
-    // rainbowd gives back V8's young generation after a whole idle period
-    // (releaseIdleMemoryAfter): by two periods after the load, whatever its phase.
-    idleMemoryWaitMs: quick ? 0 : 2 * DEFAULT_RELEASE_IDLE_MEMORY_AFTER_MS + 5000,
+    idleMemory: !quick,
     deploys: wanted('deploy') ? (deploys ?? (quick ? 3 : 10)) : 0,
     deployWorkers,
     deployEngine,

@@ -1,6 +1,6 @@
 // rainbowd under test: one daemon with its config, runtime directory and log in a directory
 // of the benchmark's workspace, on free ports, driven through its control API.
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import getPort from 'get-port';
 import type { DaemonStatus, DeployResult, ErrorBody } from '../lib/api.js';
@@ -85,6 +85,17 @@ export class Rainbowd {
       throw new Error(`redeploy refused (${answer.status}): ${body.error ? `${body.error.code}: ${body.error.message}` : answer.body}`);
     }
     return body;
+  }
+
+  /** Its config file changed (rainbowd reloads it when it changes); resolves once the log says it reloaded. */
+  async reload(changes: Record<string, unknown>): Promise<void> {
+    const file = path.join(this.directory, 'rainbow.conf.json');
+    const seen = this.log.length;
+    await writeFile(file, `${JSON.stringify({ ...(JSON.parse(await readFile(file, 'utf8')) as object), ...changes }, null, 2)}\n`);
+    for (const deadline = Date.now() + 10_000; !this.log.slice(seen).some((line) => /\breloaded\b/.test(line.text)); ) {
+      if (Date.now() > deadline) throw new Error(`rainbowd did not reload its config within 10 s (${this.directory})`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
   }
 
   /** SIGTERM: rainbowd drains and stops its app, then exits. */

@@ -108,7 +108,7 @@ function renderMemory(apps: AppOutcome[]): string | undefined {
       ]),
   );
   if (!rows.length) return undefined;
-  return `### rainbowd memory (one daemon per app; RSS of the daemon and its proxy workers, or its HAProxy, together)\n\n${table(['in front of', 'rainbowd', 'RSS idle', 'RSS after the load runs', 'RSS after 2 idle minutes', 'peak RSS (sum of each process\'s peak)'], rows, 'llrrrr')}`;
+  return `### rainbowd memory (one daemon per app; RSS of the daemon and its proxy workers, or its HAProxy, together)\n\n${table(['in front of', 'rainbowd', 'RSS idle', 'RSS after the load runs', 'RSS once idle again', 'peak RSS (sum of each process\'s peak)'], rows, 'llrrrr')}`;
 }
 
 function renderDeploy(deploy: DeployOutcome): string {

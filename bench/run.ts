@@ -35,7 +35,7 @@ async function main(plan: Plan, context: BenchContext, results: BenchResults): P
       app,
       warmupSeconds: plan.warmupSeconds,
       quietWaitMs: plan.quietWaitMs,
-      idleMemoryWaitMs: plan.idleMemoryWaitMs,
+      idleMemory: plan.idleMemory,
       load: { spec: plan.load, rounds },
       extraLoad: extraConnections ? { spec: { ...plan.load, connections: extraConnections }, rounds } : undefined,
     };

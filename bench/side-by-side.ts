@@ -30,6 +30,9 @@ const RAINBOWD_VARIANTS: ReadonlyArray<{ name: TargetName; workers: number; engi
   { name: 'rainbowd-haproxy', workers: 0, engine: 'haproxy' },
 ];
 
+/** `releaseIdleMemoryAfter` for the memory measured once rainbowd is idle again. */
+const IDLE_MEMORY_PERIOD_S = 10;
+
 // A run during which other processes took more than DISTURBED_SHARE of the CPU is run again,
 // at most this many times.
 const RUNS_AGAIN_WHEN_DISTURBED = 2;
@@ -53,8 +56,8 @@ export interface AppPlan {
   warmupSeconds: number;
   /** Before each run, how long to wait for other processes to go quiet (0: do not sample). */
   quietWaitMs: number;
-  /** After the loads, how long rainbowd is left idle before its memory is measured again (0: not measured). */
-  idleMemoryWaitMs: number;
+  /** After the loads, measure rainbowd's memory again once it has given back what it kept. */
+  idleMemory: boolean;
   load: LoadPlan;
   /** A second load on the same processes (256 connections on the 20 ms app). */
   extraLoad?: LoadPlan;
@@ -114,7 +117,7 @@ export interface RainbowdMemory {
   engine: 'node' | 'haproxy';
   idle?: Memory;
   afterLoad?: Memory;
-  /** After the loads and `idleMemoryWaitMs` without any, as a daemon between bursts is. */
+  /** Once idle again and `releaseIdleMemoryAfter` has given back what V8 kept (the period shortened for the benchmark). */
   afterIdle?: Memory;
 }
 
@@ -144,6 +147,7 @@ export async function benchmarkApp(context: BenchContext, plan: AppPlan): Promis
     const targets: Target[] = [{ name: 'direct', url: directUrl, processes: [direct], proxyGroups: [], appGroup: direct.pid }];
 
     const daemonGroups = new Map<RainbowdMemory, number[]>();
+    const rainbowds: Rainbowd[] = [];
     for (const variant of RAINBOWD_VARIANTS) {
       if (variant.engine === 'haproxy' && !tools.haproxy) {
         outcome.notes.push(`no ${variant.name} column: haproxy is not available`);
@@ -151,6 +155,7 @@ export async function benchmarkApp(context: BenchContext, plan: AppPlan): Promis
       }
       const rainbowd = await Rainbowd.start(registry, context.root, path.join(directory, variant.name), app.runLine, variant);
       started.push(rainbowd);
+      rainbowds.push(rainbowd);
       const status = await rainbowd.status();
       const appPid = status.services[0]?.generations.find((generation) => generation.state === 'active')?.pid ?? undefined;
       // HAProxy runs in a process group of its own, a child of the daemon.
@@ -192,9 +197,12 @@ export async function benchmarkApp(context: BenchContext, plan: AppPlan): Promis
       if (load) outcome.loads.push(await interleavedRuns(context, app.name, targets, load, plan.quietWaitMs, directory));
     }
     measureMemory('afterLoad');
-    if (plan.idleMemoryWaitMs > 0) {
-      progress(`${app.name}: leaving rainbowd idle for ${plan.idleMemoryWaitMs / 1000} s, to measure what memory it keeps between bursts`);
-      await new Promise((resolve) => setTimeout(resolve, plan.idleMemoryWaitMs));
+    if (plan.idleMemory) {
+      // Its default (minutes) would make the benchmark wait that long: the same release,
+      // sooner. Three periods: V8 may not shrink at the first one after a burst.
+      progress(`${app.name}: rainbowd idle with "releaseIdleMemoryAfter": "${IDLE_MEMORY_PERIOD_S}s", measuring its memory after ${3 * IDLE_MEMORY_PERIOD_S + 5} s`);
+      await Promise.all(rainbowds.map((rainbowd) => rainbowd.reload({ releaseIdleMemoryAfter: `${IDLE_MEMORY_PERIOD_S}s` })));
+      await new Promise((resolve) => setTimeout(resolve, (3 * IDLE_MEMORY_PERIOD_S + 5) * 1000));
       measureMemory('afterIdle');
     }
     return outcome;

@@ -7,9 +7,9 @@ import { removePidfile, removeRecord, writePidfile, writeRecord } from './daemon
 import { RainbowError, messageOf } from './errors.js';
 import { FileWatch } from './file-watch.js';
 import { HaproxyDataPath } from './haproxy-data-path.js';
-import { releaseMemoryWhenIdle } from './idle-memory.js';
 import { stopLeftHaproxy } from './haproxy-process.js';
 import { findLeftHaproxy, removeHaproxyRecord } from './haproxy-record.js';
+import { releaseMemoryWhenIdle } from './idle-memory.js';
 import type { Logger } from './log.js';
 import { findLeftovers, type Leftovers } from './adoption.js';
 import { removeGenerationRecord } from './generation-record.js';

@@ -14,8 +14,8 @@ import type { EventFields } from './log.js';
 
 /** Busy for less than this share of the period: idle. An idle daemon measured under 0.1 %. */
 const IDLE_UTILIZATION = 0.01;
-/** Below this the young generation is about its size at start (1–8 MB): nothing worth a collection. */
-const WORTH_RELEASING_BYTES = 8 * 1024 * 1024;
+/** The young generation's size after a release is 1 MB; below this there is little to give back. */
+const WORTH_RELEASING_BYTES = 4 * 1024 * 1024;
 
 /**
  * Every `periodMs` (0: never), if the event loop was idle for the whole period and the young

@@ -44,9 +44,9 @@ test('forwardedFields: the three X-Forwarded ones by default; names in any case'
   assert.deepEqual((await loadConfig(await configFile('{"run": "x", "forwardedFields": []}'))).forwardedFields, []);
 });
 
-test('releaseIdleMemoryAfter: a minute by default; 0 turns it off', async () => {
-  assert.equal((await loadConfig(await configFile('{"run": "x"}'))).releaseIdleMemoryAfterMs, 60_000);
-  assert.equal((await loadConfig(await configFile('{"run": "x", "releaseIdleMemoryAfter": "5m"}'))).releaseIdleMemoryAfterMs, 300_000);
+test('releaseIdleMemoryAfter: five minutes by default; 0 turns it off', async () => {
+  assert.equal((await loadConfig(await configFile('{"run": "x"}'))).releaseIdleMemoryAfterMs, 300_000);
+  assert.equal((await loadConfig(await configFile('{"run": "x", "releaseIdleMemoryAfter": "90s"}'))).releaseIdleMemoryAfterMs, 90_000);
   assert.equal((await loadConfig(await configFile('{"run": "x", "releaseIdleMemoryAfter": 0}'))).releaseIdleMemoryAfterMs, 0);
 });
 
