@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
-import { startAppDaemon } from '../helpers/daemon.js';
+import { startAppDaemon, type Daemon } from '../helpers/daemon.js';
 import { request } from '../helpers/http.js';
 import { describeLoad, startLoad } from '../helpers/load.js';
 import { proxyWorkers } from '../helpers/process.js';
@@ -14,24 +15,44 @@ function rssKb(pid: number): number {
   return Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
 }
 
-for (const workers of [0, 1]) {
-  const where = workers === 0 ? 'the daemon' : 'a proxy worker';
-  test(`after a burst of traffic and ${where} idle for releaseIdleMemoryAfter, ${where} gives back its young generation and serves as before`, { timeout: 60_000 }, async (t) => {
-    const { daemon } = await startAppDaemon(t, { name: `idle-memory-${workers}`, config: { workers, releaseIdleMemoryAfter: '1s' } });
-    const proxyPid = workers === 0 ? daemon.pid : proxyWorkers(daemon.pid)[0]?.pid;
-    assert.ok(proxyPid, 'the proxy worker process');
-    const load = startLoad({ port: daemon.proxyPort, keepAliveClients: 16, newConnectionClients: 0, maxDuration: 30_000 });
-    await load.waitForRequests(20_000, 30_000);
-    const result = await load.stop();
-    assert.equal(result.errorCount, 0, describeLoad(result));
-    assert.deepEqual(Object.keys(result.byStatus), ['200'], describeLoad(result));
-    const rssAfterLoad = rssKb(proxyPid);
-    const pattern = workers === 0 ? /memory-released youngGeneration="(\d+) → (\d+) MB"/ : new RegExp(`memory-released youngGeneration="(\\d+) → (\\d+) MB".*worker=${proxyPid}`);
-    const line = await daemon.waitForLog(pattern, 30_000);
-    const [, before, after] = pattern.exec(line)!.map(Number);
-    assert.ok(after! < before!, line);
-    assert.ok(rssKb(proxyPid) < rssAfterLoad, `RSS ${rssAfterLoad} kB after the load, ${rssKb(proxyPid)} kB after: ${line}`);
-    assert.equal((await request(daemon.proxyPort, '/')).status, 200);
-    t.diagnostic(`${result.total} requests; RSS ${rssAfterLoad} → ${rssKb(proxyPid)} kB; ${line}`);
-  });
+async function burst(daemon: Daemon): Promise<void> {
+  const load = startLoad({ port: daemon.proxyPort, keepAliveClients: 16, newConnectionClients: 0, maxDuration: 30_000 });
+  await load.waitForRequests(20_000, 30_000);
+  const result = await load.stop();
+  assert.equal(result.errorCount, 0, describeLoad(result));
+  assert.deepEqual(Object.keys(result.byStatus), ['200'], describeLoad(result));
 }
+
+/** Waits for the release of `pid` (the daemon's, or a worker's), and checks that it gave memory back. */
+async function assertReleased(daemon: Daemon, pid: number, rssAfterLoad: number): Promise<string> {
+  const pattern = pid === daemon.pid ? /memory-released youngGeneration="(\d+) → (\d+) MB"/ : new RegExp(`memory-released youngGeneration="(\\d+) → (\\d+) MB".*worker=${pid}`);
+  const line = await daemon.waitForLog(pattern, 30_000);
+  const [, before, after] = pattern.exec(line)!.map(Number);
+  assert.ok(after! < before!, line);
+  assert.ok(rssKb(pid) < rssAfterLoad, `RSS ${rssAfterLoad} kB after the load, ${rssKb(pid)} kB after: ${line}`);
+  assert.equal((await request(daemon.proxyPort, '/')).status, 200);
+  return line;
+}
+
+test('after a burst of traffic and the daemon idle for releaseIdleMemoryAfter, it gives back its young generation and serves as before', { timeout: 60_000 }, async (t) => {
+  const { daemon } = await startAppDaemon(t, { name: 'idle-memory', config: { workers: 0, releaseIdleMemoryAfter: '1s' } });
+  await burst(daemon);
+  const rssAfterLoad = rssKb(daemon.pid);
+  const line = await assertReleased(daemon, daemon.pid, rssAfterLoad);
+  t.diagnostic(`RSS ${rssAfterLoad} → ${rssKb(daemon.pid)} kB; ${line}`);
+});
+
+test('a proxy worker keeps its memory with releaseIdleMemoryAfter 0, and gives it back once a reload sets a period', { timeout: 60_000 }, async (t) => {
+  const { daemon } = await startAppDaemon(t, { name: 'idle-memory-worker', config: { workers: 1, releaseIdleMemoryAfter: 0 } });
+  const worker = proxyWorkers(daemon.pid)[0]?.pid;
+  assert.ok(worker, 'the proxy worker process');
+  await burst(daemon);
+  const rssAfterLoad = rssKb(worker);
+  await new Promise((resolve) => setTimeout(resolve, 3000));
+  assert.doesNotMatch(daemon.log(), /memory-released/, 'nothing released with releaseIdleMemoryAfter 0');
+  const file = join(daemon.dir, 'rainbow.conf.json');
+  writeFileSync(file, JSON.stringify({ ...(JSON.parse(readFileSync(file, 'utf8')) as object), releaseIdleMemoryAfter: '1s' }));
+  daemon.signal('SIGHUP');
+  const line = await assertReleased(daemon, worker, rssAfterLoad);
+  t.diagnostic(`RSS ${rssAfterLoad} → ${rssKb(worker)} kB; ${line}`);
+});
