@@ -97,7 +97,7 @@ export const MAX_WORKERS = 64;
  * (median ~20). It also stays clear of the benchmark's interleaved rounds, which leave a
  * target idle 70-80 s between its runs.
  */
-export const DEFAULT_RELEASE_IDLE_MEMORY_AFTER_MS = 5 * 60_000;
+const DEFAULT_RELEASE_IDLE_MEMORY_AFTER_MS = 5 * 60_000;
 
 export const DEFAULT_SERVICE = 'default';
 
