@@ -9,7 +9,7 @@ import { FileWatch } from './file-watch.js';
 import { HaproxyDataPath } from './haproxy-data-path.js';
 import { stopLeftHaproxy } from './haproxy-process.js';
 import { findLeftHaproxy, removeHaproxyRecord } from './haproxy-record.js';
-import { releaseMemoryWhenIdle } from './idle-memory.js';
+import { IdleMemoryRelease } from './idle-memory.js';
 import type { Logger } from './log.js';
 import { findLeftovers, type Leftovers } from './adoption.js';
 import { removeGenerationRecord } from './generation-record.js';
@@ -44,7 +44,7 @@ export class Daemon {
   private readonly upgrader: Upgrader;
   private readonly predecessor: Predecessor | null;
   private readonly pidfile: string | null;
-  private stopMemoryRelease = (): void => undefined;
+  private readonly memoryRelease = new IdleMemoryRelease((fields) => this.log.event('memory-released', fields));
 
   constructor(
     private config: DaemonConfig,
@@ -282,7 +282,7 @@ export class Daemon {
   shutdown(signal: string): Promise<void> {
     this.shuttingDown ??= (async () => {
       this.log.event('shutting-down', { reason: `${signal}: draining and stopping every generation` });
-      this.stopMemoryRelease();
+      this.memoryRelease.stop();
       this.dataPath.close();
       await this.fileWatch.close();
       await Promise.all(this.registry.all().map((service) => service.stopAll(`rainbowd received ${signal}`)));
@@ -297,8 +297,7 @@ export class Daemon {
   /** In this process and in proxy workers: `releaseIdleMemoryAfter`, at start and at each reload. */
   private releaseIdleMemory(): void {
     const afterMs = this.config.releaseIdleMemoryAfterMs;
-    this.stopMemoryRelease();
-    this.stopMemoryRelease = releaseMemoryWhenIdle(afterMs, (fields) => this.log.event('memory-released', fields));
+    this.memoryRelease.every(afterMs);
     if (this.dataPath instanceof ProxyWorkers) this.dataPath.releaseIdleMemoryAfter(afterMs);
   }
 

@@ -1,4 +1,4 @@
-import { releaseMemoryWhenIdle } from './idle-memory.js';
+import { IdleMemoryRelease } from './idle-memory.js';
 import type { SocketHandle } from './listen.js';
 import { Proxy } from './proxy.js';
 import type { PrimaryMessage, WorkerMessage } from './proxy-workers.js';
@@ -33,16 +33,12 @@ setInterval(() => {
   send({ type: 'in-flight', counts });
 }, REPORT_INTERVAL_MS).unref();
 
-let stopMemoryRelease = (): void => undefined;
-function releaseIdleMemoryAfter(ms: number): void {
-  stopMemoryRelease();
-  stopMemoryRelease = releaseMemoryWhenIdle(ms, (fields) => send({ type: 'event', event: 'memory-released', fields }));
-}
+const memoryRelease = new IdleMemoryRelease((fields) => send({ type: 'event', event: 'memory-released', fields }));
 
 process.on('message', (message: PrimaryMessage, handle: SocketHandle | undefined) => {
   switch (message.type) {
     case 'listen':
-      releaseIdleMemoryAfter(message.releaseIdleMemoryAfterMs);
+      memoryRelease.every(message.releaseIdleMemoryAfterMs);
       proxy.update(message.table);
       // The supervisor's socket: every worker accepts on it, and a successor's workers too.
       proxy.listenOnHandedOver(handle!).then(
@@ -54,7 +50,7 @@ process.on('message', (message: PrimaryMessage, handle: SocketHandle | undefined
       proxy.update(message.table);
       break;
     case 'release-idle-memory':
-      releaseIdleMemoryAfter(message.afterMs);
+      memoryRelease.every(message.afterMs);
       break;
     case 'when-idle':
       void proxy.whenIdle(message.key).then(() => send({ type: 'answer', id: message.id, value: 0 }));
