@@ -11,7 +11,7 @@ import { ProxyWorkers } from '../../lib/proxy-workers.js';
 import { DEFAULT_FORWARDED_FIELDS, FORWARDED_FIELDS } from '../../lib/forward-headers.js';
 import type { DataPath, RouteTable, ServiceRoute } from '../../lib/route-table.js';
 import { findExecutable } from '../helpers/executables.js';
-import { log, serverOn } from '../helpers/proxy.js';
+import { log, rawAppOn, serverOn } from '../helpers/proxy.js';
 import { waitFor } from '../helpers/wait.js';
 
 // The contract every data path honours (route-table.ts), run once against each one: the
@@ -85,6 +85,19 @@ function getWith(port: number, headers: Record<string, string>): Promise<string>
         response.on('end', () => resolve(body));
       })
       .on('error', reject);
+  });
+}
+
+/** A request without a body; resolves to the status, or to the error's message if there was no answer. */
+function send(port: number, method: string, agent: http.Agent | false = false): Promise<number | string> {
+  return new Promise((resolve) => {
+    http
+      .request({ host: '127.0.0.1', port, path: '/', method, agent }, (response) => {
+        response.resume();
+        response.on('end', () => resolve(response.statusCode ?? 0));
+      })
+      .on('error', (error) => resolve(error.message))
+      .end();
   });
 }
 
@@ -267,6 +280,66 @@ for (const [name, create, skip] of implementations) {
     for (let request = 1; request <= 50; request++) assert.equal((await get(port)).body, 'one', `request ${request}`);
     // At most one new connection per proxy worker; one per request without reuse.
     assert.ok(connections - before <= 2, `${connections - before} connections to the app for 50 requests`);
+  });
+
+  test(`${name}: an idempotent request on a kept-alive connection the app resets as it arrives is sent again once; a POST there is not, and fails`, { skip }, async (t) => {
+    const { dataPath, port } = await started(t, create);
+    // The race between an app's keep-alive timeout and the proxy's reuse of the connection:
+    // the app answers the first request on each connection and resets it when a second comes.
+    let resets = 0;
+    const appPort = await rawAppOn((socket) => {
+      let answered = false;
+      socket.on('data', () => {
+        if (answered) {
+          resets++;
+          return void socket.resetAndDestroy();
+        }
+        answered = true;
+        socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok');
+      });
+    });
+    dataPath.update(table([route(appPort, 1)]));
+    await dataPath.whenRouted();
+    await untilServed(port, 'ok');
+    // One client connection, so that with proxy workers every request goes through one worker's connections.
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    t.after(() => agent.destroy());
+    for (let request = 1; request <= 5; request++) assert.equal(await send(port, 'GET', agent), 200, `GET ${request}`);
+    assert.ok(resets >= 4, `${resets} connections reset under 5 GETs: the connections were not reused`);
+    // A POST may have reached the app: it is not sent again, and the client learns it failed.
+    // HAProxy closes a kept-alive client connection without an answer there, as it does for any
+    // request but a connection's first whose app connection broke: it leaves the decision to
+    // the client (RFC 9112 §9.3.1), where the node engine answers 502.
+    const before = resets;
+    assert.equal(await send(port, 'POST', agent), name === 'the haproxy engine' ? 'socket hang up' : 502, 'the POST');
+    assert.equal(resets, before + 1, 'the POST was sent once');
+  });
+
+  test(`${name}: an idempotent request whose new connection the app resets before any answer is sent again once; a POST gets a 502`, { skip }, async (t) => {
+    const { dataPath, port } = await started(t, create);
+    // An app killed as the proxy connects: once armed, the next connection is reset on its first byte.
+    let connections = 0;
+    let resetNext = false;
+    const appPort = await rawAppOn((socket) => {
+      connections++;
+      socket.once('data', () => {
+        if (resetNext) {
+          resetNext = false;
+          return void socket.resetAndDestroy();
+        }
+        socket.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok');
+      });
+    });
+    dataPath.update(table([route(appPort, 1)]));
+    await dataPath.whenRouted();
+    await untilServed(port, 'ok');
+    const before = connections;
+    resetNext = true;
+    assert.equal(await send(port, 'GET'), 200, 'the GET was sent again on a new connection');
+    assert.equal(connections, before + 2);
+    resetNext = true;
+    assert.equal(await send(port, 'POST'), 502, 'a POST may have reached the app: not sent again');
+    assert.equal(connections, before + 3);
   });
 
   test(`${name}: once closed, a change of services and routes does not open it again`, { skip }, async (t) => {

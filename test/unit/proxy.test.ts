@@ -5,7 +5,7 @@ import net from 'node:net';
 import { before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { atEnd, get, proxyTo, rawAppOn, sendRaw, serverOn, UPSTREAM_KEY } from '../helpers/proxy.js';
+import { get, proxyTo, rawAppOn, sendRaw, serverOn, UPSTREAM_KEY } from '../helpers/proxy.js';
 import { waitFor } from '../helpers/wait.js';
 
 // Regression tests for the traps of http-proxy 1.18.1, through the real data path:
@@ -224,55 +224,6 @@ test('an app that closes its connection after an answer a slow client has not re
   assert.equal(proxy.inFlight(UPSTREAM_KEY), 0);
   const again = await sendRaw(port, 'GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
   assert.match(again, /^HTTP\/1\.1 200 /);
-});
-
-test('an idempotent request on a kept-alive socket the app just closed is retried once', async () => {
-  // An app that answers one request per connection and then resets the connection when a
-  // second request arrives on it: the race between the app's keep-alive timeout and reuse.
-  const upstreamPort = await rawAppOn((socket) => {
-    let answered = false;
-    socket.on('data', () => {
-      if (answered) return void socket.resetAndDestroy();
-      answered = true;
-      socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok');
-    });
-  });
-  const { port } = await proxyTo(upstreamPort);
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  atEnd(() => agent.destroy());
-  for (let i = 0; i < 5; i++) {
-    const status = await new Promise<number>((resolve, reject) => {
-      http.get({ host: '127.0.0.1', port, path: '/', agent }, (response) => {
-        response.resume();
-        response.on('end', () => resolve(response.statusCode ?? 0));
-      }).on('error', reject);
-    });
-    assert.equal(status, 200, `request ${i + 1}`);
-  }
-});
-
-test('a request whose new connection is reset before any answer is retried once if idempotent; a POST gets a 502', async () => {
-  // An app dying as the proxy connects: every other connection is reset on its first byte.
-  let connections = 0;
-  const upstreamPort = await rawAppOn((socket) => {
-    const reset = connections++ % 2 === 0;
-    socket.once('data', () => {
-      if (reset) return void socket.resetAndDestroy();
-      socket.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok');
-    });
-  });
-  const { port } = await proxyTo(upstreamPort);
-  const send = (method: string) =>
-    new Promise<number>((resolve, reject) => {
-      http.request({ host: '127.0.0.1', port, path: '/', method, agent: false }, (response) => {
-        response.resume();
-        response.on('end', () => resolve(response.statusCode ?? 0));
-      }).on('error', reject).end();
-    });
-  assert.equal(await send('GET'), 200, 'the GET was retried on a new connection');
-  assert.equal(connections, 2);
-  assert.equal(await send('POST'), 502, 'a POST may have reached the app: not retried');
-  assert.equal(connections, 3);
 });
 
 let deprecationScript: string;
