@@ -3,27 +3,15 @@ import diagnosticsChannel from 'node:diagnostics_channel';
 import http from 'node:http';
 import net from 'node:net';
 import { isDeepStrictEqual } from 'node:util';
-import { test, type TestContext } from 'node:test';
-import getPort from 'get-port';
-import { Proxy } from '../../lib/proxy.js';
-import { HaproxyDataPath } from '../../lib/haproxy-data-path.js';
-import { ProxyWorkers } from '../../lib/proxy-workers.js';
-import { DEFAULT_FORWARDED_FIELDS, FORWARDED_FIELDS } from '../../lib/forward-headers.js';
-import type { DataPath, RouteTable, ServiceRoute } from '../../lib/route-table.js';
-import { findExecutable } from '../helpers/executables.js';
-import { log, rawAppOn, serverOn } from '../helpers/proxy.js';
+import { test } from 'node:test';
+import { FORWARDED_FIELDS } from '../../lib/forward-headers.js';
+import type { RouteTable, ServiceRoute } from '../../lib/route-table.js';
+import { DATA_PATHS, HAPROXY, route, started, table } from '../helpers/data-paths.js';
+import { rawAppOn, serverOn } from '../helpers/proxy.js';
 import { waitFor } from '../helpers/wait.js';
 
 // The contract every data path honours (route-table.ts), run once against each one: the
-// proxy in the daemon's process, proxy workers, and the next engine when it comes.
-
-const haproxyMissing = (await findExecutable('haproxy')) === undefined && 'haproxy is not installed (apt-get install haproxy)';
-
-const implementations: Array<[string, (t: TestContext) => DataPath, string | false]> = [
-  ['the in-process proxy', () => new Proxy(log), false],
-  ['proxy workers', () => new ProxyWorkers(2, log), false],
-  ['the haproxy engine', () => new HaproxyDataPath({ haproxyPath: 'haproxy', configFile: null, log }), haproxyMissing],
-];
+// proxy in the daemon's process, proxy workers and the haproxy engine (helpers/data-paths.ts).
 
 const WAIT = { timeout: 5000 };
 
@@ -40,24 +28,6 @@ async function app(name: string) {
     for (const response of held.splice(0)) response.end(`${name} slow`);
   };
   return { port, held, finish };
-}
-
-function route(upstreamPort: number | null, key: number, change: Partial<ServiceRoute> = {}): ServiceRoute {
-  const upstream = upstreamPort === null ? null : { key, generation: key, host: '127.0.0.1', port: upstreamPort };
-  return { name: 'web', hosts: [], pathPrefix: null, stripPathPrefix: true, mode: 'running', message: null, maxPauseMs: 30_000, upstream, ...change };
-}
-
-/** The route table the daemon would publish for `services`, with rainbowd's defaults unless `change` says otherwise. */
-function table(services: ServiceRoute[], change: Partial<RouteTable> = {}): RouteTable {
-  return { services, trustedProxies: [], forwardedFields: DEFAULT_FORWARDED_FIELDS, via: 'rainbowd-contract', ...change };
-}
-
-async function started(t: TestContext, create: (t: TestContext) => DataPath, host = '127.0.0.1'): Promise<{ dataPath: DataPath; port: number }> {
-  const dataPath = create(t);
-  const port = await getPort({ host });
-  await dataPath.listen(port, host);
-  t.after(() => dataPath.stop());
-  return { dataPath, port };
 }
 
 function get(port: number, path = '/', host?: string, address = '127.0.0.1'): Promise<{ status: number; body: string }> {
@@ -103,7 +73,7 @@ function send(port: number, method: string, agent: http.Agent | false = false): 
 
 /** The fields that say who the client is and which proxies the request passed. */
 function pick(headers: Record<string, string>): Record<string, string | undefined> {
-  const names = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'x-real-ip', 'via'];
+  const names = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'forwarded', 'x-real-ip', 'via'];
   return Object.fromEntries(names.map((name) => [name, headers[name]]));
 }
 
@@ -123,9 +93,10 @@ function untilServed(port: number, body: string): Promise<unknown> {
   return waitFor(async () => (await get(port)).body === body, { ...WAIT, what: `an answer "${body}"` });
 }
 
-for (const [name, create, skip] of implementations) {
+for (const kind of DATA_PATHS) {
+  const { name, skip } = kind;
   test(`${name}: routes each new request by the last table published, and 503 while no generation serves`, { skip }, async (t) => {
-    const { dataPath, port } = await started(t, create);
+    const { dataPath, port } = await started(t, kind);
     const [one, two] = [await app('one'), await app('two')];
     dataPath.update(table([route(null, 1)]));
     await waitFor(async () => (await get(port)).status === 503, { ...WAIT, what: 'a 503 while nothing serves' });
@@ -136,7 +107,7 @@ for (const [name, create, skip] of implementations) {
   });
 
   test(`${name}: whenRouted resolves once a service added with its own host is routed to`, { skip }, async (t) => {
-    const { dataPath, port } = await started(t, create);
+    const { dataPath, port } = await started(t, kind);
     const [one, two] = [await app('one'), await app('two')];
     dataPath.update(table([route(one.port, 1)]));
     await untilServed(port, 'one');
@@ -147,7 +118,7 @@ for (const [name, create, skip] of implementations) {
   });
 
   test(`${name}: counts a request in flight to its upstream, and whenIdle resolves once it has ended`, { skip }, async (t) => {
-    const { dataPath, port } = await started(t, create);
+    const { dataPath, port } = await started(t, kind);
     const one = await app('one');
     dataPath.update(table([route(one.port, 1)]));
     await untilServed(port, 'one');
@@ -173,7 +144,7 @@ for (const [name, create, skip] of implementations) {
   });
 
   test(`${name}: release closes the sockets to the upstream, cutting what is still in flight, and says how many it cut`, { skip }, async (t) => {
-    const { dataPath, port } = await started(t, create);
+    const { dataPath, port } = await started(t, kind);
     const one = await app('one');
     dataPath.update(table([route(one.port, 1)]));
     await untilServed(port, 'one');
@@ -188,7 +159,7 @@ for (const [name, create, skip] of implementations) {
   });
 
   test(`${name}: a paused service holds new requests until it runs again; a stopped one answers 503 with its message`, { skip }, async (t) => {
-    const { dataPath, port } = await started(t, create);
+    const { dataPath, port } = await started(t, kind);
     const one = await app('one');
     const publish = (change: Partial<ServiceRoute>) => dataPath.update(table([route(one.port, 1, change)]));
     publish({ mode: 'stopped', message: 'back at noon' });
@@ -202,7 +173,7 @@ for (const [name, create, skip] of implementations) {
   });
 
   test(`${name}: names a client on IPv6 in Forwarded as a quoted, bracketed address (RFC 7239 §6)`, { skip }, async (t) => {
-    const { dataPath, port } = await started(t, create, '::1');
+    const { dataPath, port } = await started(t, kind, '::1');
     const { port: appPort } = await serverOn((request, response) => response.end(request.headers.forwarded));
     dataPath.update(table([route(appPort, 1)], { forwardedFields: ['forwarded'] }));
     await dataPath.whenRouted();
@@ -210,9 +181,9 @@ for (const [name, create, skip] of implementations) {
   });
 
   test(`${name}: forwards who the client is in the forwarded fields configured, believing the client's own claims only from a trusted proxy`, { skip }, async (t) => {
-    const { dataPath, port } = await started(t, create);
+    const { dataPath, port } = await started(t, kind);
     const { port: appPort } = await serverOn((request, response) => response.end(JSON.stringify(request.headers)));
-    const claims = { 'x-forwarded-for': '192.0.2.1', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'claimed.test', forwarded: 'for=192.0.2.1', 'x-real-ip': '192.0.2.1' };
+    const claims = { 'x-forwarded-for': '192.0.2.1', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'claimed.test', 'x-forwarded-port': '1', forwarded: 'for=192.0.2.1', 'x-real-ip': '192.0.2.1' };
     const allFields = { forwardedFields: FORWARDED_FIELDS };
     /** The fields the app sees once the table with `change` is in force. */
     const expectSeen = async (change: Partial<RouteTable>, sent: Record<string, string>, expected: Record<string, string | undefined>) => {
@@ -228,20 +199,24 @@ for (const [name, create, skip] of implementations) {
       assert.deepEqual(pick(seen), expected);
       return seen;
     };
-    // By default the three X-Forwarded fields; a client's Forwarded and X-Real-IP are dropped all the same.
+    // By default the three X-Forwarded fields; a client's X-Forwarded-Port, Forwarded and X-Real-IP are dropped all the same.
     const byDefault = await expectSeen({}, claims, {
       'x-forwarded-for': '127.0.0.1',
       'x-forwarded-proto': 'http',
       'x-forwarded-host': 'shop.test',
+      'x-forwarded-port': undefined,
       forwarded: undefined,
       'x-real-ip': undefined,
       via: '1.1 rainbowd-contract',
     });
     assert.match(byDefault['x-request-id']!, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    const sentId = JSON.parse(await getWith(port, { 'x-request-id': 'abc-123' })) as Record<string, string>;
+    assert.equal(sentId['x-request-id'], 'abc-123', "a client's own X-Request-ID is kept, trusted or not");
     await expectSeen(allFields, claims, {
       'x-forwarded-for': '127.0.0.1',
       'x-forwarded-proto': 'http',
       'x-forwarded-host': 'shop.test',
+      'x-forwarded-port': undefined,
       forwarded: 'for=127.0.0.1;proto=http;host="shop.test"',
       'x-real-ip': '127.0.0.1',
       via: '1.1 rainbowd-contract',
@@ -250,6 +225,7 @@ for (const [name, create, skip] of implementations) {
       'x-forwarded-for': '192.0.2.1, 127.0.0.1',
       'x-forwarded-proto': 'https',
       'x-forwarded-host': 'claimed.test',
+      'x-forwarded-port': '1',
       forwarded: 'for=192.0.2.1, for=127.0.0.1;proto=http;host="shop.test"',
       'x-real-ip': '192.0.2.1',
       via: '1.1 rainbowd-contract',
@@ -260,6 +236,7 @@ for (const [name, create, skip] of implementations) {
       'x-forwarded-for': '192.0.2.1, 127.0.0.1',
       'x-forwarded-proto': 'https',
       'x-forwarded-host': 'claimed.test',
+      'x-forwarded-port': '1',
       forwarded: 'for=192.0.2.1',
       'x-real-ip': '192.0.2.1',
       via: '1.1 rainbowd-contract',
@@ -267,7 +244,7 @@ for (const [name, create, skip] of implementations) {
   });
 
   test(`${name}: keeps its connections to the app alive across clients that close theirs after each request`, { skip }, async (t) => {
-    const { dataPath, port } = await started(t, create);
+    const { dataPath, port } = await started(t, kind);
     const { server, port: appPort } = await serverOn((_request, response) => response.end('one'));
     let connections = 0;
     server.on('connection', () => connections++);
@@ -282,8 +259,24 @@ for (const [name, create, skip] of implementations) {
     assert.ok(connections - before <= 2, `${connections - before} connections to the app for 50 requests`);
   });
 
+  test(`${name}: an app that refuses connections gets the 503 page at once, which names nothing internal, and the proxy goes on`, { skip }, async (t) => {
+    const { dataPath, port } = await started(t, kind);
+    const { server, port: appPort } = await serverOn((_request, response) => response.end('ok'));
+    dataPath.update(table([route(appPort, 1)]));
+    await dataPath.whenRouted();
+    await untilServed(port, 'ok');
+    server.close();
+    server.closeAllConnections();
+    for (let request = 1; request <= 2; request++) {
+      const answer = await get(port);
+      assert.equal(answer.status, 503, `request ${request}`);
+      assert.match(answer.body, /^503 Service Unavailable\nThe app is restarting/);
+      assert.doesNotMatch(answer.body, /127\.0\.0\.1|ECONNREFUSED|haproxy/i, 'nothing internal in the page');
+    }
+  });
+
   test(`${name}: an idempotent request on a kept-alive connection the app resets as it arrives is sent again once; a POST there is not, and fails`, { skip }, async (t) => {
-    const { dataPath, port } = await started(t, create);
+    const { dataPath, port } = await started(t, kind);
     // The race between an app's keep-alive timeout and the proxy's reuse of the connection:
     // the app answers the first request on each connection and resets it when a second comes.
     let resets = 0;
@@ -316,7 +309,7 @@ for (const [name, create, skip] of implementations) {
   });
 
   test(`${name}: an idempotent request whose new connection the app resets before any answer is sent again once; a POST gets a 502`, { skip }, async (t) => {
-    const { dataPath, port } = await started(t, create);
+    const { dataPath, port } = await started(t, kind);
     // An app killed as the proxy connects: once armed, the next connection is reset on its first byte.
     let connections = 0;
     let resetNext = false;
@@ -343,7 +336,7 @@ for (const [name, create, skip] of implementations) {
   });
 
   test(`${name}: once closed, a change of services and routes does not open it again`, { skip }, async (t) => {
-    const { dataPath, port } = await started(t, create);
+    const { dataPath, port } = await started(t, kind);
     const [one, two] = [await app('one'), await app('two')];
     dataPath.update(table([route(one.port, 1)]));
     await untilServed(port, 'one');
@@ -376,8 +369,8 @@ async function adminConnections(during: () => Promise<void>): Promise<string[]> 
   return (await Promise.all(answers)).filter((answer): answer is string => answer !== null && !answer.startsWith('# pxname'));
 }
 
-test('the haproxy engine: a switch reaches HAProxy in one connection to its admin socket', { skip: haproxyMissing }, async (t) => {
-  const { dataPath, port } = await started(t, implementations[2]![1]);
+test('the haproxy engine: a switch reaches HAProxy in one connection to its admin socket', { skip: HAPROXY.skip }, async (t) => {
+  const { dataPath, port } = await started(t, HAPROXY);
   const [one, two] = [await app('one'), await app('two')];
   dataPath.update(table([route(one.port, 1)]));
   await dataPath.whenRouted();
@@ -389,8 +382,8 @@ test('the haproxy engine: a switch reaches HAProxy in one connection to its admi
   assert.deepEqual(await get(port), { status: 200, body: 'two' });
 });
 
-test('the haproxy engine: once closed, a new connection is refused at once, not left waiting in the listen backlog', { skip: haproxyMissing }, async (t) => {
-  const { dataPath, port } = await started(t, implementations[2]![1]);
+test('the haproxy engine: once closed, a new connection is refused at once, not left waiting in the listen backlog', { skip: HAPROXY.skip }, async (t) => {
+  const { dataPath, port } = await started(t, HAPROXY);
   const one = await app('one');
   dataPath.update(table([route(one.port, 1)]));
   await untilServed(port, 'one');
@@ -399,8 +392,8 @@ test('the haproxy engine: once closed, a new connection is refused at once, not 
   assert.equal(await accepts(port), false, 'a connection after close() was accepted');
 });
 
-test('the haproxy engine: release cuts a request that an old worker still carries after a reload, so the drain timeout bounds it', { skip: haproxyMissing }, async (t) => {
-  const { dataPath, port } = await started(t, implementations[2]![1]);
+test('the haproxy engine: release cuts a request that an old worker still carries after a reload, so the drain timeout bounds it', { skip: HAPROXY.skip }, async (t) => {
+  const { dataPath, port } = await started(t, HAPROXY);
   const [one, two, api] = [await app('one'), await app('two'), await app('api')];
   const apiRoute = route(api.port, 3, { name: 'api', hosts: ['api.test'] });
   // whenRouted, not untilServed: the fallback answers for HAProxy until HAProxy routes the service itself.

@@ -11,18 +11,6 @@ import { waitFor } from '../helpers/wait.js';
 // Regression tests for the traps of http-proxy 1.18.1, through the real data path:
 // a real proxy listener, a real upstream server, routed to as one generation.
 
-test('a dead upstream gets a 503 to retry (nothing listens) and the proxy keeps running', async () => {
-  const upstream = await serverOn((_request, response) => response.end('ok'));
-  const { port } = await proxyTo(upstream.port);
-  upstream.server.close();
-  upstream.server.closeAllConnections();
-  const answer = await get(port);
-  assert.equal(answer.status, 503);
-  assert.match(answer.body, /503 Service Unavailable/);
-  assert.doesNotMatch(answer.body, /127\.0\.0\.1|ECONNREFUSED/, 'nothing internal in the page');
-  assert.equal((await get(port)).status, 503, 'still answering after the error');
-});
-
 test('an upstream that resets the connection mid-request gets a 502', async () => {
   const upstream = await serverOn((request, response) => {
     if (request.url === '/') return void response.end('ok'); // health check
@@ -54,54 +42,6 @@ test('a client that goes away aborts its upstream request', async () => {
   const aborted = await Promise.race([closed.then(() => true), new Promise((resolve) => setTimeout(resolve, 2000, false))]);
   assert.equal(aborted, true, 'the upstream request should be closed when the client leaves');
   assert.equal(proxy.inFlight(UPSTREAM_KEY), 0);
-});
-
-test('client-sent X-Forwarded-*, Forwarded and X-Real-IP are replaced, Host is preserved', async () => {
-  const upstream = await serverOn((request, response) => response.end(JSON.stringify(request.headers)));
-  const { port } = await proxyTo(upstream.port);
-  const answer = await get(port, {
-    host: 'shop.example.com',
-    'x-forwarded-for': '6.6.6.6',
-    'x-forwarded-proto': 'https',
-    'x-forwarded-host': 'evil.example',
-    'x-forwarded-port': '1',
-    forwarded: 'for=6.6.6.6;proto=https',
-    'x-real-ip': '6.6.6.6',
-  });
-  const seen = JSON.parse(answer.body) as Record<string, string>;
-  assert.equal(seen['x-forwarded-for'], '127.0.0.1');
-  assert.equal(seen['x-forwarded-proto'], 'http');
-  assert.equal(seen['x-forwarded-host'], 'shop.example.com');
-  assert.equal(seen['x-forwarded-port'], undefined);
-  assert.equal(seen.forwarded, 'for=127.0.0.1;proto=http;host="shop.example.com"');
-  assert.equal(seen['x-real-ip'], '127.0.0.1');
-  assert.equal(seen.host, 'shop.example.com');
-});
-
-test('from a trusted proxy (the local nginx) X-Forwarded-*, Forwarded and X-Real-IP are kept and extended', async () => {
-  const upstream = await serverOn((request, response) => response.end(JSON.stringify(request.headers)));
-  const { port } = await proxyTo(upstream.port, ['127.0.0.1']);
-  const answer = await get(port, {
-    host: 'shop.example.com',
-    'x-forwarded-for': '203.0.113.9',
-    'x-forwarded-proto': 'https',
-    'x-forwarded-host': 'www.example.com',
-    forwarded: 'for=203.0.113.9;proto=https',
-    'x-real-ip': '203.0.113.9',
-  });
-  const seen = JSON.parse(answer.body) as Record<string, string>;
-  assert.equal(seen['x-forwarded-for'], '203.0.113.9, 127.0.0.1');
-  assert.equal(seen['x-forwarded-proto'], 'https');
-  assert.equal(seen['x-forwarded-host'], 'www.example.com');
-  assert.equal(seen.forwarded, 'for=203.0.113.9;proto=https, for=127.0.0.1;proto=http;host="shop.example.com"');
-  assert.equal(seen['x-real-ip'], '203.0.113.9');
-});
-
-test('X-Request-ID is added when absent and kept when sent', async () => {
-  const upstream = await serverOn((request, response) => response.end(String(request.headers['x-request-id'])));
-  const { port } = await proxyTo(upstream.port);
-  assert.match((await get(port)).body, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
-  assert.equal((await get(port, { 'x-request-id': 'abc-123' })).body, 'abc-123');
 });
 
 test('a client reset during a WebSocket upgrade does not crash the proxy', async () => {
