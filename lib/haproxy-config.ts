@@ -52,6 +52,8 @@ const HARD_STOP_AFTER = '10m';
 const TIMEOUT: Page = { status: 408, title: 'Request Timeout', text: 'The request was not received in time.' };
 const GATEWAY_TIMEOUT: Page = { status: 504, title: 'Gateway Timeout', text: 'The app did not answer in time.' };
 // HAProxy answers 503 when the app refused the connection (it crashed and is being restarted).
+// A request its connection layer cannot parse (400) or whose headers do not come in time
+// (408) gets HAProxy's built-in page instead: 2.6 lets no config replace those (mux_h1).
 const ERROR_PAGES = [BAD_REQUEST, TIMEOUT, BAD_GATEWAY, RESTARTING, GATEWAY_TIMEOUT];
 
 /** HAProxy's answer when the fallback does not answer: no rainbowd runs (it was killed, and the next one has not started yet). */

@@ -92,6 +92,9 @@ testEachEngine('a path is routed and forwarded normalized (dot segments, percent
   await assertRoute(daemon, 'api.example.test', '/x/../docs/intro', 'docs', '/intro');
   await assertRoute(daemon, 'api.example.test', '/%64ocs/intro?q=%2e%2e', 'docs', '/intro?q=%2e%2e');
   await assertRoute(daemon, 'api.example.test', '/docs/v2/./../../raw/a', 'raw', '/raw/a');
+  // Other percent-encodings and repeated slashes are kept as sent.
+  await assertRoute(daemon, 'api.example.test', '/docs/a%2Fb%20c', 'docs', '/a%2Fb%20c');
+  await assertRoute(daemon, 'api.example.test', '/docs//x', 'docs', '//x');
   await assertRoute(daemon, 'api.example.test.', '/', 'api', '/');
   await assertRoute(daemon, 'shop.example.test.:8080', '/', 'wild', '/');
   const above = await get(daemon, 'api.example.test', '/docs/../../etc/passwd');
