@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import type http from 'node:http';
 import net from 'node:net';
 import { test } from 'node:test';
-import { CONTRACT_VIA, DATA_PATHS, routedTo } from '../helpers/data-paths.js';
+import { CONTRACT_VIA, DATA_PATHS, HAPROXY, routedTo } from '../helpers/data-paths.js';
 import { get, proxyTo, rawAppOn, sendRaw, serverOn, UPSTREAM_KEY } from '../helpers/proxy.js';
 
 // HTTP framing as nginx and HAProxy enforce it, through a real proxy listener with raw
@@ -25,6 +25,23 @@ async function echoApp(): Promise<{ port: number; seen: Array<{ method: string; 
   return { port, seen };
 }
 
+/** The status line of the first answer to `raw`, '' if the connection closed without one. */
+function firstStatusLine(port: number, raw: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let answer = '';
+    const socket = net.connect(port, '127.0.0.1', () => socket.write(raw, 'latin1'));
+    socket.setTimeout(5000, () => socket.destroy(new Error(`no status line within 5 s; got ${JSON.stringify(answer)}`)));
+    socket.on('data', (chunk: Buffer) => {
+      answer += chunk.toString('latin1');
+      if (!answer.includes('\r\n')) return;
+      socket.destroy();
+      resolve(statusLine(answer));
+    });
+    socket.on('error', reject);
+    socket.on('close', () => resolve(statusLine(answer)));
+  });
+}
+
 function statusLine(answer: string): string {
   return answer.slice(0, answer.indexOf('\r\n'));
 }
@@ -40,31 +57,38 @@ function bodyOf(answer: string): string {
 // "Request Header Or Cookie Too Large", and 501/505 for a method or an HTTP/1.x minor version
 // Node's parser does not know, which nginx would forward); the first group was already
 // refused by Node's parser.
-const refused: Array<{ what: string; raw: string; status: number }> = [
-  { what: 'Content-Length with Transfer-Encoding', raw: 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', status: 400 },
-  { what: 'two Content-Lengths', raw: 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nhi', status: 400 },
-  { what: 'two Transfer-Encodings', raw: 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', status: 400 },
-  { what: 'a folded header line (obs-fold)', raw: 'GET / HTTP/1.1\r\nHost: a\r\nX-A: a\r\n b\r\n\r\n', status: 400 },
-  { what: 'bare LF line ends', raw: 'GET / HTTP/1.1\nHost: a\n\n', status: 400 },
-  { what: 'a space in a header name', raw: 'GET / HTTP/1.1\r\nHost: a\r\nX A: 1\r\n\r\n', status: 400 },
-  { what: 'HTTP/1.1 without Host', raw: 'GET / HTTP/1.1\r\n\r\n', status: 400 },
-  { what: 'a chunk size that is not hex', raw: 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n', status: 400 },
-  { what: 'header fields over 16 KB', raw: `GET / HTTP/1.1\r\nHost: a\r\nX-Big: ${'a'.repeat(17_000)}\r\n\r\n`, status: 431 },
-  { what: 'an HTTP/3.0 request line', raw: 'GET / HTTP/3.0\r\nHost: a\r\n\r\n', status: 505 },
-  { what: 'two Host fields', raw: 'GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n', status: 400 },
-  { what: 'Transfer-Encoding: identity, chunked', raw: 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity, chunked\r\n\r\n0\r\n\r\n', status: 501 },
-  { what: 'Transfer-Encoding: gzip, chunked', raw: 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n', status: 501 },
-  { what: 'Transfer-Encoding: gzip', raw: 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n', status: 501 },
-  { what: 'Transfer-Encoding on HTTP/1.0', raw: 'POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', status: 400 },
-  { what: 'an HTTP/2.0 request line', raw: 'GET / HTTP/2.0\r\nHost: a\r\n\r\n', status: 505 },
-  { what: 'an HTTP/1.2 request line (a minor version Node does not parse)', raw: 'GET / HTTP/1.2\r\nHost: a\r\n\r\n', status: 505 },
-  { what: 'a method Node does not know (BREW)', raw: 'BREW / HTTP/1.1\r\nHost: a\r\n\r\n', status: 501 },
-  { what: 'a method in lower case', raw: 'get / HTTP/1.1\r\nHost: a\r\n\r\n', status: 501 },
-  { what: 'bytes that are no request line (a TLS handshake on the HTTP port)', raw: '\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n', status: 400 },
-  { what: 'an HTTP/0.9 request line (no version)', raw: 'GET /\r\n\r\n', status: 400 },
-  { what: 'CONNECT', raw: 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n', status: 405 },
-  { what: '2,500 header fields (Node kept 2,000 and dropped the rest)', raw: `GET / HTTP/1.1\r\nHost: a\r\n${'a:\r\n'.repeat(2500)}\r\n`, status: 431 },
-  { what: 'a path that climbs above the root', raw: 'GET /a/../../etc/passwd HTTP/1.1\r\nHost: a\r\n\r\n', status: 400 },
+/**
+ * What HAProxy does with each (the haproxy engine): `refuses` it (a 4xx of its own), `repairs`
+ * it as RFC 9112 lets a proxy do and forwards a well-formed request, or `passes` it to the app
+ * whose own server then answers (Node's: 400, or a closed connection and HAProxy's 502).
+ */
+type HaproxyVerdict = 'refuses' | 'repairs' | 'passes';
+
+const refused: Array<{ what: string; raw: string; status: number; haproxy: HaproxyVerdict }> = [
+  { what: 'Content-Length with Transfer-Encoding', raw: 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', status: 400, haproxy: 'repairs' },
+  { what: 'two Content-Lengths', raw: 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nhi', status: 400, haproxy: 'refuses' },
+  { what: 'two Transfer-Encodings', raw: 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', status: 400, haproxy: 'refuses' },
+  { what: 'a folded header line (obs-fold)', raw: 'GET / HTTP/1.1\r\nHost: a\r\nX-A: a\r\n b\r\n\r\n', status: 400, haproxy: 'repairs' },
+  { what: 'bare LF line ends', raw: 'GET / HTTP/1.1\nHost: a\n\n', status: 400, haproxy: 'repairs' },
+  { what: 'a space in a header name', raw: 'GET / HTTP/1.1\r\nHost: a\r\nX A: 1\r\n\r\n', status: 400, haproxy: 'refuses' },
+  { what: 'HTTP/1.1 without Host', raw: 'GET / HTTP/1.1\r\n\r\n', status: 400, haproxy: 'passes' },
+  { what: 'a chunk size that is not hex', raw: 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n', status: 400, haproxy: 'refuses' },
+  { what: 'header fields over 16 KB', raw: `GET / HTTP/1.1\r\nHost: a\r\nX-Big: ${'a'.repeat(17_000)}\r\n\r\n`, status: 431, haproxy: 'refuses' },
+  { what: 'an HTTP/3.0 request line', raw: 'GET / HTTP/3.0\r\nHost: a\r\n\r\n', status: 505, haproxy: 'repairs' },
+  { what: 'two Host fields', raw: 'GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n', status: 400, haproxy: 'refuses' },
+  { what: 'Transfer-Encoding: identity, chunked', raw: 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity, chunked\r\n\r\n0\r\n\r\n', status: 501, haproxy: 'refuses' },
+  { what: 'Transfer-Encoding: gzip, chunked', raw: 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n', status: 501, haproxy: 'refuses' },
+  { what: 'Transfer-Encoding: gzip', raw: 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n', status: 501, haproxy: 'refuses' },
+  { what: 'Transfer-Encoding on HTTP/1.0', raw: 'POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', status: 400, haproxy: 'repairs' },
+  { what: 'an HTTP/2.0 request line', raw: 'GET / HTTP/2.0\r\nHost: a\r\n\r\n', status: 505, haproxy: 'repairs' },
+  { what: 'an HTTP/1.2 request line (a minor version Node does not parse)', raw: 'GET / HTTP/1.2\r\nHost: a\r\n\r\n', status: 505, haproxy: 'repairs' },
+  { what: 'a method Node does not know (BREW)', raw: 'BREW / HTTP/1.1\r\nHost: a\r\n\r\n', status: 501, haproxy: 'passes' },
+  { what: 'a method in lower case', raw: 'get / HTTP/1.1\r\nHost: a\r\n\r\n', status: 501, haproxy: 'passes' },
+  { what: 'bytes that are no request line (a TLS handshake on the HTTP port)', raw: '\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n', status: 400, haproxy: 'refuses' },
+  { what: 'an HTTP/0.9 request line (no version)', raw: 'GET /\r\n\r\n', status: 400, haproxy: 'refuses' },
+  { what: 'CONNECT', raw: 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n', status: 405, haproxy: 'passes' },
+  { what: '2,500 header fields (Node kept 2,000 and dropped the rest)', raw: `GET / HTTP/1.1\r\nHost: a\r\n${'a:\r\n'.repeat(2500)}\r\n`, status: 431, haproxy: 'refuses' },
+  { what: 'a path that climbs above the root', raw: 'GET /a/../../etc/passwd HTTP/1.1\r\nHost: a\r\n\r\n', status: 400, haproxy: 'refuses' },
 ];
 
 test('requests nginx and HAProxy refuse get the same class of status with a page and a close, and never reach the app', async () => {
@@ -79,6 +103,18 @@ test('requests nginx and HAProxy refuse get the same class of status with a page
   assert.deepEqual(app.seen, [], 'the app saw none of them');
   assert.equal((await get(port)).status, 200, 'the proxy still serves');
   assert.equal(proxy.inFlight(UPSTREAM_KEY), 0);
+});
+
+test('the haproxy engine refuses the same requests with statuses of its own, or repairs them, and the app is handed only well-formed ones', { skip: HAPROXY.skip }, async (t) => {
+  const app = await echoApp();
+  const { port } = await routedTo(t, HAPROXY, app.port);
+  for (const { what, raw, haproxy } of refused) {
+    const before = app.seen.length;
+    const status = await firstStatusLine(port, raw);
+    assert.match(status, haproxy === 'repairs' ? /^HTTP\/1\.1 200 / : /^HTTP\/1\.1 [45]\d\d /, `${what}: ${status}`);
+    assert.equal(app.seen.length - before, haproxy === 'repairs' ? 1 : 0, `${what}: requests the app handled`);
+  }
+  assert.equal((await get(port)).status, 200, 'the proxy still serves');
 });
 
 for (const kind of DATA_PATHS) {
