@@ -91,7 +91,7 @@ const refused: Array<{ what: string; raw: string; status: number; haproxy: Hapro
   { what: 'a path that climbs above the root', raw: 'GET /a/../../etc/passwd HTTP/1.1\r\nHost: a\r\n\r\n', status: 400, haproxy: 'refuses' },
 ];
 
-test('requests nginx and HAProxy refuse get the same class of status with a page and a close, and never reach the app', async () => {
+test('the node engine refuses what nginx refuses, with its class of status, a page and a close, and the app never sees them', async () => {
   const app = await echoApp();
   const { proxy, port } = await proxyTo(app.port);
   for (const { what, raw, status } of refused) {
