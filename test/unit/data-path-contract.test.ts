@@ -259,6 +259,61 @@ for (const kind of DATA_PATHS) {
     assert.ok(connections - before <= 2, `${connections - before} connections to the app for 50 requests`);
   });
 
+  test(`${name}: a client that goes away closes its request at the app while the answer streams or the body comes, and (but with HAProxy) while the app has not answered`, { skip }, async (t) => {
+    const { dataPath, port } = await started(t, kind);
+    const got = new Set<string>();
+    const closed = new Set<string>();
+    const { server, port: appPort } = await serverOn((request, response) => {
+      if (request.url === '/') return void response.end('ok');
+      const url = request.url!;
+      got.add(url);
+      response.on('close', () => closed.add(url));
+      if (url === '/stream') {
+        const writing = setInterval(() => response.write('more '), 100);
+        response.on('close', () => clearInterval(writing));
+      }
+      if (url === '/upload') request.once('data', () => got.add('/upload body'));
+    });
+    t.after(() => server.closeAllConnections()); // none of its answers ends
+    dataPath.update(table([route(appPort, 1)]));
+    await dataPath.whenRouted();
+    await untilServed(port, 'ok');
+    const inFlight = async () => {
+      await dataPath.readInFlight?.();
+      return dataPath.inFlight(1);
+    };
+    /** Once the app has seen `startedAt`, the client goes away. */
+    const leave = async (startedAt: string, client: net.Socket | http.ClientRequest) => {
+      await waitFor(() => got.has(startedAt), { ...WAIT, what: `the app at ${startedAt}` });
+      client.destroy();
+    };
+
+    const streaming = http.get({ host: '127.0.0.1', port, path: '/stream', agent: false }, (response) => response.once('data', () => streaming.destroy()));
+    streaming.on('error', () => undefined);
+    await waitFor(() => closed.has('/stream'), { ...WAIT, what: "the app's streaming answer closed" });
+
+    const uploading = net.connect(port, '127.0.0.1', () => uploading.write('POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000\r\n\r\nfirst part'));
+    uploading.on('error', () => undefined);
+    await leave('/upload body', uploading);
+    await waitFor(() => closed.has('/upload'), { ...WAIT, what: "the app's request with a body closed" });
+
+    const waiting = http.get({ host: '127.0.0.1', port, path: '/hang', agent: false });
+    waiting.on('error', () => undefined);
+    await leave('/hang', waiting);
+    if (name === 'the haproxy engine') {
+      // HAProxy serves a request whose client closed before the answer, as HTTP allows (a
+      // client may close only its sending side): it learns the client is gone when it next
+      // writes to it, so until the app answers the request counts in flight, as it would with
+      // the client there; a drain's drainTimeout bounds it (README: Engines).
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      assert.equal(closed.has('/hang'), false);
+      assert.equal(await inFlight(), 1);
+    } else {
+      await waitFor(() => closed.has('/hang'), { ...WAIT, what: "the app's request closed" });
+      await waitFor(async () => (await inFlight()) === 0, { ...WAIT, what: 'nothing in flight' });
+    }
+  });
+
   test(`${name}: an app that refuses connections gets the 503 page at once, which names nothing internal, and the proxy goes on`, { skip }, async (t) => {
     const { dataPath, port } = await started(t, kind);
     const { server, port: appPort } = await serverOn((_request, response) => response.end('ok'));
