@@ -151,10 +151,11 @@ export function haproxyConfig(table: RouteTable, servers: HaproxyServer[], liste
     `  use_backend ${FALLBACK_BACKEND} if { stopping }`,
     // A request that already passed through us: the fallback answers it 508, as the node engine.
     `  use_backend ${FALLBACK_BACKEND} if { req.hdr(via) -m sub ${table.via} }`,
-    // A path with dot segments or percent-encoded unreserved characters: the fallback routes
-    // and forwards it normalized (request-path.ts), or refuses it, as the node engine does.
-    // The regex only runs on a path with a `%` in it: most have none.
-    `  use_backend ${FALLBACK_BACKEND} if { path -m sub /. } or { path -m sub % } { path -m reg ${ENCODED_UNRESERVED} }`,
+    // A target not in origin form (`http://host/x`, `*`), a path with dot segments or
+    // percent-encoded unreserved characters: the fallback routes and forwards it in origin
+    // form, normalized (request-path.ts), or refuses it, as the node engine does. The regex
+    // only runs on a path with a `%` in it: most have none.
+    `  use_backend ${FALLBACK_BACKEND} if !{ url -m beg / } or { path -m sub /. } or { path -m sub % } { path -m reg ${ENCODED_UNRESERVED} }`,
     `  use_backend %[${routing.service},map(${paths.activeMap},${FALLBACK_BACKEND})]`,
     `  default_backend ${FALLBACK_BACKEND}`,
     '',

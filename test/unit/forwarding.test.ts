@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import { test } from 'node:test';
-import { proxyTo, rawAppOn, sendRaw, serverOn, UPSTREAM_KEY } from '../helpers/proxy.js';
+import { proxyTo, rawAppOn, serverOn, UPSTREAM_KEY } from '../helpers/proxy.js';
 import { waitFor } from '../helpers/wait.js';
 
 // How ordinary requests travel to the app and back, through a real proxy listener: which
@@ -83,48 +83,4 @@ test('a large answer to a client that does not read is held back at the app, not
   await waitFor(() => received >= total, { timeout: 60_000, what: 'the whole answer' });
   client.destroy();
   await waitFor(() => proxy.inFlight(UPSTREAM_KEY) === 0, { timeout: 5000, what: 'nothing in flight' });
-});
-
-test('a request with Expect: 100-continue is answered 100 by the proxy and reaches the app with its body', async () => {
-  const upstream = await serverOn((request, response) => {
-    let body = '';
-    request.on('data', (data) => (body += data));
-    request.on('end', () => response.end(JSON.stringify({ expect: request.headers.expect ?? null, body })));
-  });
-  const { port } = await proxyTo(upstream.port);
-  const answer = await new Promise<{ status: number; continued: boolean; body: string }>((resolve, reject) => {
-    let continued = false;
-    const request = http.request({ host: '127.0.0.1', port, path: '/form', method: 'POST', agent: false, headers: { expect: '100-continue', 'content-length': 5 } });
-    request.on('continue', () => {
-      continued = true;
-      request.end('hello');
-    });
-    request.on('response', (response) => {
-      let body = '';
-      response.on('data', (data) => (body += data));
-      response.on('end', () => resolve({ status: response.statusCode ?? 0, continued, body }));
-    });
-    request.on('error', reject);
-  });
-  assert.deepEqual(answer, { status: 200, continued: true, body: JSON.stringify({ expect: null, body: 'hello' }) });
-});
-
-test('an absolute-form request target is sent to the app in origin form', async () => {
-  const upstream = await serverOn((request, response) => response.end(request.url));
-  const { port } = await proxyTo(upstream.port);
-  const answer = await sendRaw(port, 'GET http://a.example/x/y?z=1 HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n');
-  assert.match(answer, /^HTTP\/1\.1 200 /);
-  assert.match(answer, /\r\n\r\n\/x\/y\?z=1$/);
-});
-
-test('a request target that is not a URL (OPTIONS *) is answered 400 by rainbowd and never reaches the app', async () => {
-  let reached = 0;
-  const upstream = await serverOn((_request, response) => {
-    reached++;
-    response.end();
-  });
-  const { port } = await proxyTo(upstream.port);
-  const answer = await sendRaw(port, 'OPTIONS * HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n');
-  assert.match(answer, /^HTTP\/1\.1 400 /);
-  assert.equal(reached, 0);
 });

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import type http from 'node:http';
+import http from 'node:http';
 import net from 'node:net';
 import { test } from 'node:test';
 import { CONTRACT_VIA, DATA_PATHS, HAPROXY, routedTo } from '../helpers/data-paths.js';
@@ -58,7 +58,8 @@ function bodyOf(answer: string): string {
 // Node's parser does not know, which nginx would forward); the first group was already
 // refused by Node's parser.
 /**
- * What HAProxy does with each (the haproxy engine): `refuses` it (a 4xx of its own), `repairs`
+ * What HAProxy does with each (the haproxy engine): `refuses` it (a 4xx of its own, or the
+ * fallback's for what it hands rainbowd's proxy: a path above the root, CONNECT), `repairs`
  * it as RFC 9112 lets a proxy do and forwards a well-formed request, or `passes` it to the app
  * whose own server then answers (Node's: 400, or a closed connection and HAProxy's 502).
  */
@@ -86,7 +87,7 @@ const refused: Array<{ what: string; raw: string; status: number; haproxy: Hapro
   { what: 'a method in lower case', raw: 'get / HTTP/1.1\r\nHost: a\r\n\r\n', status: 501, haproxy: 'passes' },
   { what: 'bytes that are no request line (a TLS handshake on the HTTP port)', raw: '\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n', status: 400, haproxy: 'refuses' },
   { what: 'an HTTP/0.9 request line (no version)', raw: 'GET /\r\n\r\n', status: 400, haproxy: 'refuses' },
-  { what: 'CONNECT', raw: 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n', status: 405, haproxy: 'passes' },
+  { what: 'CONNECT', raw: 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n', status: 405, haproxy: 'refuses' },
   { what: '2,500 header fields (Node kept 2,000 and dropped the rest)', raw: `GET / HTTP/1.1\r\nHost: a\r\n${'a:\r\n'.repeat(2500)}\r\n`, status: 431, haproxy: 'refuses' },
   { what: 'a path that climbs above the root', raw: 'GET /a/../../etc/passwd HTTP/1.1\r\nHost: a\r\n\r\n', status: 400, haproxy: 'refuses' },
 ];
@@ -189,6 +190,44 @@ for (const kind of DATA_PATHS) {
     assert.doesNotMatch(first, /\r\nconnection: close\r\n/i);
     if (drops) assert.match(first, /\r\nconnection: keep-alive\r\n/i);
     assert.match(second, /\r\nconnection: close\r\n/i, "the client's close is honoured");
+  });
+
+  test(`${name}: a request with Expect: 100-continue gets its 100 and reaches the app with its body`, { skip }, async (t) => {
+    const app = await echoApp();
+    const { port } = await routedTo(t, kind, app.port);
+    const answer = await new Promise<{ status: number; continued: boolean }>((resolve, reject) => {
+      let continued = false;
+      const request = http.request({ host: '127.0.0.1', port, path: '/form', method: 'POST', agent: false, headers: { expect: '100-continue', 'content-length': 5 } });
+      request.on('continue', () => {
+        continued = true;
+        request.end('hello');
+      });
+      request.on('response', (response) => {
+        response.resume();
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, continued }));
+      });
+      request.on('error', reject);
+    });
+    assert.deepEqual(answer, { status: 200, continued: true });
+    assert.equal(app.seen[0]!.body, 'hello');
+    // The node engine answers the 100 itself; HAProxy passes the Expect on and the app's 100 back.
+    assert.equal(app.seen[0]!.headers.expect, drops ? undefined : '100-continue');
+  });
+
+  test(`${name}: an absolute-form request target is sent to the app in origin form`, { skip }, async (t) => {
+    const app = await echoApp();
+    const { port } = await routedTo(t, kind, app.port);
+    const answer = await sendRaw(port, 'GET http://a.example/x/y?z=1 HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n');
+    assert.match(statusLine(answer), /^HTTP\/1\.1 200 /);
+    assert.equal(app.seen[0]!.url, '/x/y?z=1');
+  });
+
+  test(`${name}: a request target that is not a URL (OPTIONS *) is answered 400 and never reaches the app`, { skip }, async (t) => {
+    const app = await echoApp();
+    const { port } = await routedTo(t, kind, app.port);
+    const answer = await sendRaw(port, 'OPTIONS * HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n');
+    assert.match(statusLine(answer), /^HTTP\/1\.1 400 /);
+    assert.deepEqual(app.seen, []);
   });
 
   test(`${name}: a request that already passed through this proxy gets a 508 page and never reaches the app`, { skip }, async (t) => {
