@@ -15,7 +15,7 @@ import { log } from './proxy.js';
 const haproxyMissing = (await findExecutable('haproxy')) === undefined && 'haproxy is not installed (apt-get install haproxy)';
 
 export interface DataPathKind {
-  name: 'the in-process proxy' | 'proxy workers' | 'the haproxy engine';
+  name: string;
   create: () => DataPath;
   /** Why it cannot run on this machine, or false. */
   skip: string | false;

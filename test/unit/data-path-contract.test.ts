@@ -6,7 +6,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { test } from 'node:test';
 import { FORWARDED_FIELDS } from '../../lib/forward-headers.js';
 import type { RouteTable, ServiceRoute } from '../../lib/route-table.js';
-import { DATA_PATHS, HAPROXY, route, started, table } from '../helpers/data-paths.js';
+import { DATA_PATHS, HAPROXY, route, routedTo, started, table } from '../helpers/data-paths.js';
 import { rawAppOn, serverOn } from '../helpers/proxy.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -260,7 +260,6 @@ for (const kind of DATA_PATHS) {
   });
 
   test(`${name}: a client that goes away closes its request at the app while the answer streams or the body comes, and (but with HAProxy) while the app has not answered`, { skip }, async (t) => {
-    const { dataPath, port } = await started(t, kind);
     const got = new Set<string>();
     const closed = new Set<string>();
     const { server, port: appPort } = await serverOn((request, response) => {
@@ -275,8 +274,7 @@ for (const kind of DATA_PATHS) {
       if (url === '/upload') request.once('data', () => got.add('/upload body'));
     });
     t.after(() => server.closeAllConnections()); // none of its answers ends
-    dataPath.update(table([route(appPort, 1)]));
-    await dataPath.whenRouted();
+    const { dataPath, port } = await routedTo(t, kind, appPort);
     await untilServed(port, 'ok');
     const inFlight = async () => {
       await dataPath.readInFlight?.();
@@ -300,7 +298,7 @@ for (const kind of DATA_PATHS) {
     const waiting = http.get({ host: '127.0.0.1', port, path: '/hang', agent: false });
     waiting.on('error', () => undefined);
     await leave('/hang', waiting);
-    if (name === 'the haproxy engine') {
+    if (kind === HAPROXY) {
       // HAProxy serves a request whose client closed before the answer, as HTTP allows (a
       // client may close only its sending side): it learns the client is gone when it next
       // writes to it, so until the app answers the request counts in flight, as it would with
@@ -315,10 +313,8 @@ for (const kind of DATA_PATHS) {
   });
 
   test(`${name}: an app that refuses connections gets the 503 page at once, which names nothing internal, and the proxy goes on`, { skip }, async (t) => {
-    const { dataPath, port } = await started(t, kind);
     const { server, port: appPort } = await serverOn((_request, response) => response.end('ok'));
-    dataPath.update(table([route(appPort, 1)]));
-    await dataPath.whenRouted();
+    const { port } = await routedTo(t, kind, appPort);
     await untilServed(port, 'ok');
     server.close();
     server.closeAllConnections();
@@ -331,7 +327,6 @@ for (const kind of DATA_PATHS) {
   });
 
   test(`${name}: an idempotent request on a kept-alive connection the app resets as it arrives is sent again once; a POST there is not, and fails`, { skip }, async (t) => {
-    const { dataPath, port } = await started(t, kind);
     // The race between an app's keep-alive timeout and the proxy's reuse of the connection:
     // the app answers the first request on each connection and resets it when a second comes.
     const reset: string[] = [];
@@ -348,8 +343,7 @@ for (const kind of DATA_PATHS) {
         socket.write(`HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n${head ? '' : 'ok'}`);
       });
     });
-    dataPath.update(table([route(appPort, 1)]));
-    await dataPath.whenRouted();
+    const { port } = await routedTo(t, kind, appPort);
     await untilServed(port, 'ok');
     // One client connection, so that with proxy workers every request goes through one worker's connections.
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
@@ -362,12 +356,11 @@ for (const kind of DATA_PATHS) {
     // request but a connection's first whose app connection broke: it leaves the decision to
     // the client (RFC 9112 §9.3.1), where the node engine answers 502.
     const before = reset.length;
-    assert.equal(await send(port, 'POST', agent), name === 'the haproxy engine' ? 'socket hang up' : 502, 'the POST');
+    assert.equal(await send(port, 'POST', agent), kind === HAPROXY ? 'socket hang up' : 502, 'the POST');
     assert.deepEqual(reset.slice(before), ['POST'], 'the POST was sent once');
   });
 
   test(`${name}: an idempotent request whose new connection the app resets before any answer is sent again once; a POST gets a 502`, { skip }, async (t) => {
-    const { dataPath, port } = await started(t, kind);
     // An app killed as the proxy connects: once armed, the next connection is reset on its first byte.
     let connections = 0;
     let resetNext = false;
@@ -381,8 +374,7 @@ for (const kind of DATA_PATHS) {
         socket.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok');
       });
     });
-    dataPath.update(table([route(appPort, 1)]));
-    await dataPath.whenRouted();
+    const { port } = await routedTo(t, kind, appPort);
     await untilServed(port, 'ok');
     const before = connections;
     resetNext = true;

@@ -122,7 +122,7 @@ for (const kind of DATA_PATHS) {
   const { name, skip } = kind;
   // The node engine drops every hop-by-hop field (RFC 9110 §7.6.1); HAProxy only rewrites
   // Connection itself and passes the rest on, as it does everywhere (README: Engines).
-  const drops = kind.name !== 'the haproxy engine';
+  const drops = kind !== HAPROXY;
   const dropsOrPasses = (field: string, present: boolean) => assert.equal(present, !drops, `${field} ${drops ? 'dropped' : 'passed on by HAProxy'}`);
 
   test(`${name}: upgrades to anything but WebSocket (h2c, a POST with Upgrade) are served as plain requests, body and keep-alive included`, { skip }, async (t) => {
