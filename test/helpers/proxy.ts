@@ -70,14 +70,30 @@ export function get(port: number, headers: http.OutgoingHttpHeaders = {}): Promi
   });
 }
 
-/** Sends `raw` on a new connection; resolves with everything the proxy answered before it closed. */
-export function sendRaw(port: number, raw: string, timeoutMs = 5000): Promise<string> {
+/**
+ * Sends `raw` on a new connection; resolves with everything the proxy answered before it
+ * closed, or, given `until`, as soon as what came satisfies it (closing the connection).
+ */
+export function sendRaw(port: number, raw: string, timeoutMs = 5000, until?: (answer: string) => boolean): Promise<string> {
   return new Promise((resolve, reject) => {
     let answer = '';
     const socket = net.connect(port, '127.0.0.1', () => socket.write(raw, 'latin1'));
     socket.setTimeout(timeoutMs, () => socket.destroy(new Error(`no answer within ${timeoutMs} ms; got ${JSON.stringify(answer.slice(0, 200))}`)));
-    socket.on('data', (chunk) => (answer += chunk));
+    socket.on('data', (chunk) => {
+      answer += chunk;
+      if (until?.(answer)) {
+        socket.destroy();
+        resolve(answer);
+      }
+    });
     socket.on('error', reject);
     socket.on('close', () => resolve(answer));
   });
+}
+
+/** For `sendRaw`: whether `answer` holds a whole answer with a Content-Length (one a proxy may keep the connection open after). */
+export function wholeAnswer(answer: string): boolean {
+  const headEnd = answer.indexOf('\r\n\r\n');
+  const length = /\r\ncontent-length: *(\d+)/i.exec(answer.slice(0, headEnd))?.[1];
+  return headEnd >= 0 && length !== undefined && answer.length >= headEnd + 4 + Number(length);
 }
