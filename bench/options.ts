@@ -1,4 +1,5 @@
 // The command line of `npm run bench`, and what each mode runs.
+import os from 'node:os';
 import { parseArgs } from 'node:util';
 import type { AppName } from './apps.js';
 import type { LoadSpec } from './load.js';
@@ -15,6 +16,9 @@ export const USAGE = `usage: npm run bench [-- options]
   --only LIST      run only these parts: hello,slow,gunicorn,deploy
   --without LIST   act as if these were not installed: wrk,nginx,haproxy,gunicorn
   --compare FILE   also show this run next to an earlier results file (\`last\`: the newest one)
+  --pin            each proxy under test on CPU 0 and its app on CPU 1 (wrk where the kernel
+                   puts it; rainbowd's proxy workers on both): on 2 cores the kernel otherwise
+                   pairs the proxy with the app in some runs and not in others (bench/README.md)
   --keep           keep the temporary directory (configs, logs) and print its path
   --help`;
 
@@ -35,6 +39,8 @@ export interface Plan {
   deployEngine: 'node' | 'haproxy' | undefined;
   without: (keyof Tools)[];
   compare?: string;
+  /** The proxy under test on CPU 0, its app on CPU 1. */
+  pin: boolean;
   keep: boolean;
 }
 
@@ -51,6 +57,7 @@ export function parseOptions(argv: string[]): Plan {
       only: { type: 'string', default: '' },
       without: { type: 'string', default: '' },
       compare: { type: 'string' },
+      pin: { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
@@ -73,6 +80,7 @@ export function parseOptions(argv: string[]): Plan {
   if (values.engine !== undefined && values.engine !== 'node' && values.engine !== 'haproxy') throw new TypeError(`--engine must be node or haproxy, got ${JSON.stringify(values.engine)}`);
   const deployEngine = values.engine as Plan['deployEngine'];
   const quick = values.quick;
+  if (values.pin && os.availableParallelism() < 2) throw new TypeError(`--pin needs 2 CPUs, this machine has ${os.availableParallelism()}`);
   const without = list('without', values.without, ['wrk', 'nginx', 'haproxy', 'gunicorn'] as const);
   const parts = ['hello', 'slow', 'gunicorn', 'deploy'] as const;
   const only = list('only', values.only, parts);
@@ -98,6 +106,7 @@ export function parseOptions(argv: string[]): Plan {
     deployEngine,
     without,
     compare: values.compare,
+    pin: values.pin,
     keep: values.keep,
   };
 }

@@ -1,4 +1,6 @@
-// What the benchmark reads from /proc: memory and CPU time of a process group.
+// What the benchmark reads from /proc: memory and CPU time of a process group; and where
+// its processes may run.
+import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 
 // USER_HZ: the unit of utime and stime in /proc/PID/stat. 100 on every Linux we run on.
@@ -64,6 +66,18 @@ export function groupCpuSeconds(groupId: number): number {
   // Fields after the command name: state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
   for (const { fields } of groupMembers(groupId)) ticks += Number(fields[11]) + Number(fields[12]);
   return ticks / TICKS_PER_SECOND;
+}
+
+/** Lets every thread of every live process of the group run on `cpus` only (taskset's list: `0`, `0,1`). */
+export function pinGroup(groupId: number, cpus: string): void {
+  for (const { pid } of groupMembers(groupId)) {
+    try {
+      execFileSync('taskset', ['--all-tasks', '--cpu-list', '--pid', cpus, String(pid)], { stdio: 'ignore' });
+    } catch (error) {
+      // One that exited meanwhile needs no pinning; a missing taskset stops the benchmark.
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new Error('--pin needs taskset (apt-get install util-linux)');
+    }
+  }
 }
 
 /** The live processes of a process group, with their /proc/PID/stat fields. */

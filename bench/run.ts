@@ -117,7 +117,8 @@ const results: BenchResults = {
   machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model.trim() ?? 'unknown', os: `${os.type()} ${os.release()}`, memoryMB: Math.round(os.totalmem() / 2 ** 20) },
   versions: await versions(tools, root),
   setup: [
-    `Load generator, proxy and app share the machine's ${os.cpus().length} cores; every target listens on 127.0.0.1.`,
+    `Load generator, proxy and app share the machine's ${os.cpus().length} cores; every target listens on 127.0.0.1.` +
+      (plan.pin ? ' Pinned (--pin): before each run its proxy on CPU 0 (rainbowd-workers on both), its app on CPU 1, wrk where the kernel puts it; not in the redeploy benchmark.' : ''),
     `rainbowd is one process ("workers": 0); rainbowd-workers has ${BENCH_WORKERS} proxy worker processes; rainbowd's default here is ${defaultWorkers()}. nginx runs ${PEER_WORKERS} worker(s) (upstream keepalive 64, HTTP/1.1, Connection ""), haproxy ${PEER_WORKERS} thread(s) (http-reuse always), as many as rainbowd's default (at least 1); both keep-alive on both sides with the same timeouts and no access log. undici-minimal is issue 12's prototype: node:http and undici's Pool.dispatch with none of rainbowd's own work, in one process.`,
     'rainbowd launches its own copy of the app; direct, undici-minimal, nginx and haproxy share one. Errors are totals over all rounds (wrk socket errors + non-2xx); proxy CPU/req is the proxy processes’ user+system CPU per request.',
     `Each run waits for other processes to go quiet${plan.quietWaitMs ? '' : ' (not in --quick)'}, and is repeated (at most twice) when they took more than ${DISTURBED_SHARE * 100}% of the CPU during it.`,
@@ -136,7 +137,7 @@ for (const [name, found] of Object.entries(tools)) {
 
 try {
   progress(`${plan.mode} benchmark; temporary files in ${workspace}`);
-  await main(plan, { registry, root, tools, workspace, progress }, results);
+  await main(plan, { registry, root, tools, workspace, progress, pin: plan.pin }, results);
 } finally {
   if (!interrupted) await cleanUp();
 }

@@ -10,7 +10,7 @@ import type { FixtureApp } from './apps.js';
 import { waitForHttp } from './http.js';
 import { describeLoad, errorCount, runWrk, type LoadSpec, type SocketErrors, type WrkResult } from './load.js';
 import { startHaproxy, startNginx, startUndiciMinimal } from './peers.js';
-import { childrenNamed, groupCpuSeconds, groupMemoryOf, groupOf, type Memory, sumMemory } from './proc.js';
+import { childrenNamed, groupCpuSeconds, groupMemoryOf, groupOf, type Memory, pinGroup, sumMemory } from './proc.js';
 import type { Launched, ProcessRegistry } from './processes.js';
 import { DISTURBED_SHARE, markCpu, otherShareSince, waitForQuiet } from './quiet.js';
 import { Rainbowd } from './rainbowd.js';
@@ -44,6 +44,8 @@ export interface BenchContext {
   workspace: string;
   /** Progress, for the person waiting (stderr). */
   progress: (line: string) => void;
+  /** Before each run: its proxy on CPU 0 (proxy workers on both), its app on CPU 1. */
+  pin: boolean;
 }
 
 export interface LoadPlan {
@@ -72,6 +74,8 @@ interface Target {
   proxyGroups: number[];
   /** The app's process group behind this target. */
   appGroup?: number;
+  /** Where --pin lets its proxy run: one CPU, or both for rainbowd's proxy workers, which are there to use them. */
+  proxyCpus: '0' | '0,1';
 }
 
 export interface Run {
@@ -144,7 +148,7 @@ export async function benchmarkApp(context: BenchContext, plan: AppPlan): Promis
     started.push({ stop: () => direct.stop(10_000) });
     const directUrl = `http://127.0.0.1:${appPort}/`;
     await waitForHttp(directUrl, app.title, [direct]);
-    const targets: Target[] = [{ name: 'direct', url: directUrl, processes: [direct], proxyGroups: [], appGroup: direct.pid }];
+    const targets: Target[] = [{ name: 'direct', url: directUrl, processes: [direct], proxyGroups: [], appGroup: direct.pid, proxyCpus: '0' }];
 
     const daemonGroups = new Map<RainbowdMemory, number[]>();
     const rainbowds: Rainbowd[] = [];
@@ -160,7 +164,7 @@ export async function benchmarkApp(context: BenchContext, plan: AppPlan): Promis
       const appPid = status.services[0]?.generations.find((generation) => generation.state === 'active')?.pid ?? undefined;
       // HAProxy runs in a process group of its own, a child of the daemon.
       const proxyGroups = [status.pid, ...childrenNamed(status.pid, 'haproxy')].flatMap((pid) => groupOf(pid) ?? []);
-      targets.push({ name: variant.name, url: rainbowd.proxyUrl, processes: [rainbowd.process], proxyGroups, appGroup: appPid ? groupOf(appPid) : undefined });
+      targets.push({ name: variant.name, url: rainbowd.proxyUrl, processes: [rainbowd.process], proxyGroups, appGroup: appPid ? groupOf(appPid) : undefined, proxyCpus: status.proxy.workers > 0 ? '0,1' : '0' });
       const memory: RainbowdMemory = { target: variant.name, workers: status.proxy.workers, engine: variant.engine };
       outcome.rainbowdMemory.push(memory);
       daemonGroups.set(memory, proxyGroups);
@@ -174,11 +178,11 @@ export async function benchmarkApp(context: BenchContext, plan: AppPlan): Promis
       }
       const peer = await start(registry, executable, path.join(directory, name), appPort);
       started.push({ stop: () => peer.process.stop(10_000) });
-      targets.push({ name, url: peer.url, processes: [peer.process, direct], proxyGroups: [peer.process.pid], appGroup: direct.pid });
+      targets.push({ name, url: peer.url, processes: [peer.process, direct], proxyGroups: [peer.process.pid], appGroup: direct.pid, proxyCpus: '0' });
     }
     const minimal = await startUndiciMinimal(registry, context.root, path.join(directory, 'undici-minimal'), appPort);
     started.push({ stop: () => minimal.process.stop(10_000) });
-    targets.push({ name: minimal.name, url: minimal.url, processes: [minimal.process, direct], proxyGroups: [minimal.process.pid], appGroup: direct.pid });
+    targets.push({ name: minimal.name, url: minimal.url, processes: [minimal.process, direct], proxyGroups: [minimal.process.pid], appGroup: direct.pid, proxyCpus: '0' });
 
     const measureMemory = (when: 'idle' | 'afterLoad' | 'afterIdle') => {
       for (const [memory, groups] of daemonGroups) memory[when] = sumMemory(groups.map(groupMemoryOf));
@@ -248,6 +252,10 @@ async function interleavedRuns(context: BenchContext, appName: string, targets: 
 async function measuredRun(context: BenchContext, target: Target, spec: LoadSpec, directory: string, round: number): Promise<Run> {
   const dead = target.processes.find((launched) => launched.hasExited);
   if (dead) throw new Error(`${target.name}: ${dead.describeExit()}; its last output:\n${dead.outputTail()}`);
+  if (context.pin) {
+    for (const group of target.proxyGroups) pinGroup(group, target.proxyCpus);
+    if (target.appGroup !== undefined) pinGroup(target.appGroup, '1');
+  }
   const before = cpuOf(target);
   const mark = markCpu();
   const wrk = await runWrk(context.registry, context.tools.wrk!, target.url, spec, directory);
