@@ -43,6 +43,12 @@ export function table(services: ServiceRoute[], change: Partial<RouteTable> = {}
   return { services, trustedProxies: [], forwardedFields: DEFAULT_FORWARDED_FIELDS, via: CONTRACT_VIA, ...change };
 }
 
+/** Requests in flight to upstream `key`, as status reads them (HAProxy's counts are read when asked). */
+export async function inFlightTo(dataPath: DataPath, key = 1): Promise<number> {
+  await dataPath.readInFlight?.();
+  return dataPath.inFlight(key);
+}
+
 /** A data path listening on a free port, stopped when the test ends. */
 export async function started(t: TestContext, kind: DataPathKind, host = '127.0.0.1'): Promise<{ dataPath: DataPath; port: number }> {
   const dataPath = kind.create();

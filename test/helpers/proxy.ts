@@ -91,6 +91,11 @@ export function sendRaw(port: number, raw: string, timeoutMs = 5000, until?: (an
   });
 }
 
+/** The first line of a raw answer. */
+export function statusLine(answer: string): string {
+  return answer.slice(0, answer.indexOf('\r\n'));
+}
+
 /** For `sendRaw`: whether `answer` holds a whole answer with a Content-Length (one a proxy may keep the connection open after). */
 export function wholeAnswer(answer: string): boolean {
   const headEnd = answer.indexOf('\r\n\r\n');

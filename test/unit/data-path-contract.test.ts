@@ -6,7 +6,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { test } from 'node:test';
 import { FORWARDED_FIELDS } from '../../lib/forward-headers.js';
 import type { RouteTable, ServiceRoute } from '../../lib/route-table.js';
-import { DATA_PATHS, HAPROXY, route, routedTo, started, table } from '../helpers/data-paths.js';
+import { DATA_PATHS, HAPROXY, inFlightTo, route, routedTo, started, table } from '../helpers/data-paths.js';
 import { rawAppOn, serverOn } from '../helpers/proxy.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -126,12 +126,7 @@ for (const kind of DATA_PATHS) {
     // At the app, the request has surely reached the proxy: an in-flight count alone could be
     // a worker's stale report of the request that showed the table took effect.
     await waitFor(() => one.held.length === 1, { ...WAIT, what: 'the request at the app' });
-    // As status reads it: HAProxy's counts are read when asked.
-    const inFlight = async () => {
-      await dataPath.readInFlight?.();
-      return dataPath.inFlight(1);
-    };
-    await waitFor(async () => (await inFlight()) === 1, { ...WAIT, what: 'one request in flight' });
+    await waitFor(async () => (await inFlightTo(dataPath)) === 1, { ...WAIT, what: 'one request in flight' });
     let idle = false;
     const whenIdle = dataPath.whenIdle(1).then(() => (idle = true));
     // Long enough for every worker to have answered whenIdle had it been idle.
@@ -140,7 +135,7 @@ for (const kind of DATA_PATHS) {
     one.finish();
     assert.deepEqual(await slow, { status: 200, body: 'one slow' });
     await whenIdle;
-    await waitFor(async () => (await inFlight()) === 0, { ...WAIT, what: 'nothing in flight' });
+    await waitFor(async () => (await inFlightTo(dataPath)) === 0, { ...WAIT, what: 'nothing in flight' });
   });
 
   test(`${name}: release closes the sockets to the upstream, cutting what is still in flight, and says how many it cut`, { skip }, async (t) => {
@@ -276,10 +271,6 @@ for (const kind of DATA_PATHS) {
     t.after(() => server.closeAllConnections()); // none of its answers ends
     const { dataPath, port } = await routedTo(t, kind, appPort);
     await untilServed(port, 'ok');
-    const inFlight = async () => {
-      await dataPath.readInFlight?.();
-      return dataPath.inFlight(1);
-    };
     /** Once the app has seen `startedAt`, the client goes away. */
     const leave = async (startedAt: string, client: net.Socket | http.ClientRequest) => {
       await waitFor(() => got.has(startedAt), { ...WAIT, what: `the app at ${startedAt}` });
@@ -305,10 +296,10 @@ for (const kind of DATA_PATHS) {
       // the client there; a drain's drainTimeout bounds it (README: Engines).
       await new Promise((resolve) => setTimeout(resolve, 1000));
       assert.equal(closed.has('/hang'), false);
-      assert.equal(await inFlight(), 1);
+      assert.equal(await inFlightTo(dataPath), 1);
     } else {
       await waitFor(() => closed.has('/hang'), { ...WAIT, what: "the app's request closed" });
-      await waitFor(async () => (await inFlight()) === 0, { ...WAIT, what: 'nothing in flight' });
+      await waitFor(async () => (await inFlightTo(dataPath)) === 0, { ...WAIT, what: 'nothing in flight' });
     }
   });
 

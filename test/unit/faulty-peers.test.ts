@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { test } from 'node:test';
 import type { DataPath } from '../../lib/route-table.js';
-import { DATA_PATHS, HAPROXY, routedTo } from '../helpers/data-paths.js';
-import { get, rawAppOn, sendRaw, serverOn, wholeAnswer } from '../helpers/proxy.js';
+import { DATA_PATHS, HAPROXY, inFlightTo, routedTo } from '../helpers/data-paths.js';
+import { get, rawAppOn, sendRaw, serverOn, statusLine, wholeAnswer } from '../helpers/proxy.js';
 import { waitFor } from '../helpers/wait.js';
 
 // Apps and clients that misbehave, against every data path (helpers/data-paths.ts): the client
@@ -13,19 +13,8 @@ import { waitFor } from '../helpers/wait.js';
 
 const UPGRADE = 'GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n';
 
-/** Requests in flight to the one app, as status reads them (HAProxy's counts are read when asked). */
-async function inFlight(dataPath: DataPath): Promise<number> {
-  await dataPath.readInFlight?.();
-  return dataPath.inFlight(1);
-}
-
 function untilIdle(dataPath: DataPath, what = 'nothing in flight'): Promise<unknown> {
-  return waitFor(async () => (await inFlight(dataPath)) === 0, { timeout: 5000, what });
-}
-
-/** The first line of `answer`. */
-function statusLine(answer: string): string {
-  return answer.slice(0, answer.indexOf('\r\n'));
+  return waitFor(async () => (await inFlightTo(dataPath)) === 0, { timeout: 5000, what });
 }
 
 for (const kind of DATA_PATHS) {

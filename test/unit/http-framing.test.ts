@@ -3,7 +3,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { test } from 'node:test';
 import { CONTRACT_VIA, DATA_PATHS, HAPROXY, routedTo } from '../helpers/data-paths.js';
-import { get, proxyTo, rawAppOn, sendRaw, serverOn, UPSTREAM_KEY } from '../helpers/proxy.js';
+import { get, proxyTo, rawAppOn, sendRaw, serverOn, statusLine, UPSTREAM_KEY } from '../helpers/proxy.js';
 
 // HTTP framing as nginx and HAProxy enforce it, through a real proxy listener with raw
 // bytes: what is refused and with which status (the node engine's proxy: HAProxy refuses with
@@ -40,10 +40,6 @@ function firstStatusLine(port: number, raw: string): Promise<string> {
     socket.on('error', reject);
     socket.on('close', () => resolve(statusLine(answer)));
   });
-}
-
-function statusLine(answer: string): string {
-  return answer.slice(0, answer.indexOf('\r\n'));
 }
 
 /** The body of the first answer in `answer` (one with Content-Length). */
