@@ -98,12 +98,34 @@ export function responseHeaders(raw: ReadonlyArray<Buffer | string>): string[] {
   return named === null ? headers : withoutFields(headers, named);
 }
 
+const CLOSE = /(?:^|,)\s*close\s*(?:,|$)/i;
+
 /** Whether an app's answer (raw fields, as undici hands them) says it closes the connection after it. */
 export function closesConnection(raw: Buffer[]): boolean {
   for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i]!.length === 10 && raw[i]!.toString('latin1').toLowerCase() === 'connection') return /(?:^|,)\s*close\s*(?:,|$)/i.test(raw[i + 1]!.toString('latin1'));
+    if (raw[i]!.length === 10 && raw[i]!.toString('latin1').toLowerCase() === 'connection') return CLOSE.test(raw[i + 1]!.toString('latin1'));
   }
   return false;
+}
+
+/**
+ * Whether the reading of an app's answer (raw fields) may stop while a slow client catches up,
+ * `received` bytes of its body in. undici 7 takes the process down (an assertion in its
+ * socket's end handler, nodejs/undici#5360) if the app's end of the connection is read while
+ * it is stopped: so not on an answer that closes its connection, or that the close ends (no
+ * Content-Length, not chunked), or whose Content-Length has all come. Such a rest is bounded
+ * by the answer; a kept-alive, framed answer is held back at the app.
+ */
+export function mayHoldBack(raw: Buffer[], received: number): boolean {
+  let length: number | null = null;
+  let chunked = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toString('latin1').toLowerCase();
+    if (name === 'connection' && CLOSE.test(raw[i + 1]!.toString('latin1'))) return false;
+    if (name === 'content-length') length ??= Number(raw[i + 1]!.toString('latin1'));
+    if (name === 'transfer-encoding') chunked = /(?:^|,)\s*chunked\s*$/i.test(raw[i + 1]!.toString('latin1'));
+  }
+  return chunked || (length !== null && received < length);
 }
 
 function latin1(text: Buffer | string): string {

@@ -2,7 +2,7 @@ import type http from 'node:http';
 import { Readable } from 'node:stream';
 import type { Dispatcher, Pool } from 'undici';
 import { RainbowError } from './errors.js';
-import { responseHeaders } from './forward-headers.js';
+import { mayHoldBack, responseHeaders } from './forward-headers.js';
 import { type Page, sendPage } from './pages.js';
 import type { Upstream } from './upstream.js';
 
@@ -36,6 +36,9 @@ export function forwardRequest(request: http.IncomingMessage, headers: http.Inco
 class ForwardedRequest implements Dispatcher.DispatchHandler {
   private abortDispatch: ((reason?: Error) => void) | null = null;
   private resumeAnswer: (() => void) | null = null;
+  /** The app's answer's fields, read again only when a slow client would hold it back. */
+  private answerFields: Buffer[] = [];
+  private bodyReceived = 0;
   private cancelled = false;
   /** The app's status line and fields are written on the client's response. */
   private answering = false;
@@ -76,6 +79,7 @@ class ForwardedRequest implements Dispatcher.DispatchHandler {
     if (status >= 100 && status < 200) return true;
     if (status < 100) return this.fail(new Error(`the app answered with status ${status}, which is not an HTTP status`));
     this.resumeAnswer = resume;
+    this.answerFields = raw;
     this.upstream.answered(raw);
     try {
       writeAnswerHead(this.response, status, reason, raw);
@@ -87,11 +91,14 @@ class ForwardedRequest implements Dispatcher.DispatchHandler {
   }
 
   onData(chunk: Buffer): boolean {
+    this.bodyReceived += chunk.length;
     if (this.response.write(chunk)) return true;
     // The write found the client gone, a tick before the response's close would cancel us:
     // a parser paused for a drain that never comes crashes undici 7 if the app's connection
     // then ends (nodejs/undici#5360), so the request is aborted now.
     if (this.response.destroyed) return this.fail(CLIENT_GONE);
+    // A slow client: the same crash if the app's connection could end while paused.
+    if (!mayHoldBack(this.answerFields, this.bodyReceived)) return true;
     this.response.once('drain', this.resumeAnswer!);
     return false;
   }

@@ -130,32 +130,36 @@ for (const kind of DATA_PATHS) {
     await untilIdle(dataPath);
   });
 
-  test(`${name}: an app that closes its connection after an answer a slow client has not read yet: the client gets all of it, and the proxy keeps serving`, { skip, timeout: 30_000 }, async (t) => {
-    // undici 7 asserts, uncatchably, in the socket's end handler when the app's connection ends
-    // while back-pressure has paused its parser (nodejs/undici#5360, fixed only in undici 8,
-    // which needs Node 22): a proxy must not pause on a client that is gone (forwardRequest
-    // aborts on the client's close), and one that is slow gets the whole answer.
+  test(`${name}: an app that closes its connection after an answer a slow client has not read yet (saying so or not): the client gets all of it, and the proxy keeps serving`, { skip, timeout: 60_000 }, async (t) => {
+    // undici 7 asserts, uncatchably, in its socket's end handler when the app's connection
+    // ends while back-pressure has paused its parser (nodejs/undici#5360, fixed only in undici
+    // 8, which needs Node 22): it took the daemon down, or a proxy worker, about one run in
+    // twenty-five on a busy machine. With `Connection: close` the node engine reads on; on a
+    // kept-alive connection, not past the end of the answer (mayHoldBack).
     const BODY_BYTES = 16 * 1024 * 1024;
     const upstreamPort = await rawAppOn((socket) => {
-      socket.once('data', () => {
-        socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${BODY_BYTES}\r\nConnection: close\r\n\r\n`);
+      socket.once('data', (data) => {
+        const says = data.toString('latin1').startsWith('GET /close ') ? 'Connection: close\r\n' : '';
+        socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${BODY_BYTES}\r\n${says}\r\n`);
         socket.end(Buffer.alloc(BODY_BYTES, 'a'));
       });
     });
     const { dataPath, port } = await routedTo(t, kind, upstreamPort);
-    const client = net.connect(port, '127.0.0.1');
-    client.on('error', () => undefined);
-    client.write('GET /big HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
-    // Read slowly to the end, so that the proxy's writes to the client wait on it throughout.
-    let received = 0;
-    client.on('data', (chunk: Buffer) => {
-      received += chunk.length;
-      client.pause();
-      setTimeout(() => client.resume(), 2);
-    });
-    await new Promise((resolve) => client.on('close', resolve));
-    assert.ok(received > BODY_BYTES, `${received} bytes received`);
-    await untilIdle(dataPath);
+    for (const path of ['/close', '/kept-alive']) {
+      const client = net.connect(port, '127.0.0.1');
+      client.on('error', () => undefined);
+      client.write(`GET ${path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n`);
+      // Read slowly to the end, so that the proxy's writes to the client wait on it throughout.
+      let received = 0;
+      client.on('data', (chunk: Buffer) => {
+        received += chunk.length;
+        client.pause();
+        setTimeout(() => client.resume(), 2);
+      });
+      await new Promise((resolve) => client.on('close', resolve));
+      assert.ok(received > BODY_BYTES, `${path}: ${received} bytes received`);
+      await untilIdle(dataPath);
+    }
     assert.match(await sendRaw(port, 'GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n'), /^HTTP\/1\.1 200 /);
   });
 

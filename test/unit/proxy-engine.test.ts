@@ -4,11 +4,13 @@ import http from 'node:http';
 import { before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { mayHoldBack } from '../../lib/forward-headers.js';
 import { proxyTo, rawAppOn } from '../helpers/proxy.js';
 
 // What the node engine alone does (its behaviour shared with every engine is tested in
-// data-path-contract, http-framing and faulty-peers): heed an app's Keep-Alive timeout, and
-// keep the deprecation warnings of http-proxy 1.18.1 out of the logs.
+// data-path-contract, http-framing and faulty-peers): heed an app's Keep-Alive timeout, stop
+// reading an answer for a slow client only where undici 7 survives it, and keep the
+// deprecation warnings of http-proxy 1.18.1 out of the logs.
 
 function post(port: number, body: string): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -40,6 +42,20 @@ test("a POST is never sent on a connection past the app's Keep-Alive timeout, so
     statuses.push(await post(port, `form ${i}`));
   }
   assert.deepEqual(statuses, [200, 200, 200]);
+});
+
+test('an answer is held back for a slow client only while its connection cannot end under undici: kept alive, framed, and not all come', () => {
+  const fields = (...pairs: string[]) => pairs.map((text) => Buffer.from(text, 'latin1'));
+  const cases: Array<[Buffer[], number, boolean]> = [
+    [fields('Content-Length', '100'), 50, true],
+    [fields('Content-Length', '100'), 100, false],
+    [fields('content-length', '100', 'Connection', 'close'), 50, false],
+    [fields('Connection', 'keep-alive, Close', 'Content-Length', '100'), 50, false],
+    [fields('Transfer-Encoding', 'chunked'), 1_000_000, true],
+    [fields('Transfer-Encoding', 'chunked', 'Connection', 'close'), 10, false],
+    [fields('Content-Type', 'text/plain'), 10, false], // ended by the close
+  ];
+  for (const [raw, received, expected] of cases) assert.equal(mayHoldBack(raw, received), expected, `${raw.join(' ')} after ${received} bytes`);
 });
 
 let deprecationScript: string;
